@@ -1,0 +1,159 @@
+"""Settings: read once at the edge (CLI, serve) into a frozen object and passed down.
+
+The `.env` file in the home folder is read first; the process environment wins. Library modules
+never read `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import ConfigError
+
+DEFAULT_API_BASE = "https://api.telegram.org/bot"
+
+
+def default_parallel_links() -> int:
+    """One claude process costs ~300 MB and some CPU; two per core, capped, is a sane default."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """KEY=VALUE lines; `#` comments, optional `export `, single or double quotes."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def _ids(raw: str, name: str) -> frozenset[int]:
+    out: set[int] = set()
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.add(int(part))
+        except ValueError:
+            raise ConfigError(f"{name}: {part!r} is not a numeric Telegram user id") from None
+    return frozenset(out)
+
+
+def _positive_int(raw: str | None, name: str, default: int) -> int:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}: must be at least 1, got {value}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    home: Path
+    telegram_token: str | None = field(default=None, repr=False)
+    allowed_user_ids: frozenset[int] = frozenset()
+    viewer_user_ids: frozenset[int] = frozenset()
+    chat_id: int | None = None
+    api_base_url: str = DEFAULT_API_BASE
+    claude_bin: str = "claude"
+    max_parallel_links: int = field(default_factory=default_parallel_links)
+    timezone: str | None = None
+    # The environment the engine was started with (after .env), handed to agents minus secrets.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def chains_dir(self) -> Path:
+        return self.home / "chains"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.home / "prompts"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "llmauto.db"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never reach a log, a message, a state file or an agent."""
+        found = [self.telegram_token or ""]
+        for key, value in self.environ.items():
+            if any(w in key.upper() for w in ("TOKEN", "SECRET", "API_KEY", "PASSWORD")):
+                found.append(value)
+        return tuple(sorted({s for s in found if len(s) >= 8}, key=len, reverse=True))
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
+        """Read `.env` in the home folder, then the environment (which wins)."""
+        env = dict(os.environ if environ is None else environ)
+        home = (home or Path(env.get("LLMAUTO_HOME") or Path.cwd())).expanduser().resolve()
+        warnings: list[str] = []
+        dotenv = home / ".env"
+        merged: dict[str, str] = {}
+        if dotenv.is_file():
+            mode = dotenv.stat().st_mode
+            if mode & (stat.S_IROTH | stat.S_IWOTH):
+                warnings.append(
+                    f"{dotenv} is readable by other users (mode {stat.filemode(mode)}); "
+                    f"it holds secrets: chmod 600 {dotenv}"
+                )
+            try:
+                merged.update(parse_dotenv(dotenv.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{dotenv}: cannot read: {exc}") from exc
+        merged.update(env)
+
+        chat_raw = merged.get("TELEGRAM_CHAT_ID", "").strip()
+        try:
+            chat_id = int(chat_raw) if chat_raw else None
+        except ValueError:
+            raise ConfigError(f"TELEGRAM_CHAT_ID: {chat_raw!r} is not a numeric chat id") from None
+        tz = merged.get("LLMAUTO_TIMEZONE", "").strip() or None
+        if tz is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"LLMAUTO_TIMEZONE: unknown time zone {tz!r}") from None
+        return cls(
+            home=home,
+            telegram_token=merged.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
+            allowed_user_ids=_ids(merged.get("TELEGRAM_ALLOWED_USER_IDS", ""), "TELEGRAM_ALLOWED_USER_IDS"),
+            viewer_user_ids=_ids(merged.get("TELEGRAM_VIEWER_USER_IDS", ""), "TELEGRAM_VIEWER_USER_IDS"),
+            chat_id=chat_id,
+            api_base_url=merged.get("TELEGRAM_API_BASE_URL", "").strip() or DEFAULT_API_BASE,
+            claude_bin=merged.get("CLAUDE_BIN", "").strip() or "claude",
+            max_parallel_links=_positive_int(
+                merged.get("LLMAUTO_MAX_PARALLEL_LINKS"), "LLMAUTO_MAX_PARALLEL_LINKS", default_parallel_links()
+            ),
+            timezone=tz,
+            environ=merged,
+            warnings=tuple(warnings),
+        )
