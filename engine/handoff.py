@@ -1,0 +1,71 @@
+"""What the handoff says: pure parsing of the agents' protocol.
+
+Agents write `ASSIGNED: <worker>` (controller), `## Status: DONE | PARTIAL | BLOCKED`, and
+`QUESTION: ...` when they need a human. The engine reads these to decide skips and BLOCKED rounds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+_ASSIGNED = re.compile(r"^\s*(?:[-*]\s*)?\**ASSIGNED\**\s*:\s*\**\s*([^\s*`]+)", re.IGNORECASE | re.MULTILINE)
+_STATUS = re.compile(r"^\s*#*\s*\**status\**\s*:\s*\**\s*([A-Za-z_]+)", re.IGNORECASE | re.MULTILINE)
+_QUESTION = re.compile(r"^\s*\**QUESTION\**\s*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+_BARE_BLOCKED = re.compile(r"^\s*#*\s*BLOCKED\b", re.MULTILINE)
+
+
+def assigned(text: str) -> str | None:
+    """The worker the handoff assigns (the last `ASSIGNED:` line), lower-cased."""
+    found = _ASSIGNED.findall(text)
+    return found[-1].strip().strip(".,;:").lower() if found else None
+
+
+def status_word(text: str) -> str | None:
+    found = _STATUS.findall(text)
+    return found[-1].upper() if found else None
+
+
+def is_blocked(text: str) -> bool:
+    return status_word(text) == "BLOCKED" or bool(_BARE_BLOCKED.search(text))
+
+
+def question(text: str) -> str | None:
+    """The agent's question to the human, if it asked one."""
+    found = _QUESTION.findall(text)
+    return str(found[-1]).strip() if found else None
+
+
+def headline(text: str, max_lines: int = 3, max_chars: int = 300) -> str:
+    """The first meaningful lines of a handoff, for a notification."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    out = "\n".join(lines[:max_lines])
+    return out if len(out) <= max_chars else out[: max_chars - 1] + "…"
+
+
+def matches_assignment(assignee: str, *, link_name: str, model: str | None) -> bool:
+    """Does `ASSIGNED: assignee` mean this link? By link name or model, loosely."""
+    a = assignee.lower()
+    names = {link_name.lower()}
+    if model:
+        names.add(model.lower())
+    if a in names:
+        return True
+    # "ASSIGNED: sonnet" matches a worker on model "claude-sonnet-4-6" or named "sonnet-worker".
+    return any(re.search(rf"(?<![a-z0-9]){re.escape(a)}(?![a-z0-9])", n) for n in names)
+
+
+def operator_note(text: str, note: str, who: str, when_iso: str) -> str:
+    """The handoff with a person's answer appended as an operator note."""
+    block = f"\n\n## Operator note ({who}, {when_iso})\n{note.strip()}\n"
+    return text.rstrip("\n") + block
+
+
+def diff(before: str, after: str, context: int = 2) -> str:
+    """A unified diff of two handoff versions."""
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True),
+            "before", "after", n=context,
+        )
+    )

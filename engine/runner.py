@@ -1,0 +1,302 @@
+"""One link = one subprocess in its own process group, watched until it ends.
+
+The real runner spawns `claude -p` (or a link's `command`) with the prompt on stdin, parses its
+stream-json output live, and ends it when asked (`kill`), when the link's timeout passes, or when it
+has printed nothing for `stall_s` (API retry lines count as life). Ending it means SIGTERM to the
+whole group, a grace period, then SIGKILL; the process is always reaped, and stragglers left in the
+group after a normal exit (background children of tools) are killed too, so no orphan survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from engine.stream import ErrorClass, LinkResult, Progress, StreamParser
+
+KILL_GRACE_S = 3.0
+STDOUT_LINE_LIMIT = 32 * 1024 * 1024
+TAIL_BYTES = 16 * 1024
+
+ProgressCallback = Callable[[Progress], None]
+SpawnCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Invocation:
+    argv: tuple[str, ...]
+    stdin: str
+    cwd: Path
+    env: Mapping[str, str]
+    timeout_s: float
+    stall_s: float | None = None
+    kind: Literal["claude", "command"] = "claude"
+
+
+class AgentRunner(Protocol):
+    async def run(
+        self,
+        inv: Invocation,
+        *,
+        on_progress: ProgressCallback,
+        on_spawn: SpawnCallback,
+        kill: asyncio.Event,
+    ) -> LinkResult: ...
+
+
+@dataclass
+class _Tail:
+    """The last bytes of a stream, bounded."""
+
+    limit: int = TAIL_BYTES
+    chunks: deque[str] = field(default_factory=deque)
+    size: int = 0
+
+    def add(self, text: str) -> None:
+        self.chunks.append(text)
+        self.size += len(text)
+        while self.size > self.limit and len(self.chunks) > 1:
+            self.size -= len(self.chunks.popleft())
+
+    def text(self) -> str:
+        joined = "".join(self.chunks)
+        return joined[-self.limit :]
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
+    """Signal a whole process group; False when it is already gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+class SubprocessRunner:
+    """Runs an Invocation as a real child process group."""
+
+    def __init__(self, *, kill_grace_s: float = KILL_GRACE_S, tick_s: float = 0.25) -> None:
+        self.kill_grace_s = kill_grace_s
+        self.tick_s = tick_s
+
+    async def run(
+        self,
+        inv: Invocation,
+        *,
+        on_progress: ProgressCallback,
+        on_spawn: SpawnCallback,
+        kill: asyncio.Event,
+    ) -> LinkResult:
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *inv.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=str(inv.cwd),
+                env=dict(inv.env),
+                start_new_session=True,
+                limit=STDOUT_LINE_LIMIT,
+            )
+        except OSError as exc:
+            return LinkResult(
+                error_class=ErrorClass.CRASHED,
+                error_message=f"cannot start {inv.argv[0]!r}: {exc.strerror or exc}",
+                duration_s=time.monotonic() - started,
+            )
+        pgid = proc.pid
+        on_spawn(proc.pid)
+        parser = StreamParser()
+        stdout_tail = _Tail()
+        stderr_tail = _Tail(limit=4096)
+        last_life = time.monotonic()
+
+        def alive() -> None:
+            nonlocal last_life
+            last_life = time.monotonic()
+
+        async def feed_stdin() -> None:
+            assert proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(inv.stdin.encode())
+                await proc.stdin.drain()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.close()
+
+        async def read_stdout() -> None:
+            assert proc.stdout is not None
+            while True:
+                try:
+                    raw = await proc.stdout.readline()
+                except ValueError:  # a line over the limit: skip it, keep reading
+                    alive()
+                    continue
+                if not raw:
+                    return
+                alive()
+                line = raw.decode("utf-8", "replace")
+                if inv.kind == "claude":
+                    progress = parser.feed(line)
+                else:
+                    stdout_tail.add(line)
+                    progress = Progress("output", detail=line.strip()[:200])
+                if progress is not None:
+                    on_progress(progress)
+
+        async def read_stderr() -> None:
+            assert proc.stderr is not None
+            while chunk := await proc.stderr.read(4096):
+                stderr_tail.add(chunk.decode("utf-8", "replace"))
+
+        readers = [
+            asyncio.create_task(feed_stdin()),
+            asyncio.create_task(read_stdout()),
+            asyncio.create_task(read_stderr()),
+        ]
+        waiter = asyncio.create_task(proc.wait())
+        killer = asyncio.create_task(kill.wait())
+        deadline = started + inv.timeout_s
+        timed_out = stalled = killed = False
+        try:
+            while not waiter.done():
+                now = time.monotonic()
+                if kill.is_set():
+                    killed = True
+                elif now >= deadline:
+                    timed_out = True
+                elif inv.stall_s is not None and now - last_life >= inv.stall_s:
+                    stalled = True
+                if killed or timed_out or stalled:
+                    await self._terminate(pgid, waiter)
+                    break
+                wake = deadline - now
+                if inv.stall_s is not None:
+                    wake = min(wake, last_life + inv.stall_s - now)
+                await asyncio.wait(
+                    {waiter, killer}, timeout=max(0.0, min(wake, self.tick_s * 4)) + 0.001,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        except BaseException:
+            await asyncio.shield(self._terminate(pgid, waiter))
+            raise
+        finally:
+            killer.cancel()
+            # Output still buffered in the pipes belongs to this run; read it before judging.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 5.0)
+            for task in readers:
+                task.cancel()
+            kill_group(pgid)  # stragglers: background children the agent's tools left behind
+            await waiter
+        exit_code = proc.returncode
+        duration = time.monotonic() - started
+        if inv.kind == "command":
+            return _command_result(
+                exit_code, stdout_tail.text(), stderr_tail.text(), duration,
+                timed_out=timed_out, stalled=stalled, killed=killed,
+            )
+        return parser.finish(
+            exit_code, duration_s=duration, stderr_tail=stderr_tail.text(),
+            timed_out=timed_out, stalled=stalled, killed=killed,
+        )
+
+    async def _terminate(self, pgid: int, waiter: asyncio.Task[int]) -> None:
+        if waiter.done():
+            return
+        kill_group(pgid, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), self.kill_grace_s)
+        kill_group(pgid, signal.SIGKILL)
+        await waiter
+
+
+def _command_result(
+    exit_code: int | None, stdout: str, stderr: str, duration: float,
+    *, timed_out: bool, stalled: bool, killed: bool,
+) -> LinkResult:
+    if killed:
+        cls, msg = ErrorClass.KILLED, "stopped on request"
+    elif timed_out:
+        cls, msg = ErrorClass.TIMEOUT, "timed out"
+    elif stalled:
+        cls, msg = ErrorClass.STALLED, "no output for too long"
+    elif exit_code == 0:
+        cls, msg = ErrorClass.OK, ""
+    else:
+        last = (stderr.strip().splitlines() or stdout.strip().splitlines() or [""])[-1]
+        cls, msg = ErrorClass.CRASHED, f"exit code {exit_code}" + (f": {last[:300]}" if last else "")
+    return LinkResult(
+        error_class=cls, text=stdout.strip(), exit_code=exit_code, duration_s=duration,
+        error_message=msg, stderr_tail=stderr,
+    )
+
+
+def claude_argv(
+    claude_bin: str,
+    *,
+    model: str | None,
+    permission_mode: str | None,
+    allowed_tools: Sequence[str] | None,
+    fallback_model: str | None = None,
+    resume: str | None = None,
+    session_id: str | None = None,
+) -> tuple[str, ...]:
+    """The argv of one headless claude call (prompt on stdin)."""
+    argv = [claude_bin, "-p", "--output-format", "stream-json", "--verbose"]
+    if model:
+        argv += ["--model", model]
+    if fallback_model and fallback_model != model:
+        argv += ["--fallback-model", fallback_model]
+    if permission_mode:
+        argv += ["--permission-mode", permission_mode]
+    if allowed_tools:
+        argv += ["--allowedTools", " ".join(allowed_tools)]
+    if resume:
+        argv += ["--resume", resume]
+    elif session_id:
+        argv += ["--session-id", session_id]
+    return tuple(argv)
+
+
+# Variables never handed to agents unless a chain's env_allow names them.
+_WITHHELD_PREFIXES = ("TELEGRAM_",)
+_ALWAYS_PASSED = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "TERM")
+
+
+def agent_env(
+    parent: Mapping[str, str],
+    *,
+    env_allow: Sequence[str] | None,
+    link_env: Mapping[str, str],
+    llmauto_vars: Mapping[str, str],
+) -> dict[str, str]:
+    """The environment of one link: the parent's (or its allow-listed part) without the bot's
+    secrets or `CLAUDECODE`, plus the link's own `env`, plus the LLMAUTO_* variables."""
+    if env_allow is None:
+        env = {k: v for k, v in parent.items() if not k.startswith(_WITHHELD_PREFIXES)}
+    else:
+        allowed = set(env_allow) | set(_ALWAYS_PASSED)
+        env = {k: v for k, v in parent.items() if k in allowed}
+    env.pop("CLAUDECODE", None)
+    env.update(link_env)
+    env.update(llmauto_vars)
+    return env

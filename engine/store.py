@@ -1,0 +1,596 @@
+"""The store: the one SQLite database of a home (`state/llmauto.db`), through aiosqlite.
+
+Only this module sees SQL. It owns one connection per process, opens it in WAL mode with a busy
+timeout (several processes share the file: `serve`, a foreground `chain start`, a CLI `stop`),
+applies the numbered migrations, and offers intention-revealing methods. Writes that belong
+together (a link's result, the chain's counters, the handoff version and the events) commit in one
+transaction, so a crash leaves either all of them or none: no round is counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from engine.errors import StoreError
+from engine.events import Event
+from engine.migrations import MIGRATIONS
+
+
+def utc_iso(when: datetime | None = None) -> str:
+    return (when or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainState:
+    chain: str
+    status: str = "READY"
+    round: int = 1
+    next_link: int = 0
+    rounds_counted: int = 0
+    consecutive_blocks: int = 0
+    failed_rounds: int = 0
+    round_ran: int = 0
+    round_failed: int = 0
+    round_blocked: int = 0
+    last_run_id: int | None = None
+    stop_reason: str | None = None
+    updated_at: str = ""
+
+    @classmethod
+    def from_row(cls, row: Any) -> ChainState:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRow:
+    id: int
+    chain: str
+    status: str
+    origin: str
+    chat_id: int | None
+    requested_by: str | None
+    started_at: str
+    ended_at: str | None
+    stop_reason: str | None
+    cost_usd: float
+    links_run: int
+    passes: int
+    owner: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> RunRow:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkRunRow:
+    id: int
+    run_id: int
+    chain: str
+    round: int
+    link_index: int
+    link: str
+    role: str
+    model: str | None
+    status: str
+    error_class: str | None
+    error_message: str | None
+    started_at: str
+    ended_at: str | None
+    duration_s: float | None
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    turns: int
+    session_id: str | None
+    exit_code: int | None
+    pid: int | None
+    pid_start: str | None
+    current_tool: str | None
+    result_excerpt: str | None
+    attempt: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> LinkRunRow:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandoffVersion:
+    id: int
+    chain: str
+    run_id: int | None
+    link_run_id: int | None
+    round: int
+    link: str
+    ts: str
+    content: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> HandoffVersion:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lease:
+    chain: str
+    owner: str
+    host: str
+    pid: int
+    acquired_at: str
+    heartbeat_at: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> Lease:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Control:
+    id: int
+    chain: str
+    action: str
+    reason: str | None
+    requested_by: str | None
+    ts: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewEvent:
+    """An event to store (the store gives it id and time)."""
+
+    kind: str
+    data: Mapping[str, Any]
+
+
+class Store:
+    """One aiosqlite connection, owned here; use `async with Store.open(path) as store:`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path, *, busy_timeout_ms: int = 15_000) -> AsyncIterator[Store]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
+        try:
+            conn.row_factory = aiosqlite.Row
+            store = cls(conn, path)
+            await store._setup(busy_timeout_ms)
+            yield store
+        finally:
+            await conn.close()
+
+    async def _setup(self, busy_timeout_ms: int) -> None:
+        try:
+            await self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            await self._conn.execute("PRAGMA journal_mode = WAL")
+            await self._conn.execute("PRAGMA synchronous = NORMAL")
+            async with self.transaction() as db:
+                version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]  # type: ignore[index]
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in _statements(script):
+                        await db.execute(statement)
+                    await db.execute(f"PRAGMA user_version = {number}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the database {self.path} cannot be used: {exc}") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, serialized within this process; errors become StoreError."""
+        async with self._lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(_explain(exc, self.path)) from exc
+            try:
+                yield self._conn
+            except BaseException:
+                try:
+                    await self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+            try:
+                await self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    await self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise StoreError(_explain(exc, self.path)) from exc
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        try:
+            async with self._conn.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.OperationalError as exc:
+            raise StoreError(_explain(exc, self.path)) from exc
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def data_version(self) -> int:
+        """Changes when another connection commits: a cheap "anything new?" for pollers."""
+        row = await self._fetchone("PRAGMA data_version")
+        return int(row[0]) if row else 0
+
+    # ---- events --------------------------------------------------------------------------
+    @staticmethod
+    async def _insert_event(
+        db: aiosqlite.Connection, chain: str | None, run_id: int | None, ev: NewEvent
+    ) -> Event:
+        ts = utc_iso()
+        data = json.dumps(dict(ev.data), default=str, ensure_ascii=False)
+        cur = await db.execute(
+            "INSERT INTO events (run_id, chain, kind, ts, data) VALUES (?, ?, ?, ?, ?)",
+            (run_id, chain, ev.kind, ts, data),
+        )
+        assert cur.lastrowid is not None
+        return Event(id=cur.lastrowid, kind=ev.kind, chain=chain, run_id=run_id, ts=ts, data=dict(ev.data))
+
+    async def add_events(self, chain: str | None, run_id: int | None, evs: Sequence[NewEvent]) -> list[Event]:
+        async with self.transaction() as db:
+            return [await self._insert_event(db, chain, run_id, ev) for ev in evs]
+
+    async def events_after(self, after_id: int, limit: int = 500) -> list[Event]:
+        rows = await self._fetchall("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        return [Event.from_row(r) for r in rows]
+
+    async def chain_events(self, chain: str, limit: int = 50) -> list[Event]:
+        rows = await self._fetchall(
+            "SELECT * FROM events WHERE chain = ? ORDER BY id DESC LIMIT ?", (chain, limit)
+        )
+        return [Event.from_row(r) for r in reversed(rows)]
+
+    async def run_events(self, run_id: int) -> list[Event]:
+        rows = await self._fetchall("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+        return [Event.from_row(r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        row = await self._fetchone("SELECT COALESCE(MAX(id), 0) FROM events")
+        return int(row[0]) if row else 0
+
+    # ---- chain state ---------------------------------------------------------------------
+    async def chain_state(self, chain: str) -> ChainState:
+        row = await self._fetchone("SELECT * FROM chain_state WHERE chain = ?", (chain,))
+        return ChainState.from_row(row) if row else ChainState(chain=chain)
+
+    async def all_chain_states(self) -> dict[str, ChainState]:
+        rows = await self._fetchall("SELECT * FROM chain_state")
+        return {r["chain"]: ChainState.from_row(r) for r in rows}
+
+    @staticmethod
+    async def _put_state(db: aiosqlite.Connection, st: ChainState) -> None:
+        names = [f.name for f in fields(ChainState) if f.name != "updated_at"]
+        values = [getattr(st, n) for n in names]
+        await db.execute(
+            f"INSERT OR REPLACE INTO chain_state ({', '.join(names)}, updated_at) "
+            f"VALUES ({', '.join('?' for _ in names)}, ?)",
+            (*values, utc_iso()),
+        )
+
+    async def put_chain_state(self, st: ChainState, evs: Sequence[NewEvent] = (), run_id: int | None = None) -> list[Event]:
+        async with self.transaction() as db:
+            await self._put_state(db, st)
+            return [await self._insert_event(db, st.chain, run_id, ev) for ev in evs]
+
+    async def reset_chain(self, chain: str) -> None:
+        """Forget a chain's progress (counters, sessions); its history stays."""
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM chain_state WHERE chain = ?", (chain,))
+            await db.execute("DELETE FROM sessions WHERE chain = ?", (chain,))
+            await db.execute("UPDATE controls SET handled_at = ? WHERE chain = ? AND handled_at IS NULL", (utc_iso(), chain))
+
+    # ---- runs ----------------------------------------------------------------------------
+    async def begin_run(
+        self, chain: str, *, origin: str, chat_id: int | None, requested_by: str | None,
+        owner: str, state: ChainState, evs: Sequence[NewEvent],
+    ) -> tuple[int, list[Event]]:
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO runs (chain, status, origin, chat_id, requested_by, started_at, owner) "
+                "VALUES (?, 'RUNNING', ?, ?, ?, ?, ?)",
+                (chain, origin, chat_id, requested_by, utc_iso(), owner),
+            )
+            run_id = cur.lastrowid
+            assert run_id is not None
+            await self._put_state(db, _replace(state, last_run_id=run_id, status="RUNNING", stop_reason=None))
+            events = [await self._insert_event(db, chain, run_id, ev) for ev in evs]
+            return run_id, events
+
+    async def finish_run(
+        self, run_id: int, state: ChainState, *, status: str, reason: str, evs: Sequence[NewEvent]
+    ) -> list[Event]:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE runs SET status = ?, stop_reason = ?, ended_at = ? WHERE id = ?",
+                (status, reason, utc_iso(), run_id),
+            )
+            await self._put_state(db, _replace(state, status=status, stop_reason=reason))
+            return [await self._insert_event(db, state.chain, run_id, ev) for ev in evs]
+
+    async def run(self, run_id: int) -> RunRow | None:
+        row = await self._fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return RunRow.from_row(row) if row else None
+
+    async def last_runs(self, chain: str | None = None, limit: int = 20) -> list[RunRow]:
+        if chain is None:
+            rows = await self._fetchall("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._fetchall("SELECT * FROM runs WHERE chain = ? ORDER BY id DESC LIMIT ?", (chain, limit))
+        return [RunRow.from_row(r) for r in rows]
+
+    async def open_runs(self) -> list[RunRow]:
+        rows = await self._fetchall("SELECT * FROM runs WHERE status = 'RUNNING' ORDER BY id")
+        return [RunRow.from_row(r) for r in rows]
+
+    async def mark_run_interrupted(self, run_id: int, evs: Sequence[NewEvent]) -> list[Event]:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE runs SET status = 'INTERRUPTED', ended_at = ?, stop_reason = COALESCE(stop_reason, "
+                "'the process running it died') WHERE id = ? AND status = 'RUNNING'",
+                (utc_iso(), run_id),
+            )
+            row = await (await db.execute("SELECT chain FROM runs WHERE id = ?", (run_id,))).fetchone()
+            chain = row[0] if row else None
+            return [await self._insert_event(db, chain, run_id, ev) for ev in evs]
+
+    # ---- link runs -----------------------------------------------------------------------
+    async def start_link(
+        self, *, run_id: int, chain: str, round_no: int, index: int, link: str, role: str,
+        model: str | None, attempt: int, evs: Sequence[NewEvent],
+    ) -> tuple[int, list[Event]]:
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO link_runs (run_id, chain, round, link_index, link, role, model, status, "
+                "started_at, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                (run_id, chain, round_no, index, link, role, model, utc_iso(), attempt),
+            )
+            assert cur.lastrowid is not None
+            events = [await self._insert_event(db, chain, run_id, ev) for ev in evs]
+            return cur.lastrowid, events
+
+    async def set_link_process(self, link_run_id: int, pid: int, pid_start: str | None) -> None:
+        async with self.transaction() as db:
+            await db.execute("UPDATE link_runs SET pid = ?, pid_start = ? WHERE id = ?", (pid, pid_start, link_run_id))
+
+    async def set_link_progress(self, link_run_id: int, current_tool: str | None, turns: int) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE link_runs SET current_tool = ?, turns = ? WHERE id = ?", (current_tool, turns, link_run_id)
+            )
+
+    async def finish_link(
+        self, link_run_id: int, *, status: str, model: str | None, error_class: str, error_message: str,
+        duration_s: float, cost_usd: float, input_tokens: int, output_tokens: int, turns: int,
+        session_id: str | None, exit_code: int | None, excerpt: str,
+    ) -> None:
+        async with self.transaction() as db:
+            await self._finish_link(db, link_run_id, status=status, model=model, error_class=error_class,
+                                    error_message=error_message, duration_s=duration_s, cost_usd=cost_usd,
+                                    input_tokens=input_tokens, output_tokens=output_tokens, turns=turns,
+                                    session_id=session_id, exit_code=exit_code, excerpt=excerpt)
+
+    @staticmethod
+    async def _finish_link(db: aiosqlite.Connection, link_run_id: int, **v: Any) -> None:
+        await db.execute(
+            "UPDATE link_runs SET status = ?, model = COALESCE(?, model), error_class = ?, error_message = ?, "
+            "ended_at = ?, duration_s = ?, cost_usd = ?, input_tokens = ?, output_tokens = ?, turns = ?, "
+            "session_id = ?, exit_code = ?, result_excerpt = ?, current_tool = NULL WHERE id = ?",
+            (v["status"], v["model"], v["error_class"], v["error_message"], utc_iso(), v["duration_s"],
+             v["cost_usd"], v["input_tokens"], v["output_tokens"], v["turns"], v["session_id"],
+             v["exit_code"], v["excerpt"], link_run_id),
+        )
+
+    async def commit_link(
+        self, *, state: ChainState, run_id: int, cost_delta: float, ran: bool, passes: int,
+        handoff: tuple[int | None, int, str, str] | None, evs: Sequence[NewEvent],
+    ) -> list[Event]:
+        """After a link: the chain's counters, the run's totals, the handoff version (link_run_id,
+        round, link, content) and the events, in one transaction."""
+        async with self.transaction() as db:
+            await self._put_state(db, state)
+            await db.execute(
+                "UPDATE runs SET cost_usd = cost_usd + ?, links_run = links_run + ?, passes = ? WHERE id = ?",
+                (cost_delta, 1 if ran else 0, passes, run_id),
+            )
+            if handoff is not None:
+                link_run_id, round_no, link, content = handoff
+                await db.execute(
+                    "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (state.chain, run_id, link_run_id, round_no, link, utc_iso(), content),
+                )
+            return [await self._insert_event(db, state.chain, run_id, ev) for ev in evs]
+
+    async def skip_link(
+        self, *, run_id: int, chain: str, round_no: int, index: int, link: str, role: str, model: str | None, reason: str,
+    ) -> int:
+        async with self.transaction() as db:
+            now = utc_iso()
+            cur = await db.execute(
+                "INSERT INTO link_runs (run_id, chain, round, link_index, link, role, model, status, error_message, "
+                "started_at, ended_at, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, 'skipped', ?, ?, ?, 0)",
+                (run_id, chain, round_no, index, link, role, model, reason, now, now),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    async def link_runs(self, chain: str, limit: int = 20) -> list[LinkRunRow]:
+        rows = await self._fetchall("SELECT * FROM link_runs WHERE chain = ? ORDER BY id DESC LIMIT ?", (chain, limit))
+        return [LinkRunRow.from_row(r) for r in reversed(rows)]
+
+    async def run_link_runs(self, run_id: int) -> list[LinkRunRow]:
+        rows = await self._fetchall("SELECT * FROM link_runs WHERE run_id = ? ORDER BY id", (run_id,))
+        return [LinkRunRow.from_row(r) for r in rows]
+
+    async def running_links(self, chain: str | None = None) -> list[LinkRunRow]:
+        if chain is None:
+            rows = await self._fetchall("SELECT * FROM link_runs WHERE status = 'running' ORDER BY id")
+        else:
+            rows = await self._fetchall("SELECT * FROM link_runs WHERE status = 'running' AND chain = ? ORDER BY id", (chain,))
+        return [LinkRunRow.from_row(r) for r in rows]
+
+    async def mark_link_interrupted(self, link_run_id: int) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE link_runs SET status = 'interrupted', error_class = 'crashed', "
+                "error_message = 'the process running the chain died', ended_at = ? WHERE id = ? AND status = 'running'",
+                (utc_iso(), link_run_id),
+            )
+
+    async def typical_link_seconds(self, chain: str, sample: int = 20) -> float | None:
+        rows = await self._fetchall(
+            "SELECT duration_s FROM link_runs WHERE chain = ? AND status = 'done' AND duration_s IS NOT NULL "
+            "ORDER BY id DESC LIMIT ?", (chain, sample),
+        )
+        values = sorted(float(r[0]) for r in rows)
+        return values[len(values) // 2] if values else None
+
+    # ---- handoff history -----------------------------------------------------------------
+    async def save_handoff(self, chain: str, run_id: int | None, link_run_id: int | None, round_no: int, link: str, content: str) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chain, run_id, link_run_id, round_no, link, utc_iso(), content),
+            )
+
+    async def handoff_versions(self, chain: str, limit: int = 2) -> list[HandoffVersion]:
+        rows = await self._fetchall("SELECT * FROM handoffs WHERE chain = ? ORDER BY id DESC LIMIT ?", (chain, limit))
+        return [HandoffVersion.from_row(r) for r in rows]
+
+    async def handoff_after_round(self, chain: str, round_no: int) -> HandoffVersion | None:
+        row = await self._fetchone(
+            "SELECT * FROM handoffs WHERE chain = ? AND round = ? ORDER BY id DESC LIMIT 1", (chain, round_no)
+        )
+        return HandoffVersion.from_row(row) if row else None
+
+    async def handoff_before(self, chain: str, link_run_id: int) -> HandoffVersion | None:
+        """The last version taken before that link run started (for re-running it after a crash)."""
+        row = await self._fetchone(
+            "SELECT * FROM handoffs WHERE chain = ? AND (link_run_id IS NULL OR link_run_id < ?) ORDER BY id DESC LIMIT 1",
+            (chain, link_run_id),
+        )
+        return HandoffVersion.from_row(row) if row else None
+
+    # ---- sessions ------------------------------------------------------------------------
+    async def session(self, chain: str, link: str, cwd: str) -> str | None:
+        row = await self._fetchone("SELECT session_id, cwd FROM sessions WHERE chain = ? AND link = ?", (chain, link))
+        if row is None or row["cwd"] != cwd:
+            return None
+        return str(row["session_id"])
+
+    async def set_session(self, chain: str, link: str, session_id: str | None, cwd: str) -> None:
+        async with self.transaction() as db:
+            if session_id is None:
+                await db.execute("DELETE FROM sessions WHERE chain = ? AND link = ?", (chain, link))
+            else:
+                await db.execute(
+                    "INSERT OR REPLACE INTO sessions (chain, link, session_id, cwd, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (chain, link, session_id, cwd, utc_iso()),
+                )
+
+    # ---- leases --------------------------------------------------------------------------
+    async def lease(self, chain: str) -> Lease | None:
+        row = await self._fetchone("SELECT * FROM leases WHERE chain = ?", (chain,))
+        return Lease.from_row(row) if row else None
+
+    async def leases(self) -> list[Lease]:
+        return [Lease.from_row(r) for r in await self._fetchall("SELECT * FROM leases")]
+
+    async def try_acquire_lease(self, chain: str, *, owner: str, host: str, pid: int, holder_dead: bool) -> Lease | None:
+        """Take the chain's lease; returns the other holder's lease when it is held and alive."""
+        async with self.transaction() as db:
+            row = await (await db.execute("SELECT * FROM leases WHERE chain = ?", (chain,))).fetchone()
+            if row is not None and row["owner"] != owner and not holder_dead:
+                return Lease.from_row(row)
+            now = utc_iso()
+            await db.execute(
+                "INSERT OR REPLACE INTO leases (chain, owner, host, pid, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (chain, owner, host, pid, now, now),
+            )
+            return None
+
+    async def heartbeat(self, owner: str) -> None:
+        async with self.transaction() as db:
+            await db.execute("UPDATE leases SET heartbeat_at = ? WHERE owner = ?", (utc_iso(), owner))
+
+    async def release_lease(self, chain: str, owner: str) -> None:
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM leases WHERE chain = ? AND owner = ?", (chain, owner))
+
+    # ---- controls (stop / pause / resume / answer from any process) -----------------------
+    async def add_control(self, chain: str, action: str, reason: str | None, requested_by: str | None) -> int:
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO controls (chain, action, reason, requested_by, ts) VALUES (?, ?, ?, ?, ?)",
+                (chain, action, reason, requested_by, utc_iso()),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    async def take_controls(self, chains: Sequence[str]) -> list[Control]:
+        if not chains:
+            return []
+        marks = ", ".join("?" for _ in chains)
+        async with self.transaction() as db:
+            rows = list(await (await db.execute(
+                f"SELECT * FROM controls WHERE handled_at IS NULL AND chain IN ({marks}) ORDER BY id", tuple(chains)
+            )).fetchall())
+            if rows:
+                await db.execute(
+                    f"UPDATE controls SET handled_at = ? WHERE id IN ({', '.join('?' for _ in rows)})",
+                    (utc_iso(), *[r["id"] for r in rows]),
+                )
+        return [Control(id=r["id"], chain=r["chain"], action=r["action"], reason=r["reason"],
+                        requested_by=r["requested_by"], ts=r["ts"]) for r in rows]
+
+    async def discard_controls(self, chain: str) -> None:
+        async with self.transaction() as db:
+            await db.execute("UPDATE controls SET handled_at = ? WHERE chain = ? AND handled_at IS NULL", (utc_iso(), chain))
+
+    # ---- raw access for the bot's outbox and the scheduler (in their own modules) ----------
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int | None:
+        async with self.transaction() as db:
+            cur = await db.execute(sql, params)
+            return cur.lastrowid
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        return await self._fetchall(sql, params)
+
+
+def _replace(st: ChainState, **changes: Any) -> ChainState:
+    from dataclasses import replace
+
+    return replace(st, **changes)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _explain(exc: sqlite3.Error, path: Path) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"the database {path} is locked by another process for too long ({text})"
+    if "full" in text:
+        return f"the disk holding {path} is full ({text})"
+    return f"database error on {path}: {text}"

@@ -1,0 +1,262 @@
+"""Claude's `--output-format stream-json --verbose` output, parsed live.
+
+`StreamParser.feed()` takes one stdout line at a time and returns a `Progress` for lines worth
+showing (current tool and its target, a turn, an API retry, a model fallback, a rate-limit notice).
+`StreamParser.finish()` turns what was seen, with the exit code and how the process ended, into a
+`LinkResult` with an `ErrorClass`. Runs are judged by `is_error`, `api_error_status` and `result`,
+not by `subtype` (see shared CLAUDE_CLI.md): API errors end with `"subtype":"success"`, and empty
+stdout is a failure even with exit code 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorClass(StrEnum):
+    OK = "ok"
+    TIMEOUT = "timeout"
+    AUTH = "auth"
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    API_ERROR = "api_error"
+    STALLED = "stalled"
+    CRASHED = "crashed"
+    NOT_FOUND = "not_found"
+    KILLED = "killed"  # stopped on purpose (`stop --now`, shutdown)
+
+
+# Failures that say nothing about the prompt: worth a retry on the fallback model.
+FALLBACK_WORTHY = frozenset(
+    {ErrorClass.OVERLOADED, ErrorClass.NOT_FOUND, ErrorClass.API_ERROR, ErrorClass.STALLED,
+     ErrorClass.TIMEOUT, ErrorClass.CRASHED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Something a watcher may want to show while a link runs."""
+
+    kind: str  # init | tool | text | retry | fallback | rate_limit | output
+    tool: str | None = None
+    target: str | None = None
+    turns: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkResult:
+    error_class: ErrorClass
+    text: str = ""
+    session_id: str | None = None
+    model: str | None = None
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    turns: int = 0
+    duration_s: float = 0.0
+    exit_code: int | None = None
+    api_error_status: int | None = None
+    error_message: str = ""
+    permission_denials: tuple[str, ...] = ()
+    resets_at_epoch: float | None = None
+    stderr_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error_class is ErrorClass.OK
+
+
+_TARGET_KEYS = ("file_path", "path", "command", "pattern", "url", "query", "description", "prompt")
+_LIMIT_TEXT = re.compile(r"(usage|rate|session|weekly|5-hour)[ -]?limit|limit reached|resets\b", re.I)
+
+
+def tool_target(tool_input: Any) -> str | None:
+    """The most telling argument of a tool call (file, command, pattern), kept short."""
+    if not isinstance(tool_input, dict):
+        return None
+    for key in _TARGET_KEYS:
+        value = tool_input.get(key)
+        if isinstance(value, str) and value.strip():
+            line = value.strip().splitlines()[0]
+            return line if len(line) <= 120 else line[:117] + "..."
+    return None
+
+
+@dataclass
+class StreamParser:
+    session_id: str | None = None
+    model: str | None = None
+    turns: int = 0
+    retries: int = 0
+    last_text: str = ""
+    current_tool: str | None = None
+    current_target: str | None = None
+    resets_at_epoch: float | None = None
+    rate_limit_error: bool = False
+    lines: int = 0
+    result: dict[str, Any] | None = None
+    _message_ids: set[str] = field(default_factory=set)
+
+    def feed(self, line: str) -> Progress | None:
+        line = line.strip()
+        if not line:
+            return None
+        self.lines += 1
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return Progress("output", detail=line[:200])
+        if not isinstance(obj, dict):
+            return None
+        kind = obj.get("type")
+        if kind == "system":
+            return self._system(obj)
+        if kind == "assistant":
+            return self._assistant(obj)
+        if kind == "result":
+            self.result = obj
+            if isinstance(obj.get("session_id"), str):
+                self.session_id = obj["session_id"]
+            return None
+        if kind == "rate_limit_event":
+            info = obj.get("rate_limit_info") if isinstance(obj.get("rate_limit_info"), dict) else obj
+            resets = info.get("resetsAt") if isinstance(info, dict) else None
+            if isinstance(resets, int | float) and not isinstance(resets, bool):
+                self.resets_at_epoch = float(resets)
+            return Progress("rate_limit", detail=str(info.get("status", "")) if isinstance(info, dict) else "")
+        return None
+
+    def _system(self, obj: dict[str, Any]) -> Progress | None:
+        sub = obj.get("subtype")
+        if sub == "init":
+            if isinstance(obj.get("session_id"), str):
+                self.session_id = obj["session_id"]
+            if isinstance(obj.get("model"), str):
+                self.model = obj["model"]
+            return Progress("init", detail=self.model or "")
+        if sub == "api_retry":
+            self.retries += 1
+            status = obj.get("error_status")
+            return Progress(
+                "retry", turns=self.turns,
+                detail=f"API retry {obj.get('attempt', self.retries)}/{obj.get('max_retries', '?')} ({status} {obj.get('error', '')})".strip(),
+            )
+        if sub == "model_fallback":
+            if isinstance(obj.get("fallback_model"), str):
+                self.model = obj["fallback_model"]
+            return Progress("fallback", detail=f"{obj.get('original_model')} -> {obj.get('fallback_model')}")
+        return None
+
+    def _assistant(self, obj: dict[str, Any]) -> Progress | None:
+        message = obj.get("message") if isinstance(obj.get("message"), dict) else {}
+        assert isinstance(message, dict)
+        mid = message.get("id")
+        if isinstance(mid, str) and mid not in self._message_ids:
+            self._message_ids.add(mid)
+            self.turns += 1
+        if obj.get("error") == "rate_limit":
+            self.rate_limit_error = True
+        progress: Progress | None = None
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "tool_use":
+                self.current_tool = str(block.get("name") or "?")
+                self.current_target = tool_target(block.get("input"))
+                progress = Progress("tool", tool=self.current_tool, target=self.current_target, turns=self.turns)
+            elif block.get("type") == "text" and isinstance(block.get("text"), str):
+                self.last_text = block["text"]
+                if progress is None:
+                    progress = Progress("text", turns=self.turns, detail=self.last_text[:200])
+        return progress
+
+    def finish(
+        self,
+        exit_code: int | None,
+        *,
+        duration_s: float,
+        stderr_tail: str = "",
+        timed_out: bool = False,
+        stalled: bool = False,
+        killed: bool = False,
+    ) -> LinkResult:
+        res = self.result or {}
+        usage = res.get("usage") if isinstance(res.get("usage"), dict) else {}
+        assert isinstance(usage, dict)
+        text = res.get("result") if isinstance(res.get("result"), str) else self.last_text
+        denials = res.get("permission_denials")
+        denial_names = tuple(
+            str(d.get("tool_name", d)) if isinstance(d, dict) else str(d)
+            for d in (denials if isinstance(denials, list) else [])
+        )
+        status = res.get("api_error_status")
+        status = status if isinstance(status, int) and not isinstance(status, bool) else None
+        cls, message = self._classify(exit_code, res, text or "", status, stderr_tail, timed_out, stalled, killed)
+        return LinkResult(
+            error_class=cls,
+            text=text or "",
+            session_id=res.get("session_id") if isinstance(res.get("session_id"), str) else self.session_id,
+            model=self._model_used(res),
+            cost_usd=_number(res.get("total_cost_usd")),
+            input_tokens=int(_number(usage.get("input_tokens"))),
+            output_tokens=int(_number(usage.get("output_tokens"))),
+            turns=int(_number(res.get("num_turns"))) or self.turns,
+            duration_s=duration_s,
+            exit_code=exit_code,
+            api_error_status=status,
+            error_message=message,
+            permission_denials=denial_names,
+            resets_at_epoch=self.resets_at_epoch,
+            stderr_tail=stderr_tail,
+        )
+
+    def _model_used(self, res: dict[str, Any]) -> str | None:
+        usage = res.get("modelUsage")
+        if isinstance(usage, dict) and usage:
+            return str(next(iter(usage)))
+        return self.model
+
+    def _classify(
+        self, exit_code: int | None, res: dict[str, Any], text: str, status: int | None,
+        stderr_tail: str, timed_out: bool, stalled: bool, killed: bool,
+    ) -> tuple[ErrorClass, str]:
+        if killed:
+            return ErrorClass.KILLED, "stopped on request"
+        if timed_out:
+            return ErrorClass.TIMEOUT, "timed out"
+        if stalled:
+            return ErrorClass.STALLED, "no output for too long"
+        if not res:
+            if exit_code == 0 and self.lines == 0:
+                return ErrorClass.CRASHED, "claude printed nothing (exit 0)"
+            tail = stderr_tail.strip().splitlines()[-1:] or [f"exit code {exit_code}"]
+            return ErrorClass.CRASHED, f"no result (exit {exit_code}): {tail[0][:300]}"
+        subtype = str(res.get("subtype") or "")
+        if res.get("is_error") is True or subtype.startswith("error"):
+            lowered = text.lower()
+            if status == 401 or "authenticate" in lowered or "not logged in" in lowered or "invalid api key" in lowered:
+                return ErrorClass.AUTH, text[:300] or "authentication failed"
+            if status == 429 or self.rate_limit_error or (_LIMIT_TEXT.search(text) and "limit" in lowered):
+                return ErrorClass.RATE_LIMITED, text[:300] or "rate limited"
+            if status == 529 or "overloaded" in lowered:
+                return ErrorClass.OVERLOADED, text[:300] or "overloaded"
+            if status == 404 or "not_found" in lowered or "model not found" in lowered:
+                return ErrorClass.NOT_FOUND, text[:300] or "not found"
+            if subtype.startswith("error_"):
+                return ErrorClass.API_ERROR, subtype.removeprefix("error_").replace("_", " ")
+            return ErrorClass.API_ERROR, text[:300] or f"API error {status}"
+        if exit_code not in (0, None):
+            return ErrorClass.CRASHED, f"exit code {exit_code}"
+        return ErrorClass.OK, ""
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
