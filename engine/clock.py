@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -47,3 +48,33 @@ class ManualClock:
     def set(self, when: datetime) -> None:
         delta = (when - self._now).total_seconds()
         self.advance(delta)
+
+
+class Sleeper(Protocol):
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> bool:
+        """Wait `seconds` or until `wake` is set; True when woken early."""
+        ...
+
+
+class RealSleeper:
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> bool:
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return False
+        return True
+
+
+class RecordingSleeper:
+    """For tests: returns at once (advancing a ManualClock, if given) and records each wait."""
+
+    def __init__(self, clock: ManualClock | None = None) -> None:
+        self.waits: list[float] = []
+        self.clock = clock
+
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> bool:
+        self.waits.append(seconds)
+        if self.clock is not None:
+            self.clock.advance(seconds)
+        await asyncio.sleep(0)
+        return wake.is_set()

@@ -300,3 +300,16 @@ def agent_env(
     env.update(link_env)
     env.update(llmauto_vars)
     return env
+
+
+def process_start_token(pid: int) -> str | None:
+    """The process's start time in clock ticks (Linux /proc), so a reused pid is never mistaken
+    for the agent that once had it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # Field 22 (starttime), counted after the ')' that ends the command name.
+    rest = stat.rsplit(")", 1)[-1].split()
+    return rest[19] if len(rest) > 19 else None

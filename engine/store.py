@@ -145,7 +145,7 @@ class Control:
     ts: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class NewEvent:
     """An event to store (the store gives it id and time)."""
 

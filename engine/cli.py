@@ -1,0 +1,310 @@
+"""The `llmauto` command line. Exit codes: 0 success, 1 failure at run time, 2 bad usage or input.
+
+Heavy modules (the engine, aiosqlite, the bot) are imported inside the commands that need them, so
+`llmauto --help` stays fast. Errors become text in exactly one place: `main()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import (
+    BadChainName,
+    ChainError,
+    ConfigError,
+    InvalidChain,
+    LlmautoError,
+    ScheduleError,
+    UnknownChain,
+)
+from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+USAGE_ERRORS = (ChainError, ConfigError, ScheduleError, InvalidChain, BadChainName, UnknownChain)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmauto", description="Marble runs: chains of claude agents, steered from Telegram.")
+    p.add_argument("--home", help="the llmauto home folder (default: $LLMAUTO_HOME or the current directory)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("serve", help="run the Telegram bot, the engine and the scheduler (the main job)")
+
+    chain = sub.add_parser("chain", help="list, run and steer chains").add_subparsers(dest="action", metavar="ACTION")
+    chain.add_parser("list", help="the chains and their state")
+    s = chain.add_parser("status", help="one chain in detail, or all in short")
+    s.add_argument("name", nargs="?")
+    s = chain.add_parser("start", help="run a chain (in the foreground, with live progress)")
+    s.add_argument("name")
+    s.add_argument("--bg", action="store_true", help="detach: keep running after the terminal closes")
+    s = chain.add_parser("stop", help="stop a chain after its current link (or --now)")
+    s.add_argument("name")
+    s.add_argument("reason", nargs="*")
+    s.add_argument("--now", action="store_true", help="kill the running link at once")
+    for verb, text in (("pause", "start no new link until resumed"), ("resume", "carry on after a pause"),
+                       ("reset", "start the chain over (round 1, fresh handoff)")):
+        chain.add_parser(verb, help=text).add_argument("name")
+    s = chain.add_parser("log", help="the last N link runs")
+    s.add_argument("name")
+    s.add_argument("n", nargs="?", type=int, default=10)
+    s = chain.add_parser("handoff", help="the current handoff (or after round N, or the last change)")
+    s.add_argument("name")
+    s.add_argument("which", nargs="?", help="a round number, or 'diff'")
+    s = chain.add_parser("validate", help="check a chain definition")
+    s.add_argument("name_or_file")
+    s = chain.add_parser("answer", help="answer a BLOCKED chain: the text goes into its handoff")
+    s.add_argument("name")
+    s.add_argument("text", nargs="+")
+
+    s = sub.add_parser("pipe", help="one claude call; the answer on stdout")
+    s.add_argument("prompt", nargs="*")
+    s.add_argument("-f", "--file", help="read the prompt from a file ('-' for stdin)")
+    s.add_argument("--model")
+    s.add_argument("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
+
+    sched = sub.add_parser("schedule", help="cron schedules of chains").add_subparsers(dest="action", metavar="ACTION")
+    s = sched.add_parser("add", help='add a schedule: NAME "CRON" (e.g. "0 2 * * *", "daily 02:00")')
+    s.add_argument("name")
+    s.add_argument("cron", nargs="+")
+    s.add_argument("--tz")
+    s.add_argument("--overlap", choices=("skip", "queue"), default="skip")
+    s = sched.add_parser("after", help="run NAME whenever chain AFTER finishes")
+    s.add_argument("name")
+    s.add_argument("after")
+    s.add_argument("--only-all-done", action="store_true", help="only when AFTER ended ALL_DONE")
+    sched.add_parser("list", help="the schedules and their next fire times")
+    for verb in ("remove", "pause", "resume"):
+        sched.add_parser(verb, help=f"{verb} a schedule").add_argument("id", type=int)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None or (args.command in ("chain", "schedule") and args.action is None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        environ = dict(os.environ)
+        if args.home:
+            environ["LLMAUTO_HOME"] = args.home
+        settings = Settings.load(environ)
+        for warning in settings.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if args.command == "serve":
+            from bot.serve import serve
+
+            return serve(settings)
+        handler = COMMANDS[(args.command, getattr(args, "action", None))]
+        return asyncio.run(handler(settings, args))
+    except USAGE_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except LlmautoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---- commands ------------------------------------------------------------------------------
+Handler = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+async def _with_engine(settings: Settings, body: Callable[[Engine], Coroutine[Any, Any, int]]) -> int:
+    from engine.engine import Engine
+    from engine.store import Store
+
+    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+        return await body(engine)
+
+
+async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.textview import status_line
+
+    async def body(engine: Engine) -> int:
+        views = await engine.views()
+        if not views:
+            print(f"no chains in {settings.chains_dir}")
+        for v in views:
+            print(status_line(v))
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    if args.name is None:
+        return await cmd_list(settings, args)
+    from engine.textview import status_detail
+
+    async def body(engine: Engine) -> int:
+        from engine.schedules import next_fire_for_chain
+
+        view = await engine.view(args.name)
+        print(status_detail(view, await next_fire_for_chain(engine.store, args.name, settings)))
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+async def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
+    if args.bg:
+        from engine.background import start_detached
+
+        return await start_detached(settings, args.name)
+    from engine.foreground import run_foreground
+
+    return await run_foreground(settings, args.name)
+
+
+async def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(engine: Engine) -> int:
+        print(await engine.stop_chain(args.name, " ".join(args.reason), now=args.now, by=_user()))
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+def _steer(method: str) -> Handler:
+    async def handler(settings: Settings, args: argparse.Namespace) -> int:
+        async def body(engine: Engine) -> int:
+            engine.load(args.name)
+            print(await getattr(engine, method)(args.name, by=_user()))
+            return 0
+
+        return await _with_engine(settings, body)
+
+    return handler
+
+
+async def cmd_answer(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(engine: Engine) -> int:
+        engine.load(args.name)
+        print(await engine.answer(args.name, " ".join(args.text), by=_user()))
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+async def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(engine: Engine) -> int:
+        print(await engine.reset_chain(args.name))
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+async def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.textview import log_lines
+
+    async def body(engine: Engine) -> int:
+        print(log_lines(await engine.log(args.name, max(1, args.n))))
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+async def cmd_handoff(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(engine: Engine) -> int:
+        if args.which == "diff":
+            print(await engine.handoff_diff(args.name))
+            return 0
+        round_no = None
+        if args.which is not None:
+            if not args.which.isdigit():
+                raise ConfigError(f"handoff: expected a round number or 'diff', got {args.which!r}")
+            round_no = int(args.which)
+        title, text = await engine.handoff_text(args.name, round_no)
+        print(f"# {title}\n", file=sys.stderr)
+        print(text)
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+async def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.chains import load_chain
+
+    chain = load_chain(settings.home, args.name_or_file)
+    for warning in chain.warnings:
+        print(f"warning: {warning}")
+    kinds = ", ".join(f"{link.name} ({link.role}, {'command' if link.is_command else link.model})" for link in chain.links)
+    print(f"{chain.name}: valid — {chain.mode}, {len(chain.links)} links: {kinds}")
+    return 0
+
+
+async def cmd_pipe(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.pipe import pipe
+
+    if args.file:
+        prompt = _read_prompt_file(args.file)
+        if args.prompt:
+            prompt = " ".join(args.prompt) + "\n\n" + prompt
+    elif args.prompt:
+        prompt = " ".join(args.prompt)
+    elif not sys.stdin.isatty():
+        prompt = sys.stdin.read()
+    else:
+        raise ConfigError("pipe: give a prompt, -f FILE, or text on stdin")
+    if not prompt.strip():
+        raise ConfigError("pipe: the prompt is empty")
+    return await pipe(settings, prompt, model=args.model, timeout_s=args.timeout)
+
+
+def _read_prompt_file(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"pipe: cannot read {path}: {exc}") from exc
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _schedule(action: str) -> Handler:
+    async def handler(settings: Settings, args: argparse.Namespace) -> int:
+        from engine import schedules
+
+        return await schedules.cli(settings, action, args)
+
+    return handler
+
+
+COMMANDS: dict[tuple[str, str | None], Handler] = {
+    ("chain", "list"): cmd_list,
+    ("chain", "status"): cmd_status,
+    ("chain", "start"): cmd_start,
+    ("chain", "stop"): cmd_stop,
+    ("chain", "pause"): _steer("pause_chain"),
+    ("chain", "resume"): _steer("resume_chain"),
+    ("chain", "reset"): cmd_reset,
+    ("chain", "log"): cmd_log,
+    ("chain", "handoff"): cmd_handoff,
+    ("chain", "validate"): cmd_validate,
+    ("chain", "answer"): cmd_answer,
+    ("pipe", None): cmd_pipe,
+    **{("schedule", a): _schedule(a) for a in ("add", "after", "list", "remove", "pause", "resume")},
+}

@@ -1,0 +1,433 @@
+"""The engine facade: what the CLI, the bot and the scheduler call.
+
+`Engine` owns the running chains of this process (one task each), the global cap on agent
+processes, the leases that keep a chain in one process at a time, and a poller that carries requests
+from other processes (a CLI `stop` while `serve` runs the chain) to the runs here. It is an async
+context manager: leaving it stops (or lets finish) the runs and releases the leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from types import TracebackType
+from zoneinfo import ZoneInfo
+
+from engine import events as ev
+from engine import handoff as hp
+from engine.chains import ChainDef, chain_names, load_chain
+from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
+from engine.errors import ChainBusy, LlmautoError
+from engine.events import EventBus
+from engine.marble import MarbleRun, RunControl, RunDeps, RunOutcome
+from engine.runner import (
+    AgentRunner,
+    SubprocessRunner,
+    group_alive,
+    kill_group,
+    process_start_token,
+)
+from engine.settings import Settings
+from engine.statefiles import ChainFiles
+from engine.store import ChainState, LinkRunRow, NewEvent, RunRow, Store
+
+log = logging.getLogger(__name__)
+
+CONTROL_POLL_S = 0.25
+HEARTBEAT_S = 5.0
+LEASE_STALE_S = 120.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainView:
+    """Everything `status` shows about one chain."""
+
+    name: str
+    description: str
+    status: str
+    round: int
+    next_link: str | None
+    rounds_counted: int
+    max_rounds: int
+    running_here: bool
+    running_elsewhere: str | None  # the lease owner, when another process runs it
+    current_link: str | None
+    current_link_since: str | None
+    current_tool: str | None
+    last_run: RunRow | None
+    last_link: LinkRunRow | None
+    stop_reason: str | None
+    error: str | None = None  # the chain file is invalid
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        runner: AgentRunner | None = None,
+        clock: Clock | None = None,
+        sleeper: Sleeper | None = None,
+        bus: EventBus | None = None,
+        shutdown_kills_links: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus or EventBus()
+        self.clock = clock or SystemClock()
+        self.deps = RunDeps(
+            settings=settings, store=store, bus=self.bus, runner=runner or SubprocessRunner(),
+            clock=self.clock, sleeper=sleeper or RealSleeper(),
+            slots=asyncio.Semaphore(settings.max_parallel_links),
+        )
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.shutdown_kills_links = shutdown_kills_links
+        self._runs: dict[str, tuple[MarbleRun, asyncio.Task[RunOutcome]]] = {}
+        self._background: asyncio.Task[None] | None = None
+        self._closed = False
+        self.on_run_end: list[Callable[[str, RunOutcome], None]] = []
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    async def __aenter__(self) -> Engine:
+        self._background = asyncio.create_task(self._poll_forever(), name="engine-poller")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for run, _task in list(self._runs.values()):
+            run.control.request_shutdown(kill_links=self.shutdown_kills_links)
+        if self._runs:
+            await asyncio.gather(*(task for _, task in self._runs.values()), return_exceptions=True)
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+
+    # ---- chains --------------------------------------------------------------------------
+    def load(self, name: str) -> ChainDef:
+        return load_chain(self.settings.home, name, tz=self._tz())
+
+    def _tz(self) -> tzinfo | None:
+        return ZoneInfo(self.settings.timezone) if self.settings.timezone else None
+
+    def chain_names(self) -> list[str]:
+        return chain_names(self.settings.home)
+
+    def is_running_here(self, name: str) -> bool:
+        entry = self._runs.get(name)
+        return entry is not None and not entry[1].done()
+
+    def running_here(self) -> list[str]:
+        return [name for name in self._runs if self.is_running_here(name)]
+
+    async def start_chain(
+        self, name: str, *, origin: str = "cli", chat_id: int | None = None, requested_by: str | None = None,
+    ) -> int:
+        """Validate, take the lease, recover an interrupted run, and start the chain as a task.
+        Returns the new run's id once it is recorded."""
+        chain = self.load(name)
+        if self.is_running_here(chain.name):
+            raise ChainBusy(f"{chain.name} is already running")
+        holder = await self._take_lease(chain.name)
+        if holder is not None:
+            raise ChainBusy(f"{chain.name} is already running in another process ({holder})")
+        try:
+            await self._recover(chain.name)
+            state = await self.store.chain_state(chain.name)
+            await self.store.discard_controls(chain.name)  # requests left for an earlier run do not apply
+        except BaseException:
+            await self.store.release_lease(chain.name, self.owner)
+            raise
+        control = RunControl()
+        run = MarbleRun(self.deps, chain, control, origin=origin, chat_id=chat_id, requested_by=requested_by, owner=self.owner)
+        task = asyncio.create_task(self._drive(run, state), name=f"chain-{chain.name}")
+        self._runs[chain.name] = (run, task)
+        ready = asyncio.create_task(run.ready.wait())
+        await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if task.done() and not run.ready.is_set():
+            task.result()  # raises what went wrong before the run was recorded
+        return run.run_id
+
+    async def _drive(self, run: MarbleRun, state: ChainState) -> RunOutcome:
+        try:
+            outcome = await run.run(state)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release_lease(run.chain.name, self.owner))
+        for callback in self.on_run_end:
+            try:
+                callback(run.chain.name, outcome)
+            except Exception:
+                log.exception("run-end callback failed")
+        return outcome
+
+    async def wait(self, name: str) -> RunOutcome:
+        entry = self._runs.get(name)
+        if entry is None:
+            raise LlmautoError(f"{name} is not running in this process")
+        return await entry[1]
+
+    # ---- leases & recovery ---------------------------------------------------------------
+    async def _take_lease(self, chain: str) -> str | None:
+        current = await self.store.lease(chain)
+        dead = current is None or self._lease_dead(current.host, current.pid, current.heartbeat_at)
+        held = await self.store.try_acquire_lease(chain, owner=self.owner, host=self.host, pid=os.getpid(), holder_dead=dead)
+        if held is None:
+            return None
+        return f"pid {held.pid} on {held.host}"
+
+    def _lease_dead(self, host: str, pid: int, heartbeat_at: str) -> bool:
+        if host == self.host and pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        age = (self.clock.now() - datetime.fromisoformat(heartbeat_at)).total_seconds()
+        return age > LEASE_STALE_S
+
+    async def _recover(self, chain: str) -> None:
+        """A run its dead owner left behind: kill its agent, restore the handoff from before the
+        interrupted link, and mark it interrupted; the new run re-runs that link."""
+        files = ChainFiles(self.settings.state_dir, chain)
+        for link_run in await self.store.running_links(chain):
+            killed = False
+            if (link_run.pid and link_run.pid_start and process_start_token(link_run.pid) == link_run.pid_start) or (link_run.pid and link_run.pid_start is None and group_alive(link_run.pid)):
+                killed = kill_group(link_run.pid)
+            await self.store.mark_link_interrupted(link_run.id)
+            version = await self.store.handoff_before(chain, link_run.id)
+            if version is not None:
+                files.write_handoff(version.content)
+            self._publish(await self.store.add_events(chain, link_run.run_id, [NewEvent(ev.RECOVERED, {
+                "link": link_run.link, "round": link_run.round, "agent_killed": killed,
+                "handoff_restored": version is not None,
+            })]))
+        for run in await self.store.open_runs():
+            if run.chain == chain:
+                self._publish(await self.store.mark_run_interrupted(run.id, []))
+
+    def _publish(self, events: list[ev.Event]) -> None:
+        for event in events:
+            self.bus.publish(event)
+
+    async def interrupted_chains(self) -> list[str]:
+        """Chains whose last run was cut off (crash, or shutdown with links killed)."""
+        names = []
+        states = await self.store.all_chain_states()
+        for name, st in states.items():
+            if st.last_run_id is None:
+                continue
+            run = await self.store.run(st.last_run_id)
+            if run is None:
+                continue
+            if run.status == "INTERRUPTED":
+                names.append(name)
+            elif run.status == "RUNNING":
+                lease = await self.store.lease(name)
+                if lease is None or self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+                    names.append(name)
+        return sorted(names)
+
+    # ---- steering ------------------------------------------------------------------------
+    async def stop_chain(self, name: str, reason: str | None = None, *, now: bool = False, by: str | None = None) -> str:
+        reason = (reason or "").strip() or "stopped by request"
+        entry = self._runs.get(name)
+        if entry is not None and not entry[1].done():
+            entry[0].control.request_stop(reason, now=now, by=by)
+            await self._emit(name, entry[0].run_id, ev.STOP_REQUESTED, reason=reason, now=now, by=by)
+            return f"{name}: stopping {'now' if now else 'after the current link'} ({reason})"
+        if not await self._running_elsewhere(name):
+            raise LlmautoError(f"{name} is not running")
+        await self.store.add_control(name, "stop_now" if now else "stop", reason, by)
+        return f"{name}: stop requested {'now' if now else 'after the current link'} ({reason})"
+
+    async def pause_chain(self, name: str, *, by: str | None = None) -> str:
+        return await self._steer(name, "pause", None, by)
+
+    async def resume_chain(self, name: str, *, by: str | None = None) -> str:
+        return await self._steer(name, "resume", None, by)
+
+    async def answer(self, name: str, text: str, *, by: str) -> str:
+        """A person's answer to a BLOCKED alert: goes into the handoff as an operator note."""
+        return await self._steer(name, "answer", text, by)
+
+    async def _steer(self, name: str, action: str, text: str | None, by: str | None) -> str:
+        entry = self._runs.get(name)
+        if entry is not None and not entry[1].done():
+            self._apply(entry[0], action, text, by)
+        elif await self._running_elsewhere(name):
+            await self.store.add_control(name, action, text, by)
+        elif action == "answer":
+            files = ChainFiles(self.settings.state_dir, name)
+            current = files.read_handoff().text or ""
+            when = self.clock.now().isoformat(timespec="minutes")
+            files.write_handoff(hp.operator_note(current, text or "", by or "operator", when))
+            await self.store.save_handoff(name, None, None, (await self.store.chain_state(name)).round, "(operator)", files.read_handoff().text or "")
+            await self._emit(name, None, ev.OPERATOR_NOTE, by=by, text=(text or "")[:2000])
+            return f"{name}: note added to the handoff (the chain is not running)"
+        else:
+            raise LlmautoError(f"{name} is not running")
+        verb = {"pause": "pausing (after the current link)", "resume": "resuming", "answer": "answer added to the handoff"}[action]
+        return f"{name}: {verb}"
+
+    def _apply(self, run: MarbleRun, action: str, text: str | None, by: str | None) -> None:
+        if action == "stop":
+            run.control.request_stop(text or "stopped by request", now=False, by=by)
+        elif action == "stop_now":
+            run.control.request_stop(text or "stopped by request", now=True, by=by)
+        elif action == "pause":
+            run.control.stop_by = by
+            run.control.set_paused(True)
+        elif action == "resume":
+            run.control.set_paused(False)
+        elif action == "answer":
+            run.control.add_answer(by or "operator", text or "")
+
+    async def _emit(self, chain: str, run_id: int | None, kind: str, **data: object) -> None:
+        self._publish(await self.store.add_events(chain, run_id, [NewEvent(kind, data)]))
+
+    async def _running_elsewhere(self, name: str) -> str | None:
+        lease = await self.store.lease(name)
+        if lease is None or lease.owner == self.owner:
+            return None
+        if self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+            return None
+        return f"pid {lease.pid} on {lease.host}"
+
+    async def reset_chain(self, name: str) -> str:
+        self.load(name)
+        if self.is_running_here(name) or await self._running_elsewhere(name):
+            raise ChainBusy(f"{name} is running: stop it before a reset")
+        await self.store.reset_chain(name)
+        files = ChainFiles(self.settings.state_dir, name)
+        for path in (files.handoff, files.status, files.round_counter, files.start_time):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        files.ensure()
+        files.write_status("READY")
+        await self._emit(name, None, ev.WARNING, message=f"{name} was reset: it starts over from round 1")
+        return f"{name}: reset; the next start begins at round 1 with a fresh handoff"
+
+    # ---- reading -------------------------------------------------------------------------
+    async def view(self, name: str) -> ChainView:
+        error = None
+        chain: ChainDef | None
+        try:
+            chain = self.load(name)
+        except LlmautoError as exc:
+            from engine.errors import UnknownChain
+
+            if isinstance(exc, UnknownChain) and not (await self.store.last_runs(name, 1)):
+                raise
+            chain, error = None, str(exc)
+        st = await self.store.chain_state(name)
+        runs = await self.store.last_runs(name, 1)
+        links = await self.store.link_runs(name, 1)
+        running = await self.store.running_links(name)
+        here = self.is_running_here(name)
+        elsewhere = None if here else await self._running_elsewhere(name)
+        current = running[-1] if running and (here or elsewhere) else None
+        next_link = None
+        if chain is not None and chain.links:
+            next_link = chain.links[min(st.next_link, len(chain.links) - 1)].name
+        status = st.status
+        files_status = ChainFiles(self.settings.state_dir, name).read_status()
+        if here and self._runs[name][0].control.paused:
+            status = "PAUSED"
+        elif status == "RUNNING" and not (here or elsewhere):
+            status = "INTERRUPTED"
+        elif files_status in ("WAITING", "BLOCKED") and (here or elsewhere):
+            status = files_status
+        return ChainView(
+            name=name, description=chain.description if chain else "", status=status, round=st.round,
+            next_link=next_link, rounds_counted=st.rounds_counted, max_rounds=chain.max_rounds if chain else 0,
+            running_here=here, running_elsewhere=elsewhere,
+            current_link=current.link if current else None,
+            current_link_since=current.started_at if current else None,
+            current_tool=current.current_tool if current else None,
+            last_run=runs[0] if runs else None, last_link=links[-1] if links else None,
+            stop_reason=st.stop_reason, error=error,
+        )
+
+    async def views(self) -> list[ChainView]:
+        names = sorted(set(self.chain_names()) | set((await self.store.all_chain_states()).keys()))
+        out = []
+        for name in names:
+            try:
+                out.append(await self.view(name))
+            except LlmautoError:
+                continue
+        return out
+
+    async def handoff_text(self, name: str, round_no: int | None = None) -> tuple[str, str]:
+        """(title, text) of the current handoff, or of the one after `round_no`."""
+        self.load(name)
+        if round_no is not None:
+            version = await self.store.handoff_after_round(name, round_no)
+            if version is None:
+                raise LlmautoError(f"{name}: no handoff recorded for round {round_no}")
+            return f"{name}: handoff after round {round_no} ({version.link}, {version.ts[:16]})", version.content
+        read = ChainFiles(self.settings.state_dir, name).read_handoff()
+        if read.text is None:
+            versions = await self.store.handoff_versions(name, 1)
+            if versions:
+                return f"{name}: last good handoff ({read.problem})", versions[0].content
+            raise LlmautoError(f"{name}: no handoff yet ({read.problem})")
+        return f"{name}: current handoff", read.text
+
+    async def handoff_diff(self, name: str) -> str:
+        self.load(name)
+        versions = await self.store.handoff_versions(name, 2)
+        if len(versions) < 2:
+            raise LlmautoError(f"{name}: fewer than two handoff versions recorded")
+        newer, older = versions
+        text = hp.diff(older.content, newer.content)
+        return text or "(no change)"
+
+    async def log(self, name: str, n: int = 10) -> list[LinkRunRow]:
+        self.load(name)
+        return await self.store.link_runs(name, n)
+
+    # ---- background ----------------------------------------------------------------------
+    async def _poll_forever(self) -> None:
+        """Carry controls from other processes to the runs here; keep the leases fresh."""
+        last_beat = 0.0
+        while True:
+            try:
+                names = self.running_here()
+                if names:
+                    for control in await self.store.take_controls(names):
+                        entry = self._runs.get(control.chain)
+                        if entry is not None:
+                            self._apply(entry[0], control.action, control.reason, control.requested_by)
+                            if control.action in ("stop", "stop_now"):
+                                await self._emit(control.chain, entry[0].run_id, ev.STOP_REQUESTED,
+                                                 reason=control.reason, now=control.action == "stop_now", by=control.requested_by)
+                    mono = self.clock.monotonic()
+                    if mono - last_beat >= HEARTBEAT_S:
+                        last_beat = mono
+                        await self.store.heartbeat(self.owner)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine poller")
+            await asyncio.sleep(CONTROL_POLL_S)
+

@@ -1,0 +1,94 @@
+"""`llmauto chain start NAME`: run a chain in this terminal with a live view.
+
+Ctrl-C (or the terminal closing) stops the chain at once, recording why; the chain resumes where it
+was on the next start. `stop`, `status`, `handoff` and `log` work from another terminal meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+
+from engine import events as ev
+from engine.engine import Engine
+from engine.settings import Settings
+from engine.store import Store
+from engine.textview import event_line, progress_line
+
+PROGRESS_EVERY_S = 5.0  # when stdout is not a terminal
+
+
+async def run_foreground(settings: Settings, name: str) -> int:
+    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+        engine.load(name)
+        queue = engine.bus.subscribe()
+        loop = asyncio.get_running_loop()
+        stopping = False
+        pending: set[asyncio.Future[str]] = set()
+
+        def on_signal(signame: str) -> None:
+            nonlocal stopping
+            if stopping:
+                return
+            stopping = True
+            reason = f"interrupted from the terminal ({signame})"
+            print(f"\n{name}: stopping now: {reason}", file=sys.stderr)
+            task = asyncio.ensure_future(engine.stop_chain(name, reason, now=True, by="cli"))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        try:
+            await engine.start_chain(name, origin="cli", requested_by="cli")
+            outcome = await _watch(engine, name, queue)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        return 1 if outcome in ("FAILED", "BLOCKED") else 0
+
+
+async def _watch(engine: Engine, name: str, queue: asyncio.Queue[ev.Event]) -> str:
+    tty = sys.stdout.isatty()
+    waiter = asyncio.create_task(engine.wait(name))
+    link_started = time.monotonic()
+    cost = 0.0
+    last_progress = 0.0
+    status = "STOPPED"
+    while True:
+        getter = asyncio.create_task(queue.get())
+        await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            while not queue.empty():
+                _print_event(queue.get_nowait(), tty)
+            break
+        event = getter.result()
+        if event.chain != name:
+            continue
+        if event.kind == ev.PROGRESS:
+            now = time.monotonic()
+            if tty:
+                line = progress_line(event, now - link_started, cost)
+                print("\r" + line[:160].ljust(160), end="", flush=True)
+            elif now - last_progress >= PROGRESS_EVERY_S:
+                last_progress = now
+                print(progress_line(event, now - link_started, cost), flush=True)
+            continue
+        if event.kind == ev.LINK_STARTED:
+            link_started = time.monotonic()
+        if event.kind == ev.LINK_FINISHED:
+            cost = float(event.data.get("run_cost_usd") or cost)
+        if event.kind == ev.RUN_FINISHED:
+            status = str(event.data.get("status"))
+        _print_event(event, tty)
+    outcome = waiter.result()
+    return status if outcome.status != "INTERRUPTED" else "STOPPED"
+
+
+def _print_event(event: ev.Event, tty: bool) -> None:
+    line = event_line(event)
+    if line is not None:
+        print(("\r" + " " * 160 + "\r" if tty else "") + line, flush=True)

@@ -1,0 +1,574 @@
+"""The marble run: rounds of links, the handoff rolling from one to the next, until a stop condition.
+
+One `MarbleRun` drives one run of one chain. It decides skips itself (no claude call for a worker the
+controller did not assign), renders prompts, runs each link through the `AgentRunner` under the
+global cap, reads back the agents' files (bounded), keeps every handoff version, and commits each
+link's outcome, the chain's counters and the events in one transaction, so a crash between links
+loses nothing and counts nothing twice. People steer it through a `RunControl` (stop, stop now,
+pause, resume, answers to BLOCKED alerts); the engine feeds that from the bot, the CLI and other
+processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine import events as ev
+from engine import handoff as hp
+from engine import policy
+from engine.chains import ChainDef, LinkDef
+from engine.clock import Clock, Sleeper
+from engine.events import Event, EventBus
+from engine.limits import next_attempt_at
+from engine.prompts import build_prompt, format_duration
+from engine.runner import AgentRunner, Invocation, agent_env, claude_argv, process_start_token
+from engine.settings import Settings
+from engine.statefiles import STATUS_WORDS, ChainFiles
+from engine.store import ChainState, NewEvent, Store
+from engine.stream import FALLBACK_WORTHY, ErrorClass, LinkResult, Progress
+
+log = logging.getLogger(__name__)
+
+PROGRESS_FLUSH_S = 1.0
+MAX_LIMIT_WAITS = 48  # usage-limit waits for one link before the chain gives up
+INITIAL_HANDOFF = "# {name}\n\n{description}\n\n## Status: READY\nNo work has been done yet; this is the first round.\n"
+
+
+@dataclass
+class RunControl:
+    """How people steer a running chain. Mutated by the engine; read by the run."""
+
+    stop_reason: str | None = None
+    stop_by: str | None = None
+    stop_requested: bool = False
+    shutdown: bool = False
+    paused: bool = False
+    answers: list[tuple[str, str]] = field(default_factory=list)  # (who, text)
+    kill: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_stop(self, reason: str, *, now: bool, by: str | None) -> None:
+        self.stop_requested = True
+        self.stop_reason = reason
+        self.stop_by = by
+        if now:
+            self.kill.set()
+        self._poke()
+
+    def request_shutdown(self, *, kill_links: bool) -> None:
+        self.shutdown = True
+        if kill_links:
+            self.kill.set()
+        self._poke()
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self._poke()
+
+    def add_answer(self, who: str, text: str) -> None:
+        self.answers.append((who, text))
+        self._poke()
+
+    def _poke(self) -> None:
+        self.changed.set()
+
+    async def wait_changed(self) -> None:
+        await self.changed.wait()
+        self.changed.clear()
+
+
+@dataclass(frozen=True)
+class RunDeps:
+    """What a run needs from the engine; all owned elsewhere."""
+
+    settings: Settings
+    store: Store
+    bus: EventBus
+    runner: AgentRunner
+    clock: Clock
+    sleeper: Sleeper
+    slots: asyncio.Semaphore  # the global cap on agent processes
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: int
+    status: str
+    reason: str
+
+
+class _ShutDown(Exception):
+    """The engine is shutting down: end the run as interrupted (it resumes on the next start)."""
+
+
+class MarbleRun:
+    def __init__(
+        self, deps: RunDeps, chain: ChainDef, control: RunControl, *,
+        origin: str, chat_id: int | None = None, requested_by: str | None = None, owner: str,
+    ) -> None:
+        self.d = deps
+        self.chain = chain
+        self.control = control
+        self.origin = origin
+        self.chat_id = chat_id
+        self.requested_by = requested_by
+        self.owner = owner
+        self.files = ChainFiles(deps.settings.state_dir, chain.name)
+        self.run_id = 0
+        self.cost = 0.0
+        self.passes = 0
+        self.run_started: datetime = deps.clock.now()
+        self.tz = ZoneInfo(deps.settings.timezone) if deps.settings.timezone else deps.clock.now().astimezone().tzinfo
+        self.has_controller = any(link.role == "controller" for link in chain.links)
+        self.current_link: str | None = None
+        self.current_link_started: float | None = None
+        self.last_progress: Progress | None = None
+        self.ready = asyncio.Event()  # set once the run is recorded (run_id known)
+        self._last_link_run_id: int | None = None
+
+    # ---- plumbing ------------------------------------------------------------------------
+    def _publish(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.d.bus.publish(event)
+
+    async def _emit(self, event_kind: str, **data: Any) -> None:
+        self._publish(await self.d.store.add_events(self.chain.name, self.run_id, [NewEvent(event_kind, data)]))
+
+    def _counters(self, st: ChainState) -> policy.RunCounters:
+        return policy.RunCounters(
+            rounds_counted=st.rounds_counted, at_round_start=st.next_link == 0, run_started=self.run_started,
+            cost_usd=self.cost, consecutive_blocks=st.consecutive_blocks, failed_rounds=st.failed_rounds,
+            passes=self.passes,
+        )
+
+    # ---- the run -------------------------------------------------------------------------
+    async def run(self, state: ChainState) -> RunOutcome:
+        self.files.ensure()
+        if state.next_link >= len(self.chain.links):
+            state = replace(state, next_link=0, round=state.round + 1, round_ran=0, round_failed=0, round_blocked=0)
+        current = self.files.read_handoff()
+        if current.text is None and current.problem and "missing" in current.problem:
+            self.files.write_handoff(INITIAL_HANDOFF.format(name=self.chain.name, description=self.chain.description or ""))
+            current = self.files.read_handoff()
+        resumed = state.round > 1 or state.next_link > 0
+        self.run_id, events = await self.d.store.begin_run(
+            self.chain.name, origin=self.origin, chat_id=self.chat_id, requested_by=self.requested_by,
+            owner=self.owner, state=state,
+            evs=[NewEvent(ev.RUN_STARTED, {
+                "round": state.round, "link": self.chain.links[state.next_link].name, "origin": self.origin,
+                "chat_id": self.chat_id, "by": self.requested_by, "resumed": resumed,
+                "links": len(self.chain.links), "max_rounds": self.chain.max_rounds,
+            })],
+        )
+        state = replace(state, last_run_id=self.run_id, status="RUNNING", stop_reason=None)
+        self.ready.set()
+        self._publish(events)
+        if current.text is not None:
+            await self.d.store.save_handoff(self.chain.name, self.run_id, None, state.round, "(start)", current.text)
+        self.files.write_status("RUNNING")
+        self.files.write_start_time(self.run_started.isoformat(timespec="seconds"))
+        self.files.write_round(state.round)
+        for warning in self.chain.warnings:
+            await self._emit(ev.WARNING, message=warning)
+        try:
+            stop, state = await self._loop(state)
+        except _ShutDown:
+            stop, status = policy.Stop("STOPPED", "llmauto shut down; the chain resumes on the next start"), "INTERRUPTED"
+            return await self._finish(state, stop, run_status=status)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(state, policy.Stop("STOPPED", "cancelled"), run_status="INTERRUPTED"))
+            raise
+        except Exception as exc:
+            log.exception("chain %s failed", self.chain.name)
+            return await self._finish(state, policy.Stop("FAILED", f"engine error: {exc}"))
+        return await self._finish(state, stop)
+
+    async def _finish(self, state: ChainState, stop: policy.Stop, *, run_status: str | None = None) -> RunOutcome:
+        status = run_status or stop.status
+        try:
+            self.files.write_status(stop.status)
+        except OSError as exc:
+            log.error("cannot write status.txt of %s: %s", self.chain.name, exc)
+        events = await self.d.store.finish_run(
+            self.run_id, state, status=status, reason=stop.reason,
+            evs=[NewEvent(ev.RUN_FINISHED, {
+                "status": stop.status, "run_status": status, "reason": stop.reason, "by": self.control.stop_by,
+                "cost_usd": round(self.cost, 6), "round": state.round, "rounds_counted": state.rounds_counted,
+                "chat_id": self.chat_id, "origin": self.origin,
+            })],
+        )
+        if run_status == "INTERRUPTED":
+            await self.d.store.put_chain_state(replace(state, status="STOPPED", stop_reason=stop.reason))
+        self._publish(events)
+        return RunOutcome(self.run_id, status, stop.reason)
+
+    async def _loop(self, state: ChainState) -> tuple[policy.Stop, ChainState]:
+        while True:
+            if self.control.shutdown:
+                raise _ShutDown
+            if self.control.stop_requested:
+                return policy.Stop("STOPPED", self.control.stop_reason or "stopped"), state
+            state = await self._apply_answers(state)
+            agent_status = self._agent_status()
+            stop = policy.stop_before_link(self.chain, self._counters(state), self.d.clock.now(), agent_status=agent_status)
+            if stop is not None:
+                return stop, state
+            if self.control.paused:
+                await self._pause()
+                continue
+            state, stop = await self._step(state)
+            if stop is not None:
+                return stop, state
+
+    def _agent_status(self) -> str | None:
+        word = self.files.read_status()
+        return word if word in ("ALL_DONE", "STOPPED") else None
+
+    async def _pause(self) -> None:
+        self.files.write_status("PAUSED")
+        await self._emit(ev.PAUSED, by=self.control.stop_by)
+        while self.control.paused and not self.control.stop_requested and not self.control.shutdown:
+            await self.control.wait_changed()
+        self.files.write_status("RUNNING")
+        if not self.control.paused:
+            await self._emit(ev.RESUMED)
+
+    async def _apply_answers(self, state: ChainState) -> ChainState:
+        """People's answers to BLOCKED alerts go into the handoff between links, never during one."""
+        while self.control.answers:
+            who, text = self.control.answers.pop(0)
+            current = self.files.read_handoff().text or ""
+            when = self.d.clock.now().astimezone(self.tz).isoformat(timespec="minutes")
+            updated = hp.operator_note(current, text, who, when)
+            self.files.write_handoff(updated)
+            if self.files.read_status() == "BLOCKED":
+                self.files.write_status("RUNNING")
+            await self.d.store.save_handoff(self.chain.name, self.run_id, None, state.round, "(operator)", updated)
+            await self._emit(ev.OPERATOR_NOTE, by=who, text=text[:2000], round=state.round)
+            state = replace(state, consecutive_blocks=0)
+        return state
+
+    # ---- one link ------------------------------------------------------------------------
+    async def _step(self, state: ChainState) -> tuple[ChainState, policy.Stop | None]:
+        idx = state.next_link
+        link = self.chain.links[idx]
+        before = self.files.read_handoff()
+        assignee = hp.assigned(before.text) if before.text else None
+        if policy.should_skip(link.role, link.name, link.model, assignee, self.has_controller):
+            await self.d.store.skip_link(
+                run_id=self.run_id, chain=self.chain.name, round_no=state.round, index=idx, link=link.name,
+                role=link.role, model=link.model, reason=f"not assigned (ASSIGNED: {assignee})",
+            )
+            return await self._after_link(state, link, None, before.text, skipped_for=assignee)
+        result, attempts, stop = await self._run_with_retries(state, idx, link, before.text)
+        state, after_stop = await self._after_link(state, link, result, before.text, attempts=attempts)
+        return state, stop or after_stop
+
+    def _placeholders(self, state: ChainState, link: LinkDef) -> dict[str, str]:
+        c = self._counters(state)
+        left = policy.rounds_left(self.chain, c)
+        t_left = policy.time_left_s(self.chain, c, self.d.clock.now())
+        home = str(self.d.settings.home)
+        return {
+            "HOME": home, "BASH_HOME": home, "CHAIN": self.chain.name, "STATE_DIR": str(self.files.dir),
+            "HANDOFF": str(self.files.handoff), "ROUND": str(state.round), "LINK": link.name,
+            "ROUNDS_LEFT": "unlimited" if left is None else str(left),
+            "TIME_LEFT": format_duration(t_left),
+            "DEADLINE": self.chain.deadline.isoformat(timespec="minutes") if self.chain.deadline else "none",
+        }
+
+    async def _run_with_retries(
+        self, state: ChainState, idx: int, link: LinkDef, handoff_before: str | None
+    ) -> tuple[LinkResult, int, policy.Stop | None]:
+        values = self._placeholders(state, link)
+        now = self.d.clock.now()
+        typical = await self.d.store.typical_link_seconds(self.chain.name)
+        wind = policy.wind_down_reason(
+            self.chain, self._counters(state), now, is_last_link=idx == len(self.chain.links) - 1, typical_link_s=typical,
+        )
+        prompt = build_prompt(link.prompt, values, until_full=link.until_full, wind_down_reason=wind)
+        model = link.model
+        attempt = 0
+        limit_waits = 0
+        stalled_once = resumed_fresh = False
+        while True:
+            attempt += 1
+            result = await self._attempt(state, idx, link, model, prompt, values, attempt)
+            cls = result.error_class
+            if cls is ErrorClass.OK or cls is ErrorClass.KILLED:
+                return result, attempt, None
+            if self.control.stop_requested or self.control.shutdown:
+                return result, attempt, None
+            if link.continue_session and not resumed_fresh and "no conversation found" in (result.text + result.error_message).lower():
+                resumed_fresh = True
+                await self.d.store.set_session(self.chain.name, link.name, None, str(self._workdir()))
+                continue
+            if cls is ErrorClass.RATE_LIMITED:
+                limit_waits += 1
+                if limit_waits > MAX_LIMIT_WAITS:
+                    return result, attempt, policy.Stop("BLOCKED", f"usage limit still reached after {MAX_LIMIT_WAITS} waits")
+                await self._wait_for_limit(link, result, limit_waits - 1)
+                if self.control.stop_requested or self.control.shutdown:
+                    return result, attempt, None
+                continue
+            if cls is ErrorClass.AUTH:
+                await self._emit(ev.BLOCKED, link=link.name, round=state.round, question=f"claude cannot authenticate: {result.error_message}", kind="auth")
+                return result, attempt, policy.Stop("BLOCKED", f"authentication failed: {result.error_message[:200]}")
+            if cls is ErrorClass.STALLED and not stalled_once:
+                stalled_once = True
+                await self._emit(ev.WARNING, message=f"{link.name} stalled (no output for {link.stall_s:g} s); retrying once", link=link.name)
+                continue
+            if cls in FALLBACK_WORTHY and link.fallback_model and model != link.fallback_model and not link.is_command:
+                await self._emit(ev.WARNING, message=f"{link.name} failed on {model} ({cls}); retrying on {link.fallback_model}", link=link.name)
+                model = link.fallback_model
+                continue
+            if cls is ErrorClass.STALLED:
+                await self._emit(ev.BLOCKED, link=link.name, round=state.round, kind="stalled",
+                                 question=f"{link.name} stalled twice (no output for {link.stall_s:g} s)")
+            return result, attempt, None
+
+    def _workdir(self) -> Any:
+        return self.chain.workdir or self.d.settings.home
+
+    async def _attempt(
+        self, state: ChainState, idx: int, link: LinkDef, model: str | None, prompt: str, values: dict[str, str], attempt: int,
+    ) -> LinkResult:
+        workdir = self._workdir()
+        env = agent_env(
+            self.d.settings.environ, env_allow=self.chain.env_allow, link_env=link.env,
+            llmauto_vars={
+                "LLMAUTO_CHAIN": self.chain.name, "LLMAUTO_LINK": link.name, "LLMAUTO_ROUND": str(state.round),
+                "LLMAUTO_HANDOFF": values["HANDOFF"], "LLMAUTO_STATE_DIR": values["STATE_DIR"],
+                "LLMAUTO_HOME": values["HOME"],
+            },
+        )
+        session_note: str | None = None
+        if link.command is not None:
+            from engine.prompts import render
+
+            argv = tuple(render(arg, values) for arg in link.command)
+            kind = "command"
+        else:
+            resume = new_session = None
+            if link.continue_session:
+                resume = await self.d.store.session(self.chain.name, link.name, str(workdir))
+                if resume is None:
+                    new_session = str(uuid.uuid4())
+                    await self.d.store.set_session(self.chain.name, link.name, new_session, str(workdir))
+                session_note = resume or new_session
+            argv = claude_argv(
+                self.d.settings.claude_bin, model=model, permission_mode=link.permission_mode,
+                allowed_tools=link.allowed_tools, resume=resume, session_id=new_session,
+            )
+            kind = "claude"
+        timeout = policy.link_timeout_s(link.timeout_s, self.chain, self._counters(state), self.d.clock.now())
+        inv = Invocation(argv=argv, stdin=prompt, cwd=workdir, env=env, timeout_s=timeout, stall_s=link.stall_s, kind=kind)  # type: ignore[arg-type]
+        link_run_id, events = await self.d.store.start_link(
+            run_id=self.run_id, chain=self.chain.name, round_no=state.round, index=idx, link=link.name,
+            role=link.role, model=model if kind == "claude" else "command", attempt=attempt,
+            evs=[NewEvent(ev.LINK_STARTED, {
+                "link": link.name, "role": link.role, "model": model, "round": state.round, "index": idx,
+                "attempt": attempt, "command": kind == "command", "session": session_note,
+            })],
+        )
+        self._publish(events)
+        self.current_link = link.name
+        self.last_progress = None
+        flusher = asyncio.create_task(self._flush_progress(link_run_id))
+        recorders: list[asyncio.Task[None]] = []
+
+        def on_progress(progress: Progress) -> None:
+            self.last_progress = progress
+            self.d.bus.publish(Event(id=0, kind=ev.PROGRESS, chain=self.chain.name, run_id=self.run_id, ts="", data={
+                "link": link.name, "kind": progress.kind, "tool": progress.tool, "target": progress.target,
+                "turns": progress.turns, "detail": progress.detail,
+            }))
+
+        def on_spawn(pid: int) -> None:
+            # Store the agent's pid (and its start time) at once, for crash recovery.
+            recorders.append(asyncio.create_task(
+                self.d.store.set_link_process(link_run_id, pid, process_start_token(pid))
+            ))
+
+        try:
+            async with self.d.slots:
+                self.current_link_started = self.d.clock.monotonic()
+                runner_task = asyncio.create_task(
+                    self.d.runner.run(inv, on_progress=on_progress, on_spawn=on_spawn, kill=self.control.kill)
+                )
+                try:
+                    result = await asyncio.shield(runner_task)
+                except asyncio.CancelledError:
+                    self.control.kill.set()
+                    await asyncio.shield(runner_task)
+                    raise
+                finally:
+                    await asyncio.gather(*recorders, return_exceptions=True)
+        finally:
+            flusher.cancel()
+            self.current_link = None
+            self.current_link_started = None
+        if link.continue_session and result.session_id and kind == "claude":
+            await self.d.store.set_session(self.chain.name, link.name, result.session_id, str(workdir))
+        await self.d.store.finish_link(
+            link_run_id, status="done", model=result.model if kind == "claude" else None,
+            error_class=result.error_class.value, error_message=result.error_message,
+            duration_s=round(result.duration_s, 3), cost_usd=result.cost_usd, input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens, turns=result.turns, session_id=result.session_id,
+            exit_code=result.exit_code, excerpt=result.text[-2000:],
+        )
+        self.cost += result.cost_usd
+        self._last_link_run_id = link_run_id
+        return result
+
+    async def _flush_progress(self, link_run_id: int) -> None:
+        written: Progress | None = None
+        while True:
+            await asyncio.sleep(PROGRESS_FLUSH_S)
+            progress = self.last_progress
+            if progress is not None and progress is not written and progress.tool:
+                try:
+                    await self.d.store.set_link_progress(link_run_id, f"{progress.tool} {progress.target or ''}".strip(), progress.turns)
+                except Exception:  # progress is a nicety; never let it break the run
+                    log.debug("progress flush failed", exc_info=True)
+                written = progress
+
+    async def _wait_for_limit(self, link: LinkDef, result: LinkResult, attempt: int) -> None:
+        now = self.d.clock.now()
+        tz = self.tz or now.tzinfo
+        assert tz is not None
+        until, known = next_attempt_at(
+            now=now, attempt=attempt, message=result.text + " " + result.error_message,
+            resets_at_epoch=result.resets_at_epoch, default_tz=tz,
+        )
+        seconds = (until - now).total_seconds()
+        self.files.write_status("WAITING")
+        events = await self.d.store.put_chain_state(
+            replace(await self.d.store.chain_state(self.chain.name), status="WAITING"),
+            [NewEvent(ev.WAITING_LIMIT, {
+                "link": link.name, "until": until.isoformat(timespec="seconds"), "seconds": round(seconds),
+                "reset_known": known, "message": result.error_message[:300], "attempt": attempt + 1,
+            })], run_id=self.run_id,
+        )
+        self._publish(events)
+        self.control.changed.clear()
+        await self.d.sleeper.sleep(seconds, self.control.changed)
+        self.files.write_status("RUNNING")
+
+    # ---- after a link --------------------------------------------------------------------
+    async def _after_link(
+        self, state: ChainState, link: LinkDef, result: LinkResult | None, before: str | None,
+        *, attempts: int = 0, skipped_for: str | None = None,
+    ) -> tuple[ChainState, policy.Stop | None]:
+        new_events: list[NewEvent] = []
+        stop: policy.Stop | None = None
+        handoff_version: tuple[int | None, int, str, str] | None = None
+        after_text = before
+        blocked = False
+        ran = result is not None
+        failed = ran and result is not None and not result.ok
+        if ran:
+            assert result is not None
+            read = self.files.read_handoff()
+            if read.text is None:
+                restored = before or await self._last_good_handoff()
+                if restored is not None:
+                    self.files.write_handoff(restored)
+                new_events.append(NewEvent(ev.HANDOFF_PROBLEM, {
+                    "link": link.name, "problem": read.problem, "restored": restored is not None,
+                }))
+                after_text = restored
+            else:
+                after_text = read.text
+                if after_text != before:
+                    handoff_version = (self._last_link_run_id, state.round, link.name, after_text)
+            word = self.files.read_status()
+            if word is not None and word not in STATUS_WORDS:
+                new_events.append(NewEvent(ev.HANDOFF_PROBLEM, {
+                    "link": link.name, "problem": f"status.txt has an unknown word {word[:40]!r}", "restored": True,
+                }))
+                self.files.write_status("RUNNING")
+                word = "RUNNING"
+            changed = after_text != before
+            blocked = word == "BLOCKED" or (changed and after_text is not None and hp.is_blocked(after_text))
+            if blocked:
+                new_events.append(NewEvent(ev.BLOCKED, {
+                    "link": link.name, "round": state.round, "kind": "agent",
+                    "question": (hp.question(after_text or "") or hp.headline(after_text or "", 4, 500)),
+                    "policy": self.chain.on_blocked,
+                }))
+            new_events.append(NewEvent(ev.LINK_FINISHED, {
+                "link": link.name, "role": link.role, "model": result.model or link.model, "round": state.round,
+                "error_class": result.error_class.value, "error": result.error_message[:500],
+                "duration_s": round(result.duration_s, 3), "cost_usd": round(result.cost_usd, 6),
+                "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "turns": result.turns,
+                "attempts": attempts, "headline": hp.headline(after_text or "") if after_text else "",
+                "notify": link.telegram_update or self.chain.notify_every_link,
+                "permission_denials": list(result.permission_denials)[:10], "run_cost_usd": round(self.cost, 6),
+                "blocked": blocked, "command": link.is_command,
+            }))
+            if self.chain.mode == "deadend" and (failed or blocked):
+                stop = policy.Stop("FAILED" if failed else "BLOCKED", f"dead end at {link.name}: {result.error_message or 'BLOCKED'}")
+        else:
+            new_events.append(NewEvent(ev.LINK_SKIPPED, {"link": link.name, "round": state.round, "assigned": skipped_for}))
+
+        state = replace(
+            state, next_link=state.next_link + 1, status="RUNNING",
+            round_ran=state.round_ran + (1 if ran else 0), round_failed=state.round_failed + (1 if failed else 0),
+            round_blocked=state.round_blocked or (1 if blocked else 0),
+        )
+        if state.next_link >= len(self.chain.links):
+            state, round_events = self._end_round(state, after_text)
+            new_events += round_events
+        self._publish(await self.d.store.commit_link(
+            state=state, run_id=self.run_id, cost_delta=result.cost_usd if result else 0.0, ran=ran,
+            passes=self.passes, handoff=handoff_version, evs=new_events,
+        ))
+        self.files.write_round(state.round)
+        if blocked and self.chain.on_blocked == "wait" and stop is None:
+            stop = await self._wait_for_answer(link)
+        return state, stop
+
+    def _end_round(self, state: ChainState, handoff_text: str | None) -> tuple[ChainState, list[NewEvent]]:
+        all_failed = state.round_ran > 0 and state.round_failed == state.round_ran
+        blocked = bool(state.round_blocked) or (handoff_text is not None and hp.is_blocked(handoff_text))
+        counted = not all_failed
+        self.passes += 1
+        finished = NewEvent(ev.ROUND_FINISHED, {
+            "round": state.round, "counted": counted, "blocked": blocked, "links_run": state.round_ran,
+            "links_failed": state.round_failed,
+        })
+        return replace(
+            state, round=state.round + 1, next_link=0, round_ran=0, round_failed=0, round_blocked=0,
+            rounds_counted=state.rounds_counted + (1 if counted else 0),
+            consecutive_blocks=state.consecutive_blocks + 1 if blocked else 0,
+            failed_rounds=state.failed_rounds + 1 if all_failed else 0,
+        ), [finished]
+
+    async def _last_good_handoff(self) -> str | None:
+        versions = await self.d.store.handoff_versions(self.chain.name, 1)
+        return versions[0].content if versions else None
+
+    async def _wait_for_answer(self, link: LinkDef) -> policy.Stop | None:
+        """on_blocked = wait: hold the chain until a person answers, stops it, or time runs out."""
+        self.files.write_status("BLOCKED")
+        deadline = self.d.clock.monotonic() + self.chain.blocked_wait_s
+        while not self.control.answers:
+            if self.control.stop_requested or self.control.shutdown:
+                return None
+            left = deadline - self.d.clock.monotonic()
+            if left <= 0:
+                await self._emit(ev.WARNING, link=link.name,
+                                 message=f"no answer to BLOCKED within {format_duration(self.chain.blocked_wait_s)}; going on")
+                break
+            self.control.changed.clear()
+            await self.d.sleeper.sleep(left, self.control.changed)
+        self.files.write_status("RUNNING")
+        return None
