@@ -90,6 +90,37 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of a group that are not zombies (Linux /proc; a container's init may leave
+    zombies unreaped, and they still count for killpg)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            found.append(int(name))
+    return found
+
+
+async def reap_group(pgid: int, timeout_s: float = 2.0) -> None:
+    """SIGKILL whatever is left of a group and wait (briefly) until it is really gone."""
+    if not kill_group(pgid):
+        return  # the fast path: nothing left
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while live_group_members(pgid) and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+
+
 class SubprocessRunner:
     """Runs an Invocation as a real child process group."""
 
@@ -205,8 +236,8 @@ class SubprocessRunner:
                 await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 5.0)
             for task in readers:
                 task.cancel()
-            kill_group(pgid)  # stragglers: background children the agent's tools left behind
             await waiter
+            await reap_group(pgid)  # stragglers: background children the agent's tools left behind
         exit_code = proc.returncode
         duration = time.monotonic() - started
         if inv.kind == "command":

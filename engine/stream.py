@@ -98,6 +98,7 @@ class StreamParser:
     current_target: str | None = None
     resets_at_epoch: float | None = None
     rate_limit_error: bool = False
+    assistant_error: str | None = None
     lines: int = 0
     result: dict[str, Any] | None = None
     _message_ids: set[str] = field(default_factory=set)
@@ -159,8 +160,10 @@ class StreamParser:
         if isinstance(mid, str) and mid not in self._message_ids:
             self._message_ids.add(mid)
             self.turns += 1
-        if obj.get("error") == "rate_limit":
-            self.rate_limit_error = True
+        if isinstance(obj.get("error"), str):
+            # The CLI marks failed turns: rate_limit, server_error, authentication_failed, model_not_found.
+            self.assistant_error = obj["error"]
+            self.rate_limit_error = self.rate_limit_error or obj["error"] == "rate_limit"
         progress: Progress | None = None
         content = message.get("content")
         for block in content if isinstance(content, list) else []:
@@ -240,13 +243,13 @@ class StreamParser:
         subtype = str(res.get("subtype") or "")
         if res.get("is_error") is True or subtype.startswith("error"):
             lowered = text.lower()
-            if status == 401 or "authenticate" in lowered or "not logged in" in lowered or "invalid api key" in lowered:
+            if status == 401 or self.assistant_error == "authentication_failed" or "authenticate" in lowered or "not logged in" in lowered or "invalid api key" in lowered:
                 return ErrorClass.AUTH, text[:300] or "authentication failed"
             if status == 429 or self.rate_limit_error or (_LIMIT_TEXT.search(text) and "limit" in lowered):
                 return ErrorClass.RATE_LIMITED, text[:300] or "rate limited"
             if status == 529 or "overloaded" in lowered:
                 return ErrorClass.OVERLOADED, text[:300] or "overloaded"
-            if status == 404 or "not_found" in lowered or "model not found" in lowered:
+            if status == 404 or self.assistant_error == "model_not_found" or "not_found" in lowered or "model not found" in lowered:
                 return ErrorClass.NOT_FOUND, text[:300] or "not found"
             if subtype.startswith("error_"):
                 return ErrorClass.API_ERROR, subtype.removeprefix("error_").replace("_", " ")

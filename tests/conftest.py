@@ -1,0 +1,53 @@
+"""Shared fixtures: every test gets its own temporary llmauto home."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.settings import Settings
+from engine.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_CLAUDE = ROOT / "tests" / "fakes" / "bin" / "claude"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    for sub in ("chains", "prompts", "state"):
+        (h / sub).mkdir(parents=True)
+    return h
+
+
+def write_chain(home: Path, name: str, doc: dict[str, Any]) -> Path:
+    path = home / "chains" / f"{name}.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def make_settings(home: Path, **overrides: Any) -> Settings:
+    environ = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "LANG": "C.UTF-8"}
+    environ.update(overrides.pop("environ", {}))
+    base: dict[str, Any] = {
+        "home": home, "claude_bin": str(FAKE_CLAUDE), "max_parallel_links": 4, "timezone": "UTC",
+        "environ": environ,
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return make_settings(home)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    async with Store.open(settings.db_path) as s:
+        yield s
