@@ -7,11 +7,16 @@ settings: link beats chain `defaults` beats global settings. Errors name the fil
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time, tzinfo
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from engine.errors import BadChainName, InvalidChain, UnknownChain
 
 Role = Literal["worker", "reviewer", "controller"]
 Mode = Literal["loop", "once", "deadend"]
@@ -70,3 +75,489 @@ class ChainDef:
     env_allow: tuple[str, ...] | None = None
     links: tuple[LinkDef, ...] = ()
     warnings: tuple[str, ...] = ()
+
+
+# ---- loading -------------------------------------------------------------------------------------
+
+MAX_CHAIN_BYTES = 1024 * 1024
+MAX_PROMPT_BYTES = 256 * 1024
+PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
+_NAME = re.compile(rf"^{NAME_PATTERN}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CHAIN_FIELDS = frozenset({
+    "description", "mode", "max_rounds", "runtime_hours", "deadline", "max_consecutive_blocks", "max_cost_usd",
+    "workdir", "on_blocked", "blocked_wait_minutes", "notify", "notify_every_link", "env_allow", "links",
+    "prompts", "defaults", "name",
+})
+LINK_FIELDS = frozenset({
+    "name", "role", "model", "command", "prompt", "continue", "fallback_model", "until_full", "telegram_update",
+    "permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env", "description",
+})
+DEFAULT_FIELDS = frozenset({"permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env"})
+
+
+@dataclass(frozen=True)
+class GlobalDefaults:
+    permission_mode: str | None = None
+    allowed_tools: tuple[str, ...] | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    stall_s: float = DEFAULT_STALL_S
+
+
+def _check_name(name: str) -> None:
+    if not name or not _NAME.match(name) or name in (".", "..") or name.startswith("."):
+        raise BadChainName(f"bad chain name {name!r}: use letters, digits, '_', '.', '-' (not starting with '.')")
+
+
+def chain_path(home: Path, name: str) -> Path:
+    """chains/NAME.json, refusing names and symlinks that lead outside chains/."""
+    _check_name(name)
+    chains = (home / "chains").resolve()
+    path = chains / f"{name}.json"
+    resolved = path.resolve()
+    if resolved.parent != chains and chains not in resolved.parents:
+        raise BadChainName(f"chain {name!r} resolves outside {chains} (to {resolved})")
+    return path
+
+
+def chain_names(home: Path) -> list[str]:
+    folder = home / "chains"
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json") if _NAME.match(p.stem) and not p.stem.startswith("."))
+
+
+def load_chain(
+    home: Path, name_or_file: str, *, tz: tzinfo | None = None, global_defaults: GlobalDefaults | None = None,
+) -> ChainDef:
+    """Load and validate a chain by name (chains/NAME.json) or from a .json file path."""
+    looks_like_file = name_or_file.endswith(".json") and ("/" in name_or_file or Path(name_or_file).is_file())
+    if looks_like_file:
+        path = Path(name_or_file).expanduser()
+        if not path.is_file():
+            raise UnknownChain(name_or_file, chain_names(home))
+        name = path.stem
+    else:
+        path = chain_path(home, name_or_file)
+        name = name_or_file
+        if not path.is_file():
+            raise UnknownChain(name, chain_names(home))
+    return _Loader(home, path, name, tz, global_defaults or GlobalDefaults()).load()
+
+
+class _Loader:
+    """Validates one chain file, collecting every problem as 'file: field: reason'."""
+
+    def __init__(self, home: Path, path: Path, name: str, tz: tzinfo | None, gd: GlobalDefaults) -> None:
+        self.home = home
+        self.path = path
+        self.name = name
+        self.tz = tz
+        self.gd = gd
+        try:
+            self.label = str(path.resolve().relative_to(home.resolve()))
+        except ValueError:
+            self.label = str(path)
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def err(self, field_path: str, reason: str) -> None:
+        self.problems.append(f"{self.label}: {field_path}: {reason}" if field_path else f"{self.label}: {reason}")
+
+    def warn(self, field_path: str, reason: str) -> None:
+        self.warnings.append(f"{self.label}: {field_path}: {reason}")
+
+    # -- reading --
+    def _document(self) -> dict[str, Any]:
+        try:
+            size = self.path.stat().st_size
+        except OSError as exc:
+            raise InvalidChain([f"{self.label}: cannot read: {exc.strerror}"]) from None
+        if size > MAX_CHAIN_BYTES:
+            raise InvalidChain([f"{self.label}: file is {size:,} bytes, over the {MAX_CHAIN_BYTES:,}-byte limit"])
+        try:
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            raise InvalidChain([f"{self.label}: cannot read: {exc.strerror}"]) from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidChain([f"{self.label}: not UTF-8 text (invalid byte at offset {exc.start})"]) from None
+        if not text.strip():
+            raise InvalidChain([f"{self.label}: the file is empty"])
+        try:
+            doc = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise InvalidChain([f"{self.label}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"]) from None
+        except ValueError as exc:
+            raise InvalidChain([f"{self.label}: invalid JSON: {exc}"]) from None
+        except RecursionError:
+            raise InvalidChain([f"{self.label}: invalid JSON: nested too deeply"]) from None
+        if not isinstance(doc, dict):
+            raise InvalidChain([f"{self.label}: the top level must be an object, got {_kind(doc)}"])
+        return doc
+
+    def load(self) -> ChainDef:
+        doc = self._document()
+        for key in doc:
+            if key not in CHAIN_FIELDS:
+                self.warn(str(key), "unknown field (ignored)")
+        description = self.string(doc, "description", "") or ""
+        mode = self.choice(doc, "mode", ("loop", "once", "deadend"), "loop")
+        max_rounds = self.integer(doc, "max_rounds", 0, minimum=0)
+        runtime_hours = self.number(doc, "runtime_hours", 0.0, minimum=0.0)
+        deadline = self.deadline(doc)
+        max_blocks = self.integer(doc, "max_consecutive_blocks", 3, minimum=0)
+        max_cost = self.number(doc, "max_cost_usd", None, minimum=0.0, exclusive=True)
+        workdir = self.workdir(doc)
+        on_blocked = self.choice(doc, "on_blocked", ("continue", "wait"), "continue")
+        wait_min = self.number(doc, "blocked_wait_minutes", DEFAULT_BLOCKED_WAIT_S / 60, minimum=0.0, exclusive=True)
+        notify_every = self.notify(doc)
+        env_allow = self.env_names(doc, "env_allow")
+        prompts = self.prompts(doc)
+        defaults = self.defaults(doc)
+        links = self.links(doc, prompts, defaults)
+        if self.problems:
+            raise InvalidChain(self.problems)
+        return ChainDef(
+            name=self.name, path=self.path, description=description, mode=mode,  # type: ignore[arg-type]
+            max_rounds=int(max_rounds or 0), runtime_hours=float(runtime_hours or 0.0), deadline=deadline,
+            max_consecutive_blocks=int(max_blocks if max_blocks is not None else 3), max_cost_usd=max_cost,
+            workdir=workdir, on_blocked=on_blocked, blocked_wait_s=float(wait_min or 0) * 60,  # type: ignore[arg-type]
+            notify_every_link=notify_every, env_allow=env_allow, links=tuple(links), warnings=tuple(self.warnings),
+        )
+
+    # -- field kinds --
+    def string(self, obj: dict[str, Any], key: str, default: str | None, path: str = "") -> str | None:
+        if key not in obj or obj[key] is None:
+            return default
+        value = obj[key]
+        if not isinstance(value, str):
+            self.err(path + key, f"expected a string, got {_kind(value)}")
+            return default
+        return value
+
+    def choice(self, obj: dict[str, Any], key: str, options: tuple[str, ...], default: str, path: str = "") -> str:
+        value = self.string(obj, key, default, path)
+        if value not in options:
+            self.err(path + key, f"expected one of {', '.join(options)}, got {value!r}")
+            return default
+        return value
+
+    def boolean(self, obj: dict[str, Any], key: str, default: bool, path: str = "") -> bool:
+        if key not in obj or obj[key] is None:
+            return default
+        if not isinstance(obj[key], bool):
+            self.err(path + key, f"expected true or false, got {_kind(obj[key])}")
+            return default
+        return bool(obj[key])
+
+    def integer(self, obj: dict[str, Any], key: str, default: int | None, *, minimum: int, path: str = "") -> int | None:
+        if key not in obj or obj[key] is None:
+            return default
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+                value = int(value)
+            else:
+                self.err(path + key, f"expected a whole number, got {_kind(value)}")
+                return default
+        if value < minimum:
+            self.err(path + key, f"must be at least {minimum}, got {value}")
+            return default
+        return int(value)
+
+    def number(
+        self, obj: dict[str, Any], key: str, default: float | None, *, minimum: float, exclusive: bool = False, path: str = "",
+    ) -> float | None:
+        if key not in obj or obj[key] is None:
+            return default
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            self.err(path + key, f"expected a number, got {_kind(value)}")
+            return default
+        if value < minimum or (exclusive and value == minimum):
+            self.err(path + key, f"must be {'greater than' if exclusive else 'at least'} {minimum:g}, got {value:g}")
+            return default
+        return float(value)
+
+    def deadline(self, doc: dict[str, Any]) -> datetime | None:
+        raw = self.string(doc, "deadline", None)
+        if raw is None or not raw.strip():
+            return None
+        zone = self.tz or datetime.now().astimezone().tzinfo
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw.strip()):
+                when = datetime.combine(date.fromisoformat(raw.strip()), time(0, 0))
+            else:
+                when = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            self.err("deadline", f"expected an ISO date or datetime (2026-12-01 or 2026-12-01T18:00), got {raw!r}")
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=zone)
+
+    def workdir(self, doc: dict[str, Any]) -> Path | None:
+        raw = self.string(doc, "workdir", None)
+        if raw is None or not raw.strip():
+            return None
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = self.home / path
+        if not path.is_dir():
+            self.err("workdir", f"{raw!r} is not a directory")
+            return None
+        return path.resolve()
+
+    def notify(self, doc: dict[str, Any]) -> bool:
+        every = self.boolean(doc, "notify_every_link", False)
+        if "notify" in doc and doc["notify"] is not None:
+            return self.choice(doc, "notify", ("links", "every_link"), "links") == "every_link" or every
+        return every
+
+    def env_names(self, obj: dict[str, Any], key: str, path: str = "") -> tuple[str, ...] | None:
+        if key not in obj or obj[key] is None:
+            return None
+        value = obj[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) and _ENV_NAME.match(v) for v in value):
+            self.err(path + key, "expected a list of environment variable names")
+            return None
+        return tuple(value)
+
+    def env_map(self, obj: dict[str, Any], key: str, path: str) -> dict[str, str]:
+        if key not in obj or obj[key] is None:
+            return {}
+        value = obj[key]
+        if not isinstance(value, dict):
+            self.err(path + key, f"expected an object of NAME: value, got {_kind(value)}")
+            return {}
+        out = {}
+        for k, v in value.items():
+            if not _ENV_NAME.match(str(k)):
+                self.err(f"{path}{key}.{k}", "not a valid environment variable name")
+            elif not isinstance(v, str):
+                self.err(f"{path}{key}.{k}", f"expected a string, got {_kind(v)}")
+            else:
+                out[str(k)] = v
+        return out
+
+    def tools(self, obj: dict[str, Any], key: str, path: str) -> tuple[str, ...] | None:
+        if key not in obj or obj[key] is None:
+            return None
+        value = obj[key]
+        if isinstance(value, str):
+            return tuple(t for t in re.split(r"[\s,]+", value) if t)
+        if isinstance(value, list) and all(isinstance(t, str) for t in value):
+            return tuple(t.strip() for t in value if t.strip())
+        self.err(path + key, f"expected a list of tool names or a space-separated string, got {_kind(value)}")
+        return None
+
+    def defaults(self, doc: dict[str, Any]) -> dict[str, Any]:
+        raw = doc.get("defaults")
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.err("defaults", f"expected an object, got {_kind(raw)}")
+            return {}
+        for key in raw:
+            if key not in DEFAULT_FIELDS:
+                self.warn(f"defaults.{key}", "unknown field (ignored)")
+        out: dict[str, Any] = {}
+        if "permission_mode" in raw and raw["permission_mode"] is not None:
+            out["permission_mode"] = self.choice(raw, "permission_mode", PERMISSION_MODES, "default", "defaults.")
+        if (tools := self.tools(raw, "allowed_tools", "defaults.")) is not None:
+            out["allowed_tools"] = tools
+        if (t := self.number(raw, "timeout_seconds", None, minimum=0.0, exclusive=True, path="defaults.")) is not None:
+            out["timeout_s"] = t
+        if (t := self.number(raw, "stall_seconds", None, minimum=0.0, exclusive=True, path="defaults.")) is not None:
+            out["stall_s"] = t
+        out["env"] = self.env_map(raw, "env", "defaults.")
+        return out
+
+    # -- prompts --
+    def prompts(self, doc: dict[str, Any]) -> dict[str, str]:
+        raw = doc.get("prompts")
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.err("prompts", f"expected an object of key: prompt, got {_kind(raw)}")
+            return {}
+        resolved: dict[str, str] = {}
+
+        def resolve(key: str, trail: tuple[str, ...]) -> str | None:
+            if key in resolved:
+                return resolved[key]
+            if key in trail:
+                self.err(f"prompts.{trail[0]}", "cycle of prompt references " + " -> ".join((*trail, key)))
+                return None
+            entry = raw[key]
+            text: str | None
+            if isinstance(entry, str):
+                text = entry
+            elif isinstance(entry, dict):
+                kind = entry.get("type", "inline")
+                if kind == "file":
+                    text = self.prompt_file(entry.get("path"), f"prompts.{key}.path")
+                elif kind == "inline":
+                    text = entry.get("text") if isinstance(entry.get("text"), str) else None
+                    if text is None:
+                        self.err(f"prompts.{key}.text", "expected a string")
+                elif kind == "ref":
+                    target = entry.get("key")
+                    if not isinstance(target, str) or target not in raw:
+                        self.err(f"prompts.{key}.key", f"no prompt key {target!r}")
+                        return None
+                    text = resolve(target, (*trail, key))
+                else:
+                    self.err(f"prompts.{key}.type", f"expected file, inline or ref, got {kind!r}")
+                    return None
+            else:
+                self.err(f"prompts.{key}", f"expected text or an object, got {_kind(entry)}")
+                return None
+            if text is not None:
+                resolved[key] = text
+            return text
+
+        for key in raw:
+            resolve(str(key), ())
+        return resolved
+
+    def prompt_file(self, raw: Any, field_path: str) -> str | None:
+        if not isinstance(raw, str) or not raw.strip():
+            self.err(field_path, "expected a file path")
+            return None
+        if Path(raw).is_absolute():
+            self.err(field_path, f"{raw!r}: absolute paths are not allowed; use a path inside the home folder")
+            return None
+        home = self.home.resolve()
+        for base in (self.home / "prompts", self.home):
+            candidate = (base / raw).resolve()
+            if home not in candidate.parents:
+                self.err(field_path, f"{raw!r} leads outside the home folder")
+                return None
+            if candidate.is_file():
+                try:
+                    if candidate.stat().st_size > MAX_PROMPT_BYTES:
+                        self.err(field_path, f"{raw!r} is larger than {MAX_PROMPT_BYTES:,} bytes")
+                        return None
+                    return candidate.read_text(encoding="utf-8")
+                except UnicodeDecodeError:
+                    self.err(field_path, f"{raw!r} is not UTF-8 text")
+                    return None
+                except OSError as exc:
+                    self.err(field_path, f"{raw!r}: {exc.strerror}")
+                    return None
+        self.err(field_path, f"no prompt file {raw!r} in prompts/ or the home folder")
+        return None
+
+    def link_prompt(self, value: Any, prompts: dict[str, str], field_path: str) -> str | None:
+        if not isinstance(value, str):
+            self.err(field_path, f"expected a prompt key, a file in prompts/, or text, got {_kind(value)}")
+            return None
+        if value in prompts:
+            return prompts[value]
+        if not value.strip():
+            self.err(field_path, "empty prompt")
+            return None
+        if re.search(r"\s", value.strip()):
+            return value
+        looks_like_file = value.endswith((".md", ".txt")) or "/" in value
+        for candidate in (value, f"{value}.md"):
+            path = self.home / "prompts" / candidate
+            if path.is_file() or (self.home / candidate).is_file():
+                return self.prompt_file(candidate, field_path)
+        if looks_like_file:
+            self.err(field_path, f"no prompt key or file {value!r}")
+            return None
+        return value  # a one-word inline prompt
+
+    # -- links --
+    def links(self, doc: dict[str, Any], prompts: dict[str, str], defaults: dict[str, Any]) -> list[LinkDef]:
+        raw = doc.get("links")
+        if not isinstance(raw, list) or not raw:
+            self.err("links", "expected a non-empty list of links" + ("" if raw is None else f", got {_kind(raw)}"))
+            return []
+        out: list[LinkDef] = []
+        seen: set[str] = set()
+        for i, item in enumerate(raw):
+            p = f"links[{i}]."
+            if not isinstance(item, dict):
+                self.err(f"links[{i}]", f"expected an object, got {_kind(item)}")
+                continue
+            for key in item:
+                if key not in LINK_FIELDS:
+                    self.warn(p + str(key), "unknown field (ignored)")
+            name = self.string(item, "name", None, p)
+            if name is None:
+                if "name" not in item:
+                    self.err(p + "name", "required")
+                continue
+            if not _NAME.match(name):
+                self.err(p + "name", f"{name!r}: use letters, digits, '_', '.', '-'")
+            elif name in seen:
+                self.err(p + "name", f"duplicate link name {name!r}")
+            seen.add(name)
+            role = self.choice(item, "role", ("worker", "reviewer", "controller"), "worker", p)
+            model = self.string(item, "model", None, p)
+            command = self.command(item, p)
+            if model is not None and command is not None:
+                self.err(f"links[{i}]", "give a model or a command, not both")
+            elif model is None and command is None and "model" not in item:
+                self.err(f"links[{i}]", "needs a model or a command")
+            prompt = ""
+            if "prompt" in item and item["prompt"] is not None:
+                prompt = self.link_prompt(item["prompt"], prompts, p + "prompt") or ""
+            elif command is None:
+                self.err(p + "prompt", "required for a model link")
+            perm = defaults.get("permission_mode", self.gd.permission_mode)
+            if "permission_mode" in item and item["permission_mode"] is not None:
+                perm = self.choice(item, "permission_mode", PERMISSION_MODES, "default", p)
+            tools = self.tools(item, "allowed_tools", p)
+            timeout = self.number(item, "timeout_seconds", None, minimum=0.0, exclusive=True, path=p)
+            stall = self.number(item, "stall_seconds", None, minimum=0.0, exclusive=True, path=p)
+            env = {**defaults.get("env", {}), **self.env_map(item, "env", p)}
+            out.append(LinkDef(
+                name=name, role=role, model=model, command=command, prompt=prompt,  # type: ignore[arg-type]
+                continue_session=self.boolean(item, "continue", False, p),
+                fallback_model=self.string(item, "fallback_model", None, p),
+                until_full=self.boolean(item, "until_full", False, p),
+                telegram_update=self.boolean(item, "telegram_update", False, p),
+                permission_mode=perm,
+                allowed_tools=tools if tools is not None else defaults.get("allowed_tools", self.gd.allowed_tools),
+                timeout_s=timeout or defaults.get("timeout_s", self.gd.timeout_s),
+                stall_s=stall or defaults.get("stall_s", self.gd.stall_s),
+                env=env,
+            ))
+        return out
+
+    def command(self, item: dict[str, Any], p: str) -> tuple[str, ...] | None:
+        if "command" not in item or item["command"] is None:
+            return None
+        value = item["command"]
+        if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+            self.err(p + "command", "expected a non-empty list of strings (argv)")
+            return None
+        if not value[0].strip():
+            self.err(p + "command", "the program name is empty")
+            return None
+        return tuple(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})" if not isinstance(value, float) or math.isfinite(value) else f"{value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"a string ({shown!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -30,7 +30,6 @@ from engine.marble import MarbleRun, RunControl, RunDeps, RunOutcome
 from engine.runner import (
     AgentRunner,
     SubprocessRunner,
-    group_alive,
     kill_group,
     process_start_token,
 )
@@ -205,24 +204,34 @@ class Engine:
         return age > LEASE_STALE_S
 
     async def _recover(self, chain: str) -> None:
-        """A run its dead owner left behind: kill its agent, restore the handoff from before the
-        interrupted link, and mark it interrupted; the new run re-runs that link."""
-        files = ChainFiles(self.settings.state_dir, chain)
-        for link_run in await self.store.running_links(chain):
-            killed = False
-            if (link_run.pid and link_run.pid_start and process_start_token(link_run.pid) == link_run.pid_start) or (link_run.pid and link_run.pid_start is None and group_alive(link_run.pid)):
-                killed = kill_group(link_run.pid)
+        """A run its dead owner left behind: kill its agent if it still runs, put the handoff back
+        to the last version the engine committed (the interrupted link may have half-written it),
+        and mark the run interrupted. The chain's counters were committed atomically with that
+        version, so the new run re-runs exactly the interrupted link and counts no round twice."""
+        links = await self.store.unfinished_links(chain)
+        runs = [r for r in await self.store.open_runs() if r.chain == chain]
+        if not links and not runs:
+            return
+        killed = []
+        for link_run in links:
+            ours = link_run.pid and link_run.pid_start and process_start_token(link_run.pid) == link_run.pid_start
+            if ours and link_run.pid and kill_group(link_run.pid):
+                killed.append(link_run.link)
             await self.store.mark_link_interrupted(link_run.id)
-            version = await self.store.handoff_before(chain, link_run.id)
-            if version is not None:
-                files.write_handoff(version.content)
-            self._publish(await self.store.add_events(chain, link_run.run_id, [NewEvent(ev.RECOVERED, {
-                "link": link_run.link, "round": link_run.round, "agent_killed": killed,
-                "handoff_restored": version is not None,
-            })]))
-        for run in await self.store.open_runs():
-            if run.chain == chain:
-                self._publish(await self.store.mark_run_interrupted(run.id, []))
+        files = ChainFiles(self.settings.state_dir, chain)
+        versions = await self.store.handoff_versions(chain, 1)
+        restored = False
+        if versions and files.read_handoff().text != versions[0].content:
+            files.write_handoff(versions[0].content)
+            restored = True
+        run_id = runs[-1].id if runs else links[-1].run_id
+        for run in runs:
+            await self.store.mark_run_interrupted(run.id, [])
+        st = await self.store.chain_state(chain)
+        self._publish(await self.store.add_events(chain, run_id, [NewEvent(ev.RECOVERED, {
+            "link": links[-1].link if links else None, "round": st.round, "agents_killed": killed,
+            "handoff_restored": restored,
+        })]))
 
     def _publish(self, events: list[ev.Event]) -> None:
         for event in events:

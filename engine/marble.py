@@ -268,6 +268,22 @@ class MarbleRun:
             )
             return await self._after_link(state, link, None, before.text, skipped_for=assignee)
         result, attempts, stop = await self._run_with_retries(state, idx, link, before.text)
+        interrupted = result.error_class is ErrorClass.KILLED or (
+            not result.ok and (self.control.stop_requested or self.control.shutdown)
+        )
+        if interrupted:
+            # A link cut off by a person or a shutdown did not finish its work: put the handoff back
+            # as it was before it and leave the chain pointing at it, so the next start re-runs it.
+            if self._last_link_run_id is not None:
+                await self.d.store.set_link_status(self._last_link_run_id, "interrupted")
+            if before.text is not None:
+                self.files.write_handoff(before.text)
+            await self._emit(ev.LINK_FINISHED, link=link.name, role=link.role, round=state.round,
+                             error_class=result.error_class.value, error=result.error_message[:500],
+                             duration_s=round(result.duration_s, 3), cost_usd=round(result.cost_usd, 6),
+                             attempts=attempts, notify=False, rerun=True, command=link.is_command,
+                             run_cost_usd=round(self.cost, 6), headline="", blocked=False)
+            return state, stop
         state, after_stop = await self._after_link(state, link, result, before.text, attempts=attempts)
         return state, stop or after_stop
 
@@ -300,6 +316,8 @@ class MarbleRun:
         stalled_once = resumed_fresh = False
         while True:
             attempt += 1
+            if attempt > 1 and self._last_link_run_id is not None:
+                await self.d.store.set_link_status(self._last_link_run_id, "retried")
             result = await self._attempt(state, idx, link, model, prompt, values, attempt)
             cls = result.error_class
             if cls is ErrorClass.OK or cls is ErrorClass.KILLED:
@@ -378,6 +396,7 @@ class MarbleRun:
                 "attempt": attempt, "command": kind == "command", "session": session_note,
             })],
         )
+        self._last_link_run_id = link_run_id
         self._publish(events)
         self.current_link = link.name
         self.last_progress = None
@@ -418,14 +437,13 @@ class MarbleRun:
         if link.continue_session and result.session_id and kind == "claude":
             await self.d.store.set_session(self.chain.name, link.name, result.session_id, str(workdir))
         await self.d.store.finish_link(
-            link_run_id, status="done", model=result.model if kind == "claude" else None,
+            link_run_id, status="ended", model=result.model if kind == "claude" else None,
             error_class=result.error_class.value, error_message=result.error_message,
             duration_s=round(result.duration_s, 3), cost_usd=result.cost_usd, input_tokens=result.input_tokens,
             output_tokens=result.output_tokens, turns=result.turns, session_id=result.session_id,
             exit_code=result.exit_code, excerpt=result.text[-2000:],
         )
         self.cost += result.cost_usd
-        self._last_link_run_id = link_run_id
         return result
 
     async def _flush_progress(self, link_run_id: int) -> None:
@@ -498,6 +516,8 @@ class MarbleRun:
                 word = "RUNNING"
             changed = after_text != before
             blocked = word == "BLOCKED" or (changed and after_text is not None and hp.is_blocked(after_text))
+            if word == "BLOCKED":
+                self.files.write_status("RUNNING")  # seen and alerted; the next round starts clear
             if blocked:
                 new_events.append(NewEvent(ev.BLOCKED, {
                     "link": link.name, "round": state.round, "kind": "agent",
@@ -530,6 +550,7 @@ class MarbleRun:
         self._publish(await self.d.store.commit_link(
             state=state, run_id=self.run_id, cost_delta=result.cost_usd if result else 0.0, ran=ran,
             passes=self.passes, handoff=handoff_version, evs=new_events,
+            link_run_id=self._last_link_run_id if ran else None,
         ))
         self.files.write_round(state.round)
         if blocked and self.chain.on_blocked == "wait" and stop is None:

@@ -403,11 +403,13 @@ class Store:
 
     async def commit_link(
         self, *, state: ChainState, run_id: int, cost_delta: float, ran: bool, passes: int,
-        handoff: tuple[int | None, int, str, str] | None, evs: Sequence[NewEvent],
+        handoff: tuple[int | None, int, str, str] | None, evs: Sequence[NewEvent], link_run_id: int | None = None,
     ) -> list[Event]:
-        """After a link: the chain's counters, the run's totals, the handoff version (link_run_id,
-        round, link, content) and the events, in one transaction."""
+        """After a link: the link run marked done, the chain's counters, the run's totals, the
+        handoff version (link_run_id, round, link, content) and the events, in one transaction."""
         async with self.transaction() as db:
+            if link_run_id is not None:
+                await db.execute("UPDATE link_runs SET status = 'done' WHERE id = ?", (link_run_id,))
             await self._put_state(db, state)
             await db.execute(
                 "UPDATE runs SET cost_usd = cost_usd + ?, links_run = links_run + ?, passes = ? WHERE id = ?",
@@ -449,11 +451,23 @@ class Store:
             rows = await self._fetchall("SELECT * FROM link_runs WHERE status = 'running' AND chain = ? ORDER BY id", (chain,))
         return [LinkRunRow.from_row(r) for r in rows]
 
+    async def unfinished_links(self, chain: str) -> list[LinkRunRow]:
+        """Link runs whose outcome was never committed (their process died)."""
+        rows = await self._fetchall(
+            "SELECT * FROM link_runs WHERE chain = ? AND status IN ('running', 'ended') ORDER BY id", (chain,)
+        )
+        return [LinkRunRow.from_row(r) for r in rows]
+
+    async def set_link_status(self, link_run_id: int, status: str) -> None:
+        async with self.transaction() as db:
+            await db.execute("UPDATE link_runs SET status = ? WHERE id = ?", (status, link_run_id))
+
     async def mark_link_interrupted(self, link_run_id: int) -> None:
         async with self.transaction() as db:
             await db.execute(
-                "UPDATE link_runs SET status = 'interrupted', error_class = 'crashed', "
-                "error_message = 'the process running the chain died', ended_at = ? WHERE id = ? AND status = 'running'",
+                "UPDATE link_runs SET status = 'interrupted', error_class = COALESCE(error_class, 'crashed'), "
+                "error_message = COALESCE(error_message, 'the process running the chain died'), "
+                "ended_at = COALESCE(ended_at, ?) WHERE id = ? AND status IN ('running', 'ended')",
                 (utc_iso(), link_run_id),
             )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +51,15 @@ def settings(home: Path) -> Settings:
 async def store(settings: Settings) -> AsyncIterator[Store]:
     async with Store.open(settings.db_path) as s:
         yield s
+
+
+@pytest.fixture
+def cli(home: Path, tmp_path: Path) -> Iterator[Any]:
+    """Runs `python -m engine` against the test's home with the fake claude."""
+    from tests.helpers import Cli
+
+    c = Cli(home, tmp_path)
+    try:
+        yield c
+    finally:
+        c.cleanup()

@@ -42,11 +42,13 @@ class Call:
 
 
 def ok(text: str = "done", cost: float = 0.01, **kw: object) -> LinkResult:
-    return LinkResult(error_class=ErrorClass.OK, text=text, cost_usd=cost, exit_code=0, duration_s=0.01, **kw)  # type: ignore[arg-type]
+    kw.setdefault("duration_s", 0.01)
+    return LinkResult(error_class=ErrorClass.OK, text=text, cost_usd=cost, exit_code=0, **kw)  # type: ignore[arg-type]
 
 
 def fail(cls: ErrorClass, message: str = "failed", **kw: object) -> LinkResult:
-    return LinkResult(error_class=cls, text=message, error_message=message, exit_code=1, duration_s=0.01, **kw)  # type: ignore[arg-type]
+    kw.setdefault("duration_s", 0.01)
+    return LinkResult(error_class=cls, text=message, error_message=message, exit_code=1, **kw)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -1,0 +1,184 @@
+"""The `llmauto` command line as users run it: real processes, real signals, a shared database.
+
+Chains here use the fake `claude` (tests/fakes/bin/claude) scripted per link, so runs are fast and
+deterministic; waiting is done on the store (the run recorded, the lease taken), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.store import Store
+from tests.conftest import write_chain
+from tests.helpers import Cli, gone, wait_for_lease
+
+LOOP = {
+    "description": "two links",
+    "max_rounds": 2,
+    "links": [
+        {"name": "worker", "model": "claude-sonnet-4-6", "prompt": "work on {HANDOFF}"},
+        {"name": "reviewer", "role": "reviewer", "model": "claude-sonnet-4-6", "prompt": "review {HANDOFF}"},
+    ],
+}
+
+
+def test_help_and_usage_errors(cli: Cli) -> None:
+    out = cli.run("--help")
+    assert out.returncode == 0 and "serve" in out.stdout and "chain" in out.stdout
+    assert cli.run("chain").returncode == 2
+    bogus = cli.run("chain", "start", "../etc/passwd")
+    assert bogus.returncode == 2 and "error:" in bogus.stderr
+
+
+def test_unknown_chain_lists_the_known_ones(cli: Cli) -> None:
+    write_chain(cli.home, "alpha", LOOP)
+    out = cli.run("chain", "start", "nope")
+    assert out.returncode == 2
+    assert "unknown chain 'nope'" in out.stderr and "alpha" in out.stderr
+
+
+def test_validate_reports_and_exits_2(cli: Cli) -> None:
+    write_chain(cli.home, "good", LOOP)
+    ok = cli.run("chain", "validate", "good")
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    write_chain(cli.home, "bad", {"links": [{"name": "w", "model": 42, "prompt": "x y"}]})
+    bad = cli.run("chain", "validate", "bad")
+    assert bad.returncode == 2
+    assert "links[0].model" in bad.stderr
+
+
+def test_foreground_run_to_completion_with_live_view(cli: Cli) -> None:
+    write_chain(cli.home, "fg", LOOP)
+    cli.scenario_is({"links": {"reviewer": [{"result": "fine"}, {"status": "ALL_DONE"}]}})
+    out = cli.run("chain", "start", "fg")
+    assert out.returncode == 0, out.stderr
+    assert "round 1 · worker [claude-sonnet-4-6] started" in out.stdout
+    assert "✓ reviewer: ok" in out.stdout
+    assert "ALL_DONE — an agent declared ALL_DONE" in out.stdout
+    status = cli.run("chain", "status", "fg")
+    assert status.returncode == 0 and "fg: ALL_DONE" in status.stdout
+    log = cli.run("chain", "log", "fg", "10")
+    assert log.stdout.count("worker") == 2 and log.stdout.count("reviewer") == 2
+    listing = cli.run("chain", "list")
+    assert "fg" in listing.stdout and "ALL_DONE" in listing.stdout
+
+
+async def test_stop_from_a_second_process_with_a_reason(cli: Cli) -> None:
+    write_chain(cli.home, "long", dict(LOOP, max_rounds=0))
+    cli.scenario_is({"default": {"sleep": 0.2}})
+    runner = cli.spawn("chain", "start", "long")
+    await wait_for_lease(cli.home, "long", runner.pid)
+    stop = cli.run("chain", "stop", "long", "tests", "are", "red")
+    assert stop.returncode == 0, stop.stderr
+    assert "stop requested" in stop.stdout
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 0, err
+    assert "STOPPED — tests are red" in out
+    status = cli.run("chain", "status", "long")
+    assert "long: STOPPED" in status.stdout and "reason: tests are red" in status.stdout
+
+
+async def test_second_start_is_refused_while_running(cli: Cli) -> None:
+    write_chain(cli.home, "busy", dict(LOOP, max_rounds=0))
+    cli.scenario_is({"default": {"sleep": 0.2}})
+    runner = cli.spawn("chain", "start", "busy")
+    await wait_for_lease(cli.home, "busy", runner.pid)
+    second = cli.run("chain", "start", "busy")
+    assert second.returncode == 1
+    assert f"already running in another process (pid {runner.pid}" in second.stderr
+    assert cli.run("chain", "stop", "busy", "--now").returncode == 0
+    runner.communicate(timeout=30)
+
+
+async def test_stop_now_kills_a_hanging_agent_quickly(cli: Cli, home: Path) -> None:
+    write_chain(cli.home, "hang", LOOP)
+    cli.scenario_is({"default": {"hang": True, "spawn_child": True}})
+    runner = cli.spawn("chain", "start", "hang")
+    await wait_for_lease(cli.home, "hang", runner.pid)
+    child_pid_file = home / "state" / "hang" / "fake_child.pid"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert cli.run("chain", "stop", "hang", "wrong", "branch", "--now").returncode == 0
+    runner.communicate(timeout=30)
+    assert loop.time() - started < 10
+    assert gone(int(child_pid_file.read_text()))
+    log = cli.run("chain", "log", "hang")
+    assert "killed" in log.stdout
+
+
+async def test_ctrl_c_stops_the_foreground_run_and_records_why(cli: Cli) -> None:
+    write_chain(cli.home, "int", dict(LOOP, max_rounds=0))
+    cli.scenario_is({"default": {"hang": True}})
+    runner = cli.spawn("chain", "start", "int")
+    await wait_for_lease(cli.home, "int", runner.pid)
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=30)
+    assert "interrupted from the terminal (SIGINT)" in err + out
+    status = cli.run("chain", "status", "int")
+    assert "int: STOPPED" in status.stdout and "SIGINT" in status.stdout
+
+
+async def test_background_start_outlives_the_command(cli: Cli) -> None:
+    write_chain(cli.home, "bg", LOOP)
+    cli.scenario_is({"links": {"reviewer": [{"result": "fine"}, {"status": "ALL_DONE"}]}})
+    out = cli.run("chain", "start", "bg", "--bg")
+    assert out.returncode == 0, out.stderr
+    assert "running in the background" in out.stdout
+    async with Store.open(cli.home / "state" / "llmauto.db") as store:
+        async def finished() -> None:
+            while (await store.chain_state("bg")).status != "ALL_DONE":
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(finished(), 30)
+    assert (cli.home / "state" / "bg" / "run.log").read_text().count("✓") == 4
+
+
+def test_handoff_history_and_diff(cli: Cli) -> None:
+    write_chain(cli.home, "ho", LOOP)
+    cli.scenario_is({"links": {
+        "worker": [{"handoff": "# Plan\nstep one\n"}, {"handoff": "# Plan\nstep two\n"}],
+        "reviewer": [{"handoff": "# Plan\nstep one\nreviewed\n"}, {"handoff": "# Plan\nstep two\nreviewed\n", "status": "ALL_DONE"}],
+    }})
+    assert cli.run("chain", "start", "ho").returncode == 0
+    current = cli.run("chain", "handoff", "ho")
+    assert current.stdout == "# Plan\nstep two\nreviewed\n\n"
+    first = cli.run("chain", "handoff", "ho", "1")
+    assert "step one\nreviewed" in first.stdout
+    diff = cli.run("chain", "handoff", "ho", "diff")
+    assert "+reviewed" in diff.stdout
+    assert cli.run("chain", "handoff", "ho", "x").returncode == 2
+
+
+def test_reset_then_start_over(cli: Cli) -> None:
+    write_chain(cli.home, "rs", dict(LOOP, max_rounds=1))
+    cli.scenario_is({})
+    assert cli.run("chain", "start", "rs").returncode == 0
+    assert "round 1 of 1 (1 counted)" not in cli.run("chain", "status", "rs").stdout
+    out = cli.run("chain", "reset", "rs")
+    assert out.returncode == 0 and "reset" in out.stdout
+    assert "round: 1" in cli.run("chain", "status", "rs").stdout
+
+
+def test_stop_of_a_chain_that_is_not_running(cli: Cli) -> None:
+    write_chain(cli.home, "idle", LOOP)
+    out = cli.run("chain", "stop", "idle")
+    assert out.returncode == 1 and "idle is not running" in out.stderr
+
+
+def test_pipe_prints_the_answer(cli: Cli) -> None:
+    cli.scenario_is({"default": {"result": "forty-two"}})
+    out = cli.run("pipe", "what", "is", "the", "answer?", "--model", "claude-haiku-4-5")
+    assert (out.returncode, out.stdout) == (0, "forty-two\n")
+    cli.scenario_is({"default": {"error": "overloaded"}})
+    bad = cli.run("pipe", "hello")
+    assert bad.returncode == 1 and "overloaded" in bad.stderr
+
+
+def test_main_in_process_maps_errors_to_exit_codes(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (home / "chains" / "broken.json").write_text("{not json", encoding="utf-8")
+    assert main(["--home", str(home), "chain", "validate", "broken"]) == 2
+    assert "invalid JSON" in capsys.readouterr().err
