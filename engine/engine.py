@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from types import TracebackType
 from zoneinfo import ZoneInfo
@@ -148,7 +148,7 @@ class Engine:
             raise ChainBusy(f"{chain.name} is already running in another process ({holder})")
         try:
             await self._recover(chain.name)
-            state = await self.store.chain_state(chain.name)
+            state = self._next_run_state(await self.store.chain_state(chain.name))
             await self.store.discard_controls(chain.name)  # requests left for an earlier run do not apply
         except BaseException:
             await self.store.release_lease(chain.name, self.owner)
@@ -163,6 +163,16 @@ class Engine:
         if task.done() and not run.ready.is_set():
             task.result()  # raises what went wrong before the run was recorded
         return run.run_id
+
+    @staticmethod
+    def _next_run_state(state: ChainState) -> ChainState:
+        """Where a new run begins. After a finished run (ALL_DONE, COMPLETED) a new pass starts at
+        round 1 with the handoff kept (the marble rolls on); after a stop, a crash, BLOCKED or
+        FAILED the chain resumes at the link where it was. Either way a person chose to start it,
+        so the BLOCKED and failed-round streaks start from zero."""
+        if state.status in ("ALL_DONE", "COMPLETED"):
+            return ChainState(chain=state.chain, last_run_id=state.last_run_id)
+        return replace(state, consecutive_blocks=0, failed_rounds=0)
 
     async def _drive(self, run: MarbleRun, state: ChainState) -> RunOutcome:
         try:

@@ -169,4 +169,10 @@ MIGRATIONS: tuple[str, ...] = (
         event_id INTEGER NOT NULL
     );
     """,
+    # m002_schedule_armed_at
+    """
+    -- When a cron schedule was last added or resumed: firings before it (or while it was paused)
+    -- are not "missed" when llmauto starts again.
+    ALTER TABLE schedules ADD COLUMN armed_at TEXT;
+    """,
 )

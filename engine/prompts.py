@@ -34,6 +34,8 @@ def render(template: str, values: Mapping[str, str]) -> str:
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "unlimited"
+    if 0 <= seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{int(seconds)}s"
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes = rest // 60

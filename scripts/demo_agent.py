@@ -33,7 +33,7 @@ def main() -> int:
             print("controller: all done")
             return 0
         next_words = SENTENCE[len(done) : len(done) + 3]
-        body = re.sub(r"\nASSIGNED: .*", "", text).rstrip()
+        body = re.sub(r"\n(ASSIGNED|NEXT): .*", "", text).rstrip()
         handoff.write_text(f"{body}\n\nASSIGNED: demo-worker\nNEXT: {' '.join(next_words)}\n")
         print(f"controller: round {rnd}, assigned {len(next_words)} words")
     elif role == "worker":

@@ -446,3 +446,22 @@ async def test_second_start_in_the_same_process_is_refused(home: Path, harness: 
         await harness.engine.start_chain("dup", origin="test")
     await harness.engine.stop_chain("dup", "done", now=True)
     await harness.engine.wait("dup")
+
+
+async def test_start_after_all_done_begins_a_new_pass_keeping_the_handoff(home: Path, harness: Harness) -> None:
+    write_chain(home, "np", dict(WORKER_REVIEWER, max_rounds=1))
+    harness.runner.default = lambda c: (c.append_handoff(f"{c.link}{c.round} "), ok())[1]
+    assert (await harness.run("np")).status == "COMPLETED"
+    assert (await harness.run("np")).status == "COMPLETED"
+    assert [c.round for c in harness.runner.calls] == [1, 1, 1, 1]
+    assert (harness.files("np").read_handoff().text or "").endswith("worker1 reviewer1 worker1 reviewer1 ")
+
+
+async def test_start_after_blocked_resumes_with_a_fresh_block_count(home: Path, harness: Harness) -> None:
+    write_chain(home, "rb2", dict(WORKER_REVIEWER, max_rounds=3, max_consecutive_blocks=1))
+    harness.runner.script("reviewer", lambda c: (c.write_status("BLOCKED"), ok())[1])
+    assert (await harness.run("rb2")).status == "BLOCKED"
+    outcome = await harness.run("rb2")
+    assert outcome.status == "COMPLETED"
+    assert [(c.link, c.round) for c in harness.runner.calls] == [
+        ("worker", 1), ("reviewer", 1), ("worker", 2), ("reviewer", 2), ("worker", 3), ("reviewer", 3)]
