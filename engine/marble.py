@@ -25,6 +25,7 @@ from engine import handoff as hp
 from engine import policy
 from engine.chains import ChainDef, LinkDef
 from engine.clock import Clock, Sleeper
+from engine.errors import StoreError
 from engine.events import Event, EventBus
 from engine.limits import next_attempt_at
 from engine.prompts import build_prompt, format_duration
@@ -185,6 +186,9 @@ class MarbleRun:
         except asyncio.CancelledError:
             await asyncio.shield(self._finish(state, policy.Stop("STOPPED", "cancelled"), run_status="INTERRUPTED"))
             raise
+        except StoreError as exc:
+            log.error("chain %s failed: %s", self.chain.name, exc)
+            return await self._finish(state, policy.Stop("FAILED", f"engine error: {exc}"))
         except Exception as exc:
             log.exception("chain %s failed", self.chain.name)
             return await self._finish(state, policy.Stop("FAILED", f"engine error: {exc}"))

@@ -605,6 +605,6 @@ def _explain(exc: sqlite3.Error, path: Path) -> str:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return f"the database {path} is locked by another process for too long ({text})"
-    if "full" in text:
-        return f"the disk holding {path} is full ({text})"
+    if "full" in text or "disk i/o" in text.lower():
+        return f"cannot write the database {path}: is the disk full? ({text})"
     return f"database error on {path}: {text}"

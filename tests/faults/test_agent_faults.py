@@ -1,0 +1,223 @@
+"""Agents misbehaving for real (the fake `claude` and command links as real subprocesses): usage
+limits, hangs, stalls, crashes, broken handoffs. The engine must record, report and carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import events as ev
+from engine.clock import Sleeper
+from engine.engine import Engine
+from engine.settings import Settings
+from engine.statefiles import ChainFiles
+from engine.store import Store
+from tests.conftest import make_settings, write_chain
+from tests.fakes.claude_env import write_scenario
+
+
+class GateSleeper:
+    """Records each wait and holds it until the test lets it go (to look at the chain meanwhile)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> bool:
+        self.waits.append(seconds)
+        self.waiting.set()
+        done = asyncio.create_task(self.release.wait())
+        woke = asyncio.create_task(wake.wait())
+        await asyncio.wait({done, woke}, return_when=asyncio.FIRST_COMPLETED)
+        done.cancel()
+        woke.cancel()
+        self.release.clear()
+        self.waiting.clear()
+        return wake.is_set()
+
+
+class Rig:
+    def __init__(self, home: Path, tmp: Path, store: Store, settings: Settings, engine: Engine, sleeper: GateSleeper) -> None:
+        self.home, self.tmp, self.store, self.settings, self.engine, self.sleeper = home, tmp, store, settings, engine, sleeper
+        self.queue = engine.bus.subscribe()
+
+    def files(self, chain: str) -> ChainFiles:
+        return ChainFiles(self.settings.state_dir, chain)
+
+    async def next_event(self, kind: str) -> ev.Event:
+        while True:
+            event = await asyncio.wait_for(self.queue.get(), 30)
+            if event.kind == kind:
+                return event
+
+    async def events(self, chain: str) -> list[ev.Event]:
+        return await self.store.chain_events(chain, 500)
+
+
+@pytest.fixture
+async def rig(home: Path, tmp_path: Path) -> AsyncIterator[Rig]:
+    scenario = tmp_path / "scenario.json"
+    write_scenario(scenario, {})
+    settings = make_settings(home, environ={
+        "FAKE_CLAUDE_SCENARIO": str(scenario), "CLAUDE_CONFIG_DIR": str(tmp_path / "cfg"),
+        "FAKE_CLAUDE_PYTHON": sys.executable,
+    })
+    sleeper = GateSleeper()
+    async with Store.open(settings.db_path) as store:
+        s: Sleeper = sleeper
+        async with Engine(settings, store, sleeper=s) as engine:
+            yield Rig(home, tmp_path, store, settings, engine, sleeper)
+
+
+def scenario(rig: Rig, doc: dict[str, Any]) -> None:
+    write_scenario(rig.tmp / "scenario.json", doc)
+
+
+TWO = {"max_rounds": 1, "links": [
+    {"name": "worker", "model": "claude-sonnet-4-6", "fallback_model": "claude-haiku-4-5", "prompt": "work"},
+    {"name": "reviewer", "role": "reviewer", "model": "claude-sonnet-4-6", "prompt": "review"},
+]}
+
+
+async def test_usage_limit_puts_the_chain_in_waiting_until_the_reset(rig: Rig) -> None:
+    reset = datetime.now(UTC) + timedelta(hours=3)
+    scenario(rig, {"links": {"worker": [{"error": "rate_limited", "resets_at": int(reset.timestamp())}]}})
+    write_chain(rig.home, "lim", TWO)
+    await rig.engine.start_chain("lim", origin="test")
+    waiting = await rig.next_event(ev.WAITING_LIMIT)
+    await rig.sleeper.waiting.wait()
+    assert rig.files("lim").read_status() == "WAITING"
+    assert (await rig.engine.view("lim")).status == "WAITING"
+    assert waiting.data["reset_known"] is True
+    assert rig.sleeper.waits[0] == pytest.approx(3 * 3600 + 60, abs=5)
+    rig.sleeper.release.set()
+    outcome = await asyncio.wait_for(rig.engine.wait("lim"), 30)
+    assert outcome.status == "COMPLETED"
+    rows = await rig.store.link_runs("lim")
+    assert [(r.link, r.error_class, r.status) for r in rows] == [
+        ("worker", "rate_limited", "retried"), ("worker", "ok", "done"), ("reviewer", "ok", "done")]
+    assert (await rig.store.chain_state("lim")).rounds_counted == 1
+
+
+async def test_usage_limit_text_reset_is_parsed(rig: Rig) -> None:
+    scenario(rig, {"links": {"worker": [{"error": "rate_limited", "resets": "3pm (Europe/Berlin)"}]}})
+    write_chain(rig.home, "lim2", TWO)
+    await rig.engine.start_chain("lim2", origin="test")
+    waiting = await rig.next_event(ev.WAITING_LIMIT)
+    until = datetime.fromisoformat(waiting.data["until"])
+    assert until.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin")).strftime("%H:%M") == "15:01"
+    rig.sleeper.release.set()
+    assert (await asyncio.wait_for(rig.engine.wait("lim2"), 30)).status == "COMPLETED"
+
+
+async def test_stop_during_a_limit_wait_ends_at_once(rig: Rig) -> None:
+    scenario(rig, {"links": {"worker": [{"error": "rate_limited"}]}})
+    write_chain(rig.home, "lim3", TWO)
+    await rig.engine.start_chain("lim3", origin="test")
+    await rig.sleeper.waiting.wait()
+    await rig.engine.stop_chain("lim3", "not tonight")
+    outcome = await asyncio.wait_for(rig.engine.wait("lim3"), 30)
+    assert (outcome.status, outcome.reason) == ("STOPPED", "not tonight")
+    assert (await rig.store.chain_state("lim3")).next_link == 0  # the worker runs again next time
+
+
+async def test_overload_falls_back_to_the_fallback_model(rig: Rig) -> None:
+    scenario(rig, {"links": {"worker": {"fail_models": {"claude-sonnet-4-6": "overloaded"}}}})
+    write_chain(rig.home, "ov", TWO)
+    await rig.engine.start_chain("ov", origin="test")
+    assert (await asyncio.wait_for(rig.engine.wait("ov"), 30)).status == "COMPLETED"
+    rows = await rig.store.link_runs("ov")
+    assert [(r.link, r.model, r.error_class) for r in rows] == [
+        ("worker", "claude-sonnet-4-6", "overloaded"), ("worker", "claude-haiku-4-5", "ok"), ("reviewer", "claude-sonnet-4-6", "ok")]
+
+
+async def test_auth_error_stops_as_blocked(rig: Rig) -> None:
+    scenario(rig, {"default": {"error": "auth"}})
+    write_chain(rig.home, "au", TWO)
+    await rig.engine.start_chain("au", origin="test")
+    outcome = await asyncio.wait_for(rig.engine.wait("au"), 30)
+    assert outcome.status == "BLOCKED" and "authentication failed" in outcome.reason
+    assert rig.files("au").read_status() == "BLOCKED"
+
+
+async def test_hanging_agent_is_killed_by_the_stall_watchdog_retried_then_alerted(rig: Rig) -> None:
+    scenario(rig, {"links": {"worker": [{"hang": True, "spawn_child": True}, {"hang": True}]}})
+    doc = {"max_rounds": 1, "links": [
+        {"name": "worker", "model": "claude-sonnet-4-6", "prompt": "work", "stall_seconds": 0.5},
+        {"name": "reviewer", "role": "reviewer", "model": "claude-sonnet-4-6", "prompt": "review"},
+    ]}
+    write_chain(rig.home, "hang", doc)
+    await rig.engine.start_chain("hang", origin="test")
+    outcome = await asyncio.wait_for(rig.engine.wait("hang"), 30)
+    assert outcome.status == "COMPLETED"  # the chain carried on
+    rows = await rig.store.link_runs("hang")
+    assert [(r.link, r.error_class) for r in rows] == [("worker", "stalled"), ("worker", "stalled"), ("reviewer", "ok")]
+    alerts = [e for e in await rig.events("hang") if e.kind == ev.BLOCKED]
+    assert alerts and alerts[0].data["kind"] == "stalled"
+    from tests.helpers import gone
+
+    assert gone(int((rig.files("hang").dir / "fake_child.pid").read_text()))
+
+
+async def test_link_timeout_kills_even_a_chatty_agent(rig: Rig) -> None:
+    scenario(rig, {"links": {"worker": [{"sleep": 30, "heartbeat_s": 0.1}]}})
+    doc = {"max_rounds": 1, "links": [{"name": "worker", "model": "claude-sonnet-4-6", "prompt": "w", "timeout_seconds": 1, "stall_seconds": 0.5}]}
+    write_chain(rig.home, "to", doc)
+    await rig.engine.start_chain("to", origin="test")
+    await asyncio.wait_for(rig.engine.wait("to"), 30)
+    rows = await rig.store.link_runs("to")
+    assert rows[0].error_class == "timeout" and (rows[0].duration_s or 99) < 5
+
+
+@pytest.mark.parametrize("code, problem", [
+    ("import os; os.remove(os.environ['LLMAUTO_HANDOFF'])", "handoff.md is missing (deleted?)"),
+    ("import os; open(os.environ['LLMAUTO_HANDOFF'], 'w').close()", "handoff.md is empty"),
+    ("import os; open(os.environ['LLMAUTO_HANDOFF'], 'wb').write(bytes(range(256)) * 4)", "handoff.md holds binary data (NUL bytes)"),
+    ("import os; f = open(os.environ['LLMAUTO_HANDOFF'], 'wb'); f.truncate(400 * 1024 * 1024)",
+     "handoff.md is 419,430,400 bytes, over the 1,048,576-byte limit"),
+])
+async def test_broken_handoff_keeps_the_last_good_one(rig: Rig, code: str, problem: str) -> None:
+    doc = {"max_rounds": 2, "links": [
+        {"name": "good", "command": [sys.executable, "-c",
+                                     "import os; open(os.environ['LLMAUTO_HANDOFF'], 'a').write('good line\\n')"]},
+        {"name": "vandal", "command": [sys.executable, "-c", code]},
+    ]}
+    write_chain(rig.home, "vandal", doc)
+    await rig.engine.start_chain("vandal", origin="test")
+    outcome = await asyncio.wait_for(rig.engine.wait("vandal"), 30)
+    assert outcome.status == "COMPLETED"
+    text = rig.files("vandal").read_handoff().text or ""
+    assert text.count("good line") == 2  # each round's good work kept, the vandalism undone
+    problems = [e.data["problem"] for e in await rig.events("vandal") if e.kind == ev.HANDOFF_PROBLEM]
+    assert problems == [problem, problem]
+
+
+async def test_crashing_command_is_recorded_and_the_chain_goes_on(rig: Rig) -> None:
+    doc = {"max_rounds": 2, "links": [
+        {"name": "flaky", "command": [sys.executable, "-c", "raise SystemExit('tests are red')"]},
+        {"name": "fine", "command": [sys.executable, "-c", "print('ok')"]},
+    ]}
+    write_chain(rig.home, "crashy", doc)
+    await rig.engine.start_chain("crashy", origin="test")
+    assert (await asyncio.wait_for(rig.engine.wait("crashy"), 30)).status == "COMPLETED"
+    rows = await rig.store.link_runs("crashy")
+    assert [(r.link, r.error_class) for r in rows] == [("flaky", "crashed"), ("fine", "ok")] * 2
+    assert rows[0].error_message == "exit code 1: tests are red"
+
+
+async def test_missing_claude_fails_fast_with_a_clear_reason(home: Path, tmp_path: Path) -> None:
+    settings = make_settings(home, claude_bin=str(tmp_path / "no-such-claude"))
+    write_chain(home, "nobin", TWO)
+    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+        await engine.start_chain("nobin", origin="test")
+        outcome = await asyncio.wait_for(engine.wait("nobin"), 30)
+        rows = await store.link_runs("nobin", 50)
+    assert outcome.status == "FAILED" and "every link failed in 3 rounds" in outcome.reason
+    assert "cannot start" in (rows[0].error_message or "")

@@ -1,0 +1,78 @@
+"""The database locked by someone else, and the disk full: the engine says so, stops cleanly, and
+nothing is corrupted (a later run works on the same files)."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.engine import Engine
+from engine.errors import StoreError
+from engine.statefiles import ChainFiles
+from engine.store import Store
+from tests.conftest import make_settings, write_chain
+
+CHAIN = {"max_rounds": 3, "links": [
+    {"name": "a", "command": [sys.executable, "-c", "import os; open(os.environ['LLMAUTO_HANDOFF'], 'a').write('x' * 2000 + '\\n')"]},
+]}
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+async def test_a_locked_database_is_reported_not_waited_on_forever(home: Path) -> None:
+    settings = make_settings(home)
+    write_chain(home, "locked", CHAIN)
+    async with Store.open(settings.db_path):
+        pass  # create the schema
+    blocker = sqlite3.connect(settings.db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        async with Store.open(settings.db_path, busy_timeout_ms=200) as store, Engine(settings, store) as engine:
+            with pytest.raises(StoreError, match="locked by another process"):
+                await engine.start_chain("locked", origin="test")
+    except StoreError as exc:  # opening may already be refused
+        assert "locked" in str(exc)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert integrity(settings.db_path) == "ok"
+    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+        await engine.start_chain("locked", origin="test")
+        assert (await asyncio.wait_for(engine.wait("locked"), 30)).status == "COMPLETED"
+
+
+def _limit_file_size(limit: int) -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_disk_full_stops_cleanly_and_corrupts_nothing(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    write_chain(home, "full", {"max_rounds": 200, "links": CHAIN["links"]})
+    # Create the database first, then let the files grow only a little: the "disk" fills mid-run.
+    assert cli.run("chain", "validate", "full").returncode == 0
+    cli.run("chain", "list")
+    db = home / "state" / "llmauto.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "chain", "start", "full"], env=cli.env, cwd=home,
+        capture_output=True, text=True, timeout=120, preexec_fn=lambda: _limit_file_size(256 * 1024),
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED — engine error: cannot write the database" in proc.stdout
+    assert "is the disk full?" in proc.stderr and "Traceback" not in proc.stderr
+    assert integrity(db) == "ok"
+    files = ChainFiles(home / "state", "full")
+    assert files.read_handoff().text is not None  # the last complete handoff, never half a file
+    again = cli.run("chain", "status", "full")
+    assert again.returncode == 0
+    reset = cli.run("chain", "reset", "full")
+    assert reset.returncode == 0, reset.stderr
