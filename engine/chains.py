@@ -461,6 +461,8 @@ class _Loader:
         if re.search(r"\s", value.strip()):
             return value
         looks_like_file = value.endswith((".md", ".txt")) or "/" in value
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            return self.prompt_file(value, field_path)  # refused there, with the reason
         for candidate in (value, f"{value}.md"):
             path = self.home / "prompts" / candidate
             if path.is_file() or (self.home / candidate).is_file():
@@ -488,7 +490,7 @@ class _Loader:
                     self.warn(p + str(key), "unknown field (ignored)")
             name = self.string(item, "name", None, p)
             if name is None:
-                if "name" not in item:
+                if item.get("name") is None:
                     self.err(p + "name", "required")
                 continue
             if not _NAME.match(name):
