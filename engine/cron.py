@@ -109,25 +109,29 @@ def _valid_zone(name: str) -> bool:
     return True
 
 
-def parse_schedule(text: str, *, default_tz: str) -> ScheduleSpec:
-    """Parse a schedule; ScheduleError says what is wrong and gives an example."""
+def parse_schedule(text: str, *, default_tz: str | None = None, tz: str | None = None) -> ScheduleSpec:
+    """Parse a schedule; ScheduleError says what is wrong and gives an example. The zone is the
+    text's `tz=...`, else `tz`/`default_tz` (the same thing), else the machine's zone."""
+    default_tz = tz or default_tz or local_timezone_name()
+    if not _valid_zone(default_tz):
+        raise ScheduleError(f"unknown time zone {default_tz!r}. Example: tz=Europe/Berlin")
     original = (text or "").strip()
     if not original:
         raise ScheduleError(f"empty schedule. {EXAMPLE}")
     if len(original) > MAX_TEXT:
         raise ScheduleError(f"schedule too long ({len(original)} characters, at most {MAX_TEXT}). {EXAMPLE}")
-    tz = default_tz
+    zone = default_tz
     words = []
     for word in original.split():
         if word.lower().startswith("tz="):
-            tz = word[3:]
-            if not _valid_zone(tz):
-                raise ScheduleError(f"unknown time zone {tz!r}. Example: tz=Europe/Berlin")
+            zone = word[3:]
+            if not _valid_zone(zone):
+                raise ScheduleError(f"unknown time zone {zone!r}. Example: tz=Europe/Berlin")
         else:
             words.append(word)
     expression = _readable(words) or " ".join(words)
     fields = _parse_fields(expression)
-    spec = ScheduleSpec(expression=_normalize(expression), original=original, tz=tz)
+    spec = ScheduleSpec(expression=_normalize(expression), original=original, tz=zone)
     if not next_fire_times(spec, datetime(2026, 1, 1, tzinfo=UTC), 1, fields=fields):
         raise ScheduleError(f"{expression!r} never fires (no such date). {EXAMPLE}")
     return spec
@@ -274,10 +278,16 @@ def next_fire_times(
     return out
 
 
-def most_recent_fire(spec: ScheduleSpec, before: datetime, not_before: datetime) -> datetime | None:
-    """The latest fire time in (not_before, before], for catching up a missed run."""
-    fires = fires_between(spec, not_before, before, limit=100_000)
-    return fires[-1] if fires else None
+def most_recent_fire(spec: ScheduleSpec, before: datetime, not_before: datetime | None = None) -> datetime | None:
+    """The latest fire time in (not_before, before], for catching up a missed run (without
+    `not_before`: the latest one at all, looking back up to 8 years)."""
+    windows = [before - not_before] if not_before is not None else [
+        timedelta(days=1), timedelta(days=32), timedelta(days=367), timedelta(days=SEARCH_DAYS)]
+    for window in windows:
+        fires = fires_between(spec, before - window, before, limit=1)
+        if fires:
+            return fires[-1]
+    return None
 
 
 def fires_between(spec: ScheduleSpec, after: datetime, until: datetime, *, limit: int = 1000) -> list[datetime]:
