@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Mapping
-from datetime import UTC, datetime
+from collections.abc import Coroutine, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -40,7 +40,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine import events as ev
 from engine.clock import Clock
-from engine.cron import ScheduleSpec, most_recent_fire, next_fire_times
+from engine.cron import ScheduleSpec, fires_between
 from engine.engine import Engine
 from engine.errors import ChainBusy, LlmautoError
 from engine.marble import RunOutcome
@@ -51,6 +51,7 @@ from engine.store import NewEvent
 log = logging.getLogger(__name__)
 
 MISSED_COUNT_LIMIT = 10_000  # slots counted when reporting missed ones; beyond: "more"
+MISSED_LOOKBACK = timedelta(days=7)  # nor further back than this
 
 
 class _OnLoopExecutor(BaseExecutor):  # type: ignore[misc]
@@ -206,12 +207,13 @@ class Scheduler:
         Returns the run id, or None when it did not start (skipped, queued, already handled)."""
         return await self._fire(schedule_id, scheduled_for)
 
-    def _due(self, schedule_id: int, run_times: list[datetime]) -> None:
-        """APScheduler: slots of a job are due (more than one after the machine slept)."""
+    def _due(self, schedule_id: int, run_times: Sequence[datetime] = ()) -> None:
+        """APScheduler: slots of a job are due (more than one after the machine slept). The
+        executor appends `run_times`; the default only satisfies APScheduler's signature check."""
         if run_times:
             self._spawn(self._due_slots(schedule_id, run_times), f"schedule-{schedule_id}-due")
 
-    async def _due_slots(self, schedule_id: int, run_times: list[datetime]) -> None:
+    async def _due_slots(self, schedule_id: int, run_times: Sequence[datetime]) -> None:
         latest = run_times[-1]
         if (self.clock.now() - latest).total_seconds() <= self.grace_s:
             await self._fire(schedule_id, latest, missed=len(run_times) - 1, first_missed=run_times[0])
@@ -222,12 +224,14 @@ class Scheduler:
         """Slots that passed while no scheduler ran: the latest once (within grace), the rest told."""
         now = self.clock.now()
         since = schedule.counts_from()
-        latest = most_recent_fire(spec, now)
-        if latest is None or latest <= since:
+        more = since < now - MISSED_LOOKBACK
+        if more:  # counting a year of minutely slots is slow and says nothing more
+            since = now - MISSED_LOOKBACK
+        slots = fires_between(spec, since, now, limit=MISSED_COUNT_LIMIT)
+        if not slots:
             return
-        slots = _slots_after(spec, since, latest)
-        count, more = len(slots), len(slots) >= MISSED_COUNT_LIMIT
-        first = slots[0] if slots else latest
+        latest, first, count = slots[-1], slots[0], len(slots)
+        more = more or count >= MISSED_COUNT_LIMIT
         if (now - latest).total_seconds() <= self.grace_s:
             await self._fire(schedule.id, latest, missed=count - 1, first_missed=first, more=more, late=True)
         else:
@@ -377,22 +381,6 @@ class Scheduler:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("scheduler task %s failed", task.get_name(), exc_info=task.exception())
-
-
-def _slots_after(spec: ScheduleSpec, since: datetime, until: datetime) -> list[datetime]:
-    """The fire times in (since, until], at most MISSED_COUNT_LIMIT of them."""
-    slots: list[datetime] = []
-    cursor = since
-    while len(slots) < MISSED_COUNT_LIMIT:
-        batch = [t for t in next_fire_times(spec, cursor, 200) if t > cursor]
-        if not batch:
-            break
-        for when in batch:
-            if when > until or len(slots) >= MISSED_COUNT_LIMIT:
-                return slots
-            slots.append(when)
-        cursor = batch[-1]
-    return slots
 
 
 def _minutes(seconds: float) -> str:

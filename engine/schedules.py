@@ -21,10 +21,10 @@ import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.chains import NAME_PATTERN
-from engine.cron import ScheduleSpec, describe, next_fire_times, parse_schedule
+from engine.cron import ScheduleSpec, describe, local_timezone_name, next_fire_times, parse_schedule
 from engine.errors import ScheduleError
 from engine.settings import Settings
 from engine.store import Store, utc_iso
@@ -63,7 +63,7 @@ class Schedule:
         """The parsed cron rule (None for an `after` schedule)."""
         if self.kind != "cron" or not self.expression:
             return None
-        return parse_schedule(self.expression, tz=self.tz)
+        return parse_schedule(self.expression, default_tz=self.tz or "UTC")
 
     def description(self) -> str:
         if self.kind == "after":
@@ -97,13 +97,13 @@ class ScheduleBook:
         """Add a cron schedule; returns it and its next three fire times."""
         name = self._check_chain(chain)
         _check_overlap(overlap)
-        spec = parse_schedule(text, tz=tz or self.settings.timezone)
+        spec = parse_schedule(text, default_tz=self.zone(tz))
         now = now or datetime.now(UTC)
         stamp = utc_iso(now)
         new_id = await self.store.execute(
             "INSERT INTO schedules (chain, kind, expression, original, tz, overlap, created_by, chat_id, "
             "created_at, armed_at) VALUES (?, 'cron', ?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, spec.expression, text.strip(), spec.tz_name, overlap, created_by, chat_id, stamp, stamp),
+            (name, spec.expression, text.strip(), spec.tz, overlap, created_by, chat_id, stamp, stamp),
         )
         assert new_id is not None
         schedule = await self.get(new_id)
@@ -130,6 +130,15 @@ class ScheduleBook:
         )
         assert new_id is not None
         return await self.get(new_id)
+
+    def zone(self, tz: str | None) -> str:
+        """The zone a new schedule uses: the one given, else LLMAUTO_TIMEZONE, else the machine's."""
+        name = tz or self.settings.timezone or local_timezone_name()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ScheduleError(f"unknown time zone {name!r}. Example: --tz Europe/Berlin") from None
+        return name
 
     def _check_chain(self, name: str) -> str:
         from engine.chains import load_chain
@@ -292,8 +301,7 @@ async def cli(settings: Settings, action: str, args: argparse.Namespace) -> int:
             text = " ".join(args.cron)
             schedule, times = await book.add_cron(
                 args.name, text, tz=args.tz, overlap=args.overlap, created_by=_user())
-            print(f"schedule #{schedule.id}: {schedule.chain} {schedule.description()} "
-                  f"({schedule.tz}), overlap {schedule.overlap}")
+            print(f"schedule #{schedule.id}: {schedule.chain} {schedule.description()}, overlap {schedule.overlap}")
             print("next: " + ", ".join(format_fire(t, schedule.tz) for t in times))
         elif action == "after":
             schedule = await book.add_after(args.name, args.after, only_all_done=args.only_all_done, created_by=_user())
@@ -319,13 +327,11 @@ async def cli(settings: Settings, action: str, args: argparse.Namespace) -> int:
 
 
 def list_line(book: ScheduleBook, schedule: Schedule, now: datetime) -> str:
-    """One schedule in one line: id, chain, rule, zone, state, overlap, next and last fire."""
+    """One schedule in one line: id, chain, rule (with its zone), state, overlap, next and last fire."""
     parts = [f"#{schedule.id}", schedule.chain]
-    if schedule.kind == "cron":
-        parts.append(f"{schedule.expression} ({schedule.description()})")
-        parts.append(schedule.tz or "UTC")
-    else:
-        parts.append(schedule.description())
+    if schedule.kind == "cron" and schedule.expression:
+        parts.append(schedule.expression)
+    parts.append(schedule.description())  # with the zone
     parts.append("enabled" if schedule.enabled else "paused")
     parts.append(f"overlap {schedule.overlap}")
     if schedule.enabled and schedule.kind == "cron":
