@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -91,6 +92,7 @@ class Engine:
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.shutdown_kills_links = shutdown_kills_links
         self._runs: dict[str, tuple[MarbleRun, asyncio.Task[RunOutcome]]] = {}
+        self._starting: set[str] = set()
         self._background: asyncio.Task[None] | None = None
         self._closed = False
         self.on_run_end: list[Callable[[str, RunOutcome], None]] = []
@@ -141,22 +143,29 @@ class Engine:
         """Validate, take the lease, recover an interrupted run, and start the chain as a task.
         Returns the new run's id once it is recorded."""
         chain = self.load(name)
-        if self.is_running_here(chain.name):
+        if self._closed:
+            raise LlmautoError(f"{chain.name} not started: llmauto is shutting down")
+        if self.is_running_here(chain.name) or chain.name in self._starting:
             raise ChainBusy(f"{chain.name} is already running")
-        holder = await self._take_lease(chain.name)
-        if holder is not None:
-            raise ChainBusy(f"{chain.name} is already running in another process ({holder})")
+        self._starting.add(chain.name)  # reserved before the first await: two starts cannot both pass
         try:
-            await self._recover(chain.name)
-            state = self._next_run_state(await self.store.chain_state(chain.name))
-            await self.store.discard_controls(chain.name)  # requests left for an earlier run do not apply
-        except BaseException:
-            await self.store.release_lease(chain.name, self.owner)
-            raise
-        control = RunControl()
-        run = MarbleRun(self.deps, chain, control, origin=origin, chat_id=chat_id, requested_by=requested_by, owner=self.owner)
-        task = asyncio.create_task(self._drive(run, state), name=f"chain-{chain.name}")
-        self._runs[chain.name] = (run, task)
+            holder = await self._take_lease(chain.name)
+            if holder is not None:
+                raise ChainBusy(f"{chain.name} is already running in another process ({holder})")
+            try:
+                await self._recover(chain.name)
+                state = self._next_run_state(await self.store.chain_state(chain.name))
+                await self.store.discard_controls(chain.name)  # requests left for an earlier run do not apply
+            except BaseException:
+                await self.store.release_lease(chain.name, self.owner)
+                raise
+            control = RunControl()
+            run = MarbleRun(self.deps, chain, control, origin=origin, chat_id=chat_id, requested_by=requested_by, owner=self.owner)
+            task = asyncio.create_task(self._drive(run, state), name=f"chain-{chain.name}")
+            self._runs[chain.name] = (run, task)
+            task.add_done_callback(functools.partial(self._run_done, chain.name))
+        finally:
+            self._starting.discard(chain.name)
         ready = asyncio.create_task(run.ready.wait())
         await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
@@ -176,16 +185,24 @@ class Engine:
 
     async def _drive(self, run: MarbleRun, state: ChainState) -> RunOutcome:
         try:
-            outcome = await run.run(state)
+            return await run.run(state)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store.release_lease(run.chain.name, self.owner))
+
+    def _run_done(self, name: str, task: asyncio.Task[RunOutcome]) -> None:
+        """Run-end callbacks, called once the run's task is done (so the chain no longer counts as
+        running here)."""
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                log.error("chain %s ended with an error: %s", name, task.exception())
+            return
+        outcome = task.result()
         for callback in self.on_run_end:
             try:
-                callback(run.chain.name, outcome)
+                callback(name, outcome)
             except Exception:
                 log.exception("run-end callback failed")
-        return outcome
 
     async def wait(self, name: str) -> RunOutcome:
         entry = self._runs.get(name)

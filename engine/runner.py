@@ -93,7 +93,7 @@ def group_alive(pgid: int) -> bool:
 def live_group_members(pgid: int) -> list[int]:
     """Processes of a group that are not zombies (Linux /proc; a container's init may leave
     zombies unreaped, and they still count for killpg)."""
-    found = []
+    found: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:

@@ -40,7 +40,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine import events as ev
 from engine.clock import Clock
-from engine.cron import ScheduleSpec, fires_between
+from engine.cron import ScheduleSpec, next_fire_times
 from engine.engine import Engine
 from engine.errors import ChainBusy, LlmautoError
 from engine.marble import RunOutcome
@@ -50,8 +50,8 @@ from engine.store import NewEvent
 
 log = logging.getLogger(__name__)
 
-MISSED_COUNT_LIMIT = 10_000  # slots counted when reporting missed ones; beyond: "more"
-MISSED_LOOKBACK = timedelta(days=7)  # nor further back than this
+MISSED_LOOKBACK = timedelta(days=7)  # missed slots are counted this far back at most ("more" beyond)
+MAX_SLOTS_IN_LOOKBACK = int(MISSED_LOOKBACK.total_seconds() // 60)  # cron fires at most once a minute
 
 
 class _OnLoopExecutor(BaseExecutor):  # type: ignore[misc]
@@ -225,13 +225,13 @@ class Scheduler:
         now = self.clock.now()
         since = schedule.counts_from()
         more = since < now - MISSED_LOOKBACK
-        if more:  # counting a year of minutely slots is slow and says nothing more
+        if more:  # a month of minutely slots says nothing more than a week of them
             since = now - MISSED_LOOKBACK
-        slots = fires_between(spec, since, now, limit=MISSED_COUNT_LIMIT)
+        # One pass over the window (fires_between pages, which is slow for minutely schedules).
+        slots = [t for t in next_fire_times(spec, since, MAX_SLOTS_IN_LOOKBACK + 1) if t <= now]
         if not slots:
             return
         latest, first, count = slots[-1], slots[0], len(slots)
-        more = more or count >= MISSED_COUNT_LIMIT
         if (now - latest).total_seconds() <= self.grace_s:
             await self._fire(schedule.id, latest, missed=count - 1, first_missed=first, more=more, late=True)
         else:

@@ -69,7 +69,10 @@ class Schedule:
         if self.kind == "after":
             only = " with ALL_DONE" if self.only_all_done else ""
             return f"after {self.after_chain} finishes{only}"
-        spec = self.spec()
+        try:
+            spec = self.spec()
+        except ScheduleError as exc:  # a row edited by hand: show it, do not fail the listing
+            return f"{self.expression!r} (unusable: {exc})"
         return describe(spec) if spec is not None else (self.original or self.expression or "?")
 
     def counts_from(self) -> datetime:
@@ -98,12 +101,13 @@ class ScheduleBook:
         name = self._check_chain(chain)
         _check_overlap(overlap)
         spec = parse_schedule(text, default_tz=self.zone(tz))
+        await self._refuse_duplicate(name, "cron", spec.expression, spec.tz)
         now = now or datetime.now(UTC)
         stamp = utc_iso(now)
         new_id = await self.store.execute(
             "INSERT INTO schedules (chain, kind, expression, original, tz, overlap, created_by, chat_id, "
             "created_at, armed_at) VALUES (?, 'cron', ?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, spec.expression, text.strip(), spec.tz, overlap, created_by, chat_id, stamp, stamp),
+            (name, spec.expression, spec.original, spec.tz, overlap, created_by, chat_id, stamp, stamp),
         )
         assert new_id is not None
         schedule = await self.get(new_id)
@@ -123,6 +127,7 @@ class ScheduleBook:
         if loop is not None:
             cycle = " → ".join([after, *loop])
             raise ScheduleError(f"running {name} after {after} would loop forever: {cycle}")
+        await self._refuse_duplicate(name, "after", after, None)
         new_id = await self.store.execute(
             "INSERT INTO schedules (chain, kind, after_chain, only_all_done, overlap, created_by, chat_id, "
             "created_at, armed_at) VALUES (?, 'after', ?, ?, ?, ?, ?, ?, ?)",
@@ -139,6 +144,13 @@ class ScheduleBook:
         except (ZoneInfoNotFoundError, ValueError):
             raise ScheduleError(f"unknown time zone {name!r}. Example: --tz Europe/Berlin") from None
         return name
+
+    async def _refuse_duplicate(self, chain: str, kind: str, rule: str, tz: str | None) -> None:
+        """Two equal schedules would only ever skip each other."""
+        for s in await self.list():
+            same = (s.expression, s.tz) == (rule, tz) if kind == "cron" else s.after_chain == rule
+            if s.chain == chain and s.kind == kind and same:
+                raise ScheduleError(f"{chain} already has this schedule: #{s.id} ({s.description()})")
 
     def _check_chain(self, name: str) -> str:
         from engine.chains import load_chain
@@ -159,8 +171,12 @@ class ScheduleBook:
         return Schedule.from_row(rows[0])
 
     def next_fires(self, schedule: Schedule, now: datetime, count: int = 1) -> Times:
-        """The next `count` fire times after `now` (aware, in the schedule's zone); [] for `after`."""
-        spec = schedule.spec()
+        """The next `count` fire times after `now` (aware, in the schedule's zone); [] for `after`
+        schedules and for rows that no longer parse."""
+        try:
+            spec = schedule.spec()
+        except ScheduleError:
+            return []
         return [] if spec is None else next_fire_times(spec, now, count)
 
     # ---- changing ------------------------------------------------------------------------

@@ -465,3 +465,30 @@ async def test_start_after_blocked_resumes_with_a_fresh_block_count(home: Path, 
     assert outcome.status == "COMPLETED"
     assert [(c.link, c.round) for c in harness.runner.calls] == [
         ("worker", 1), ("reviewer", 1), ("worker", 2), ("reviewer", 2), ("worker", 3), ("reviewer", 3)]
+
+
+async def test_two_concurrent_starts_make_one_run(home: Path, harness: Harness) -> None:
+    from engine.errors import ChainBusy
+
+    write_chain(home, "race", dict(WORKER_REVIEWER, max_rounds=1))
+    results = await asyncio.gather(
+        harness.engine.start_chain("race", origin="a"), harness.engine.start_chain("race", origin="b"),
+        return_exceptions=True)
+    assert sum(isinstance(r, ChainBusy) for r in results) == 1
+    await harness.engine.wait("race")
+    assert len(await harness.store.last_runs("race")) == 1
+
+
+async def test_run_end_callbacks_see_the_chain_no_longer_running(home: Path, harness: Harness) -> None:
+    write_chain(home, "cb", dict(WORKER_REVIEWER, max_rounds=1))
+    seen: list[tuple[str, str, bool]] = []
+    done = asyncio.Event()
+
+    def callback(name: str, outcome: Any) -> None:
+        seen.append((name, outcome.status, harness.engine.is_running_here(name)))
+        done.set()
+
+    harness.engine.on_run_end.append(callback)
+    await harness.run("cb")
+    await done.wait()
+    assert seen == [("cb", "COMPLETED", False)]
