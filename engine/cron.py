@@ -16,8 +16,11 @@ schedules through `CronSpecTrigger`, which asks this module, so both agree.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -253,15 +256,13 @@ def _place(naive: datetime, zone: ZoneInfo) -> datetime:
     return naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
-def next_fire_times(
-    spec: ScheduleSpec, after: datetime, count: int = 3, *, fields: _Fields | None = None,
-) -> list[datetime]:
-    """The next `count` fire times strictly after `after`, as aware datetimes in the spec's zone."""
+def iter_fires(spec: ScheduleSpec, after: datetime, *, fields: _Fields | None = None) -> Iterator[datetime]:
+    """Fire times strictly after `after`, in order, as aware datetimes in the spec's zone (for up
+    to SEARCH_DAYS days)."""
     f = fields or _parse_fields(spec.expression)
     zone = spec.zone
     after_utc = after.astimezone(UTC)
     day = after.astimezone(zone).date() - timedelta(days=1)
-    out: list[datetime] = []
     last: datetime | None = None
     for _ in range(SEARCH_DAYS):
         if f.day_matches(day):
@@ -270,12 +271,16 @@ def next_fire_times(
                     when = _place(datetime(day.year, day.month, day.day, hour, minute), zone)
                     if when <= after_utc or (last is not None and when <= last):
                         continue
-                    out.append(when.astimezone(zone))
                     last = when
-                    if len(out) >= count:
-                        return out
+                    yield when.astimezone(zone)
         day += timedelta(days=1)
-    return out
+
+
+def next_fire_times(
+    spec: ScheduleSpec, after: datetime, count: int = 3, *, fields: _Fields | None = None,
+) -> list[datetime]:
+    """The next `count` fire times strictly after `after`, as aware datetimes in the spec's zone."""
+    return list(itertools.islice(iter_fires(spec, after, fields=fields), count))
 
 
 def most_recent_fire(spec: ScheduleSpec, before: datetime, not_before: datetime | None = None) -> datetime | None:
@@ -291,19 +296,13 @@ def most_recent_fire(spec: ScheduleSpec, before: datetime, not_before: datetime 
 
 
 def fires_between(spec: ScheduleSpec, after: datetime, until: datetime, *, limit: int = 1000) -> list[datetime]:
-    """Fire times in (after, until], at most `limit` of them (the latest kept)."""
-    fields = _parse_fields(spec.expression)
-    out: list[datetime] = []
-    cursor = after
-    while True:
-        batch = next_fire_times(spec, cursor, 64, fields=fields)
-        for when in batch:
-            if when > until:
-                return out[-limit:]
-            out.append(when)
-        if len(batch) < 64:
-            return out[-limit:]
-        cursor = batch[-1]
+    """Fire times in (after, until], at most `limit` of them (the latest kept), in one pass."""
+    out: deque[datetime] = deque(maxlen=limit)
+    for when in iter_fires(spec, after):
+        if when > until:
+            break
+        out.append(when)
+    return list(out)
 
 
 def describe(spec: ScheduleSpec) -> str:
