@@ -1,0 +1,162 @@
+"""Events to notifications. The Notifier reads stored events after its persisted cursor and writes
+the outbox rows they call for together with the new cursor, in one transaction: each event becomes
+its notifications exactly once, whatever crashes. It wakes on every in-process publish and also
+polls the database every half second for events other processes stored (one indexed query), such as a
+CLI foreground run. Progress events (never stored) only refresh the progress card."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from bot import render
+from bot.report import build_report
+from engine import events as ev
+from engine.events import Event, EventBus
+from engine.outbox_store import NewMessage, OutboxStore
+from engine.settings import Settings
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+CURSOR = "notifier"
+POLL_S = 0.5
+PROGRESS_CARD_EVERY_S = 2.0
+CARD_EVENTS = frozenset({ev.RUN_STARTED, ev.LINK_STARTED, ev.LINK_FINISHED, ev.RUN_FINISHED, ev.ROUND_FINISHED})
+
+
+class Notifier:
+    def __init__(self, settings: Settings, store: Store, bus: EventBus, outbox: OutboxStore, wake: asyncio.Event) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.outbox = outbox
+        self.wake = wake  # the sender's
+        self._chats: dict[int, int | None] = {}
+        self._cards: dict[int, dict[str, Any]] = {}
+        self._progress_at: dict[int, float] = {}
+        self.caught_up = asyncio.Event()
+
+    async def run(self) -> None:
+        queue = self.bus.subscribe()
+        try:
+            if await self.outbox.cursor(CURSOR) is None:
+                # First start: notify from now on, not about the whole history.
+                await self.outbox.init_cursor(CURSOR, await self.store.last_event_id())
+            while True:
+                await self.drain()
+                self.caught_up.set()
+                # Wake on any in-process publish; otherwise look again after POLL_S for events
+                # that other processes stored.
+                event = await self._next(queue, POLL_S)
+                while event is not None:
+                    if event.kind == ev.PROGRESS:
+                        await self._progress(event)
+                    event = queue.get_nowait() if not queue.empty() else None
+        finally:
+            self.bus.unsubscribe(queue)
+
+    @staticmethod
+    async def _next(queue: asyncio.Queue[Event], wait_s: float) -> Event | None:
+        try:
+            return await asyncio.wait_for(queue.get(), wait_s)
+        except TimeoutError:
+            return None
+
+    async def drain(self) -> None:
+        """Turn every stored event after the cursor into outbox rows."""
+        while True:
+            cursor = await self.outbox.cursor(CURSOR) or 0
+            events = await self.store.events_after(cursor, 200)
+            if not events:
+                return
+            messages: list[NewMessage] = []
+            for event in events:
+                try:
+                    messages += await self._messages(event)
+                except Exception:  # one odd event must not stop the notifications
+                    log.exception("cannot render event %s (%s)", event.id, event.kind)
+            await self.outbox.enqueue(CURSOR, events[-1].id, messages)
+            if messages:
+                self.wake.set()
+
+    async def _chat_of(self, event: Event) -> int | None:
+        data_chat = event.data.get("chat_id")
+        if event.kind.startswith("schedule_") and isinstance(data_chat, int):
+            return data_chat
+        if event.run_id is None:
+            return self.settings.chat_id
+        if event.run_id not in self._chats:
+            run = await self.store.run(event.run_id)
+            self._chats[event.run_id] = (run.chat_id if run and run.chat_id else None) or self.settings.chat_id
+        return self._chats[event.run_id]
+
+    def _card_state(self, event: Event) -> dict[str, Any]:
+        assert event.run_id is not None
+        state = self._cards.setdefault(event.run_id, {"chain": event.chain, "round": 1, "cost": 0.0})
+        d = event.data
+        if event.kind == ev.RUN_STARTED:
+            state.update(round=d.get("round", 1), max_rounds=d.get("max_rounds"))
+        elif event.kind == ev.LINK_STARTED:
+            state.update(link=d.get("link"), model=d.get("model"), round=d.get("round"), tool=None, turns=None,
+                         link_started_mono=time.monotonic())
+        elif event.kind == ev.LINK_FINISHED:
+            state.update(cost=d.get("run_cost_usd", state.get("cost")), tool=None)
+        elif event.kind == ev.ROUND_FINISHED:
+            state.update(round=(d.get("round") or 0) + 1)
+        elif event.kind == ev.RUN_FINISHED:
+            state.update(finished=True, status=d.get("status"), cost=d.get("cost_usd", state.get("cost")))
+        return state
+
+    def _card(self, chat: int, event: Event, state: dict[str, Any]) -> NewMessage:
+        buttons = None if state.get("finished") else render.chain_buttons(str(event.chain))
+        return NewMessage(chat_id=chat, kind="card", chain=event.chain, run_id=event.run_id, event_id=event.id or None,
+                          text=render.card(state, time.monotonic()), buttons=buttons, card_key=f"card:{chat}:{event.run_id}")
+
+    async def _messages(self, event: Event) -> list[NewMessage]:
+        chat = await self._chat_of(event)
+        if chat is None:
+            return []
+        chain = event.chain or ""
+        out: list[NewMessage] = []
+        if event.kind in CARD_EVENTS and event.run_id is not None:
+            out.append(self._card(chat, event, self._card_state(event)))
+        base = {"chat_id": chat, "chain": event.chain, "run_id": event.run_id, "event_id": event.id}
+        if event.kind == ev.LINK_FINISHED and event.data.get("notify") and not event.data.get("rerun"):
+            out.append(NewMessage(kind="note", text=render.link_note(chain, event.data),
+                                  buttons=render.chain_buttons(chain), **base))
+        elif event.kind == ev.BLOCKED:
+            buttons = [[render.button("Stop", f"stop:{chain}"), render.button("Handoff", f"hand:{chain}")]]
+            out.append(NewMessage(kind="alert", text=render.blocked_alert(chain, event.data),
+                                  buttons=buttons if all(render.fits(b["data"]) for b in buttons[0]) else None, **base))
+        elif event.kind == ev.RUN_FINISHED and event.run_id is not None:
+            out.append(NewMessage(kind="note", text=render.event_text(chain, event.kind, event.data) or "", **base))
+            report = await build_report(self.store, event.run_id)
+            if report is not None:
+                name, text, caption = report
+                out.append(NewMessage(kind="report", text=render.esc(caption), document_name=name, document=text, **base))
+            self._cards.pop(event.run_id, None)
+        else:
+            text = render.event_text(event.chain, event.kind, event.data)
+            if text:
+                out.append(NewMessage(kind="note", text=text, **base))
+        return out
+
+    async def _progress(self, event: Event) -> None:
+        """A live progress event: refresh the card, at most every few seconds per run."""
+        if event.run_id is None or event.run_id not in self._cards:
+            return
+        state = self._cards[event.run_id]
+        if event.data.get("tool"):
+            state.update(tool=f"{event.data.get('tool')} {event.data.get('target') or ''}".strip(), turns=event.data.get("turns"))
+        now = time.monotonic()
+        if now - self._progress_at.get(event.run_id, 0.0) < PROGRESS_CARD_EVERY_S:
+            return
+        self._progress_at[event.run_id] = now
+        chat = await self._chat_of(event)
+        if chat is None:
+            return
+        await self.outbox.enqueue_now([self._card(chat, event, state)])
+        self.wake.set()

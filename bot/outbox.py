@@ -1,0 +1,215 @@
+"""The outbox sender: delivers notifications in order per chat, paced, coalesced, retried.
+
+Per chat, rows go in id order; a run of pending notes becomes one message (up to 4096 characters)
+instead of many, which keeps a chat fed by many chains within Telegram's flood limits. Alerts and
+reports go alone (a reply to an alert must map back to it). Progress cards are one message per
+run, edited in place at most every few seconds; "message is not modified" counts as done.
+A Telegram outage (network errors, 5xx, 429 retry_after) delays rows, never drops them; a message
+Telegram refuses for good (bad request, blocked bot) is recorded with its error and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from bot import render
+from bot.pacer import Pacer
+from engine.outbox_store import OutboxRow, OutboxStore
+
+log = logging.getLogger(__name__)
+
+CARD_INTERVAL_S = 3.0
+MAX_BACKOFF_S = 60.0
+COALESCE = frozenset({"note"})
+
+
+def markup(buttons: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b["text"], callback_data=b["data"]) for b in row] for row in buttons])
+
+
+def plain(text: str) -> str:
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+class OutboxSender:
+    def __init__(self, bot: Bot, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event, *,
+                 card_interval_s: float = CARD_INTERVAL_S) -> None:
+        self.bot = bot
+        self.outbox = outbox
+        self.pacer = pacer
+        self.wake = wake
+        self.card_interval_s = card_interval_s
+        self._card_edit_at: dict[str, float] = {}
+        self.sent_messages = 0
+        self.coalesced = 0
+
+    async def run(self) -> None:
+        while True:
+            delay = await self.send_due()
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def send_due(self) -> float:
+        """Send what may go now; returns how long to wait before looking again."""
+        rows = await self.outbox.pending()
+        if not rows:
+            return 30.0
+        now = time.time()
+        wait = 30.0
+        chats: dict[int, list[OutboxRow]] = {}
+        blocked: set[int] = set()
+        cards: list[OutboxRow] = []
+        for row in rows:
+            if row.kind == "card":
+                cards.append(row)
+                continue
+            if row.chat_id in blocked:
+                continue
+            if row.next_attempt_at > now:
+                blocked.add(row.chat_id)  # keep the order: nothing after a row that waits
+                wait = min(wait, row.next_attempt_at - now)
+                continue
+            chats.setdefault(row.chat_id, []).append(row)
+        for chat_id, chat_rows in chats.items():
+            pace = self.pacer.delay(chat_id)
+            if pace > 0:
+                wait = min(wait, pace)
+                continue
+            await self._send_batch(chat_id, chat_rows)
+            wait = 0.0
+        for row in cards:
+            if row.next_attempt_at > now:
+                wait = min(wait, row.next_attempt_at - now)
+                continue
+            since = time.monotonic() - self._card_edit_at.get(row.card_key or "", -1e9)
+            pace = max(self.pacer.delay(row.chat_id), self.card_interval_s - since)
+            if pace > 0:
+                wait = min(wait, pace)
+                continue
+            await self._send_card(row)
+            wait = 0.0
+        return max(0.01, wait)
+
+    async def _send_batch(self, chat_id: int, rows: Sequence[OutboxRow]) -> None:
+        head = rows[0]
+        if head.kind in COALESCE:
+            run = [head]
+            for row in rows[1:]:
+                if row.kind not in COALESCE:
+                    break
+                run.append(row)
+            group = [run[i] for i in render.coalesce([r.text for r in run])[0]]
+            text = "\n\n".join(r.text for r in group)
+            buttons = group[0].buttons if len(group) == 1 else None
+            chains = {r.chain for r in group}
+            await self._deliver(group, lambda: self.bot.send_message(
+                chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons)),
+                kind=group[0].kind if len(group) == 1 else "notes", chain=chains.pop() if len(chains) == 1 else None,
+                plain_text=plain(text))
+            if len(group) > 1:
+                self.coalesced += len(group) - 1
+        elif head.document is not None:
+            name = head.document_name or "document.md"
+            data = head.document.encode("utf-8")
+            await self._deliver([head], lambda: self.bot.send_document(
+                chat_id, document=data, filename=name, caption=render.truncate(head.text, render.CAPTION_LIMIT),
+                parse_mode=ParseMode.HTML), kind=head.kind, chain=head.chain, plain_text=None)
+        else:
+            await self._deliver([head], lambda: self.bot.send_message(
+                chat_id, head.text, parse_mode=ParseMode.HTML, reply_markup=markup(head.buttons)),
+                kind=head.kind, chain=head.chain, plain_text=plain(head.text))
+
+    async def _deliver(self, rows: Sequence[OutboxRow], send: Any, *, kind: str, chain: str | None,
+                       plain_text: str | None) -> None:
+        chat_id = rows[0].chat_id
+        self.pacer.record(chat_id)
+        try:
+            message = await send()
+        except RetryAfter as exc:
+            seconds = float(exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds())
+            self.pacer.backoff(chat_id, seconds)
+            await self.outbox.retry_later([r.id for r in rows], seconds, f"429: {exc}")
+            return
+        except BadRequest as exc:
+            text = str(exc).lower()
+            if "parse entities" in text and plain_text:
+                log.warning("message %s could not be parsed by Telegram; sending it as plain text", rows[0].id)
+                try:
+                    message = await self.bot.send_message(chat_id, render.truncate(plain_text))
+                except TelegramError as again:
+                    await self._give_up(rows, kind, chain, f"{exc} / {again}")
+                    return
+            else:
+                await self._give_up(rows, kind, chain, str(exc))
+                return
+        except Forbidden as exc:
+            await self._give_up(rows, kind, chain, str(exc))
+            return
+        except (TimedOut, NetworkError) as exc:
+            await self._later(rows, exc)
+            return
+        except TelegramError as exc:
+            await self._later(rows, exc)
+            return
+        await self.outbox.mark_sent(rows, message.message_id, kind=kind, chain=chain, run_id=rows[0].run_id)
+        self.sent_messages += 1
+
+    async def _later(self, rows: Sequence[OutboxRow], exc: Exception) -> None:
+        attempts = max(r.attempts for r in rows)
+        delay = min(MAX_BACKOFF_S, 0.5 * (2 ** attempts))
+        log.info("Telegram unreachable (%s); retrying %d message(s) in %.1f s", type(exc).__name__, len(rows), delay)
+        await self.outbox.retry_later([r.id for r in rows], delay, f"{type(exc).__name__}: {exc}")
+
+    async def _give_up(self, rows: Sequence[OutboxRow], kind: str, chain: str | None, error: str) -> None:
+        log.error("Telegram refused message %s for good: %s", rows[0].id, error)
+        await self.outbox.mark_sent(rows, None, kind=kind, chain=chain, run_id=rows[0].run_id, error=error)
+
+    async def _send_card(self, row: OutboxRow) -> None:
+        key = row.card_key or f"card:{row.chat_id}:{row.run_id}"
+        self._card_edit_at[key] = time.monotonic()
+        self.pacer.record(row.chat_id)
+        message_id = await self.outbox.card_message(key)
+        try:
+            if message_id is not None:
+                try:
+                    await self.bot.edit_message_text(row.text, chat_id=row.chat_id, message_id=message_id,
+                                                     parse_mode=ParseMode.HTML, reply_markup=markup(row.buttons))
+                except BadRequest as exc:
+                    if "not modified" in str(exc).lower():
+                        pass
+                    elif "not found" in str(exc).lower():
+                        message_id = None
+                    else:
+                        raise
+            if message_id is None:
+                sent = await self.bot.send_message(row.chat_id, row.text, parse_mode=ParseMode.HTML,
+                                                   reply_markup=markup(row.buttons))
+                message_id = sent.message_id
+        except RetryAfter as exc:
+            seconds = float(exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds())
+            self.pacer.backoff(row.chat_id, seconds)
+            await self.outbox.retry_later([row.id], seconds, f"429: {exc}")
+            return
+        except BadRequest as exc:
+            await self._give_up([row], "card", row.chain, str(exc))
+            return
+        except (TelegramError, NetworkError) as exc:
+            await self._later([row], exc)
+            return
+        await self.outbox.mark_sent([row], message_id, kind="card", chain=row.chain, run_id=row.run_id, card_key=key)

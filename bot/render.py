@@ -1,0 +1,257 @@
+"""Messages as HTML text, pure. Everything an agent or a user wrote is escaped, so no handoff can
+break a message; long content goes into documents; text is kept within Telegram's 4096 characters."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.engine import ChainView
+from engine.prompts import format_duration
+from engine.store import LinkRunRow
+
+LIMIT = 4096
+CAPTION_LIMIT = 1024
+HANDOFF_INLINE = 3000  # a longer handoff is sent as a .md document with an excerpt
+
+Buttons = list[list[dict[str, str]]]
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=False)
+
+
+def money(value: object) -> str:
+    v = float(value or 0)  # type: ignore[arg-type]
+    return f"${v:.4f}" if v < 1 else f"${v:.2f}"
+
+
+def dur(seconds: object) -> str:
+    return format_duration(float(seconds)) if isinstance(seconds, int | float) else "-"
+
+
+def ago(iso: str | None, now: datetime | None = None) -> str:
+    if not iso:
+        return "-"
+    return dur(((now or datetime.now(UTC)) - datetime.fromisoformat(iso)).total_seconds())
+
+
+def button(text: str, data: str) -> dict[str, str]:
+    return {"text": text, "data": data}
+
+
+def fits(data: str) -> bool:
+    return len(data.encode()) <= 64
+
+
+def chain_buttons(chain: str, *, stop: bool = True) -> Buttons | None:
+    row = [button("Handoff", f"hand:{chain}"), button("Status", f"stat:{chain}")]
+    if stop:
+        row.append(button("Stop", f"stop:{chain}"))
+    return [row] if all(fits(b["data"]) for b in row) else None
+
+
+def excerpt(text: str, max_lines: int = 12, max_chars: int = 700) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()][:max_lines]
+    out = "\n".join(lines)
+    return out if len(out) <= max_chars else out[: max_chars - 1] + "…"
+
+
+def truncate(text: str, limit: int = LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---- views -------------------------------------------------------------------------------------
+STATUS_ICON = {"RUNNING": "▶️", "PAUSED": "⏸", "WAITING": "⏳", "BLOCKED": "⛔", "STOPPED": "⏹", "ALL_DONE": "✅",
+               "COMPLETED": "✅", "FAILED": "❌", "READY": "⚪", "INTERRUPTED": "⚠️"}
+
+
+def status_compact(views: Sequence[ChainView]) -> str:
+    if not views:
+        return "No chains yet. Put a chain definition in <code>chains/NAME.json</code>."
+    lines = ["<b>Chains</b>"]
+    for v in views:
+        icon = STATUS_ICON.get(v.status, "•")
+        if v.error:
+            lines.append(f"❗ <b>{esc(v.name)}</b> invalid: {esc(v.error.splitlines()[-1][:120])}")
+            continue
+        rounds = f"round {v.round}" + (f"/{v.max_rounds}" if v.max_rounds else "")
+        current = f" · {esc(v.current_link)} {ago(v.current_link_since)}" if v.current_link else ""
+        lines.append(f"{icon} <b>{esc(v.name)}</b> {esc(v.status)} · {rounds}{current}")
+    return truncate("\n".join(lines))
+
+
+def status_detail(v: ChainView, next_fire: str | None = None) -> str:
+    icon = STATUS_ICON.get(v.status, "•")
+    lines = [f"{icon} <b>{esc(v.name)}</b>: {esc(v.status)}"]
+    if v.description:
+        lines.append(f"<i>{esc(v.description[:300])}</i>")
+    if v.error:
+        lines.append(f"❗ definition: {esc(v.error[:1500])}")
+    lines.append(f"Round {v.round}" + (f" of {v.max_rounds}" if v.max_rounds else "") + f" ({v.rounds_counted} counted)")
+    if v.current_link:
+        tool = f" · {esc(v.current_tool)}" if v.current_tool else ""
+        lines.append(f"Now: <b>{esc(v.current_link)}</b> for {ago(v.current_link_since)}{tool}")
+    elif v.next_link:
+        lines.append(f"Next link: {esc(v.next_link)}")
+    if v.running_elsewhere:
+        lines.append(f"Running in another process ({esc(v.running_elsewhere)})")
+    if v.last_link is not None:
+        lines.append("Last link: " + link_line(v.last_link))
+    if v.last_run is not None:
+        r = v.last_run
+        lines.append(f"Run #{r.id} ({esc(r.origin)}): {r.links_run} links, cost so far {money(r.cost_usd)}")
+    if v.stop_reason and v.status != "RUNNING":
+        lines.append(f"Reason: {esc(v.stop_reason)}")
+    if next_fire:
+        lines.append(f"Next scheduled run: {esc(next_fire)}")
+    return truncate("\n".join(lines))
+
+
+def link_line(row: LinkRunRow) -> str:
+    if row.status == "skipped":
+        return f"r{row.round} {esc(row.link)}: skipped"
+    outcome = row.error_class or row.status
+    took = dur(row.duration_s) if row.duration_s is not None else "running"
+    err = f" — {esc((row.error_message or '')[:150])}" if outcome not in ("ok", None) and row.error_message else ""
+    return f"r{row.round} <b>{esc(row.link)}</b> {esc(outcome)} · {took} · {money(row.cost_usd)}{err}"
+
+
+def log_text(chain: str, rows: Sequence[LinkRunRow]) -> str:
+    if not rows:
+        return f"<b>{esc(chain)}</b>: no links run yet."
+    lines = [f"<b>{esc(chain)}</b>: last {len(rows)} links"] + [link_line(r) for r in rows]
+    return truncate("\n".join(lines))
+
+
+def handoff_message(title: str, text: str) -> tuple[str, str | None]:
+    """(message, document text or None): short handoffs inline, long ones as a document."""
+    if len(text) <= HANDOFF_INLINE:
+        return f"<b>{esc(title)}</b>\n<pre>{esc(text)}</pre>", None
+    return truncate(f"<b>{esc(title)}</b> ({len(text):,} characters, attached)\n<pre>{esc(excerpt(text, 8, 600))}</pre>",
+                    CAPTION_LIMIT), text
+
+
+def diff_message(chain: str, diff: str) -> tuple[str, str | None]:
+    if len(diff) <= HANDOFF_INLINE:
+        return f"<b>{esc(chain)}</b>: what the last link changed\n<pre>{esc(diff)}</pre>", None
+    return f"<b>{esc(chain)}</b>: what the last link changed (attached)", diff
+
+
+# ---- events ------------------------------------------------------------------------------------
+def card(state: Mapping[str, Any], now_mono: float) -> str:
+    """The progress card of a running chain."""
+    chain = esc(state.get("chain"))
+    if state.get("finished"):
+        return f"{STATUS_ICON.get(str(state.get('status')), '■')} <b>{chain}</b> {esc(state.get('status'))} · round {state.get('round')} · {money(state.get('cost'))}"
+    lines = [f"▶️ <b>{chain}</b> · round {state.get('round')}" + (f"/{state['max_rounds']}" if state.get("max_rounds") else "")]
+    link = state.get("link")
+    if link:
+        since = state.get("link_started_mono")
+        elapsed = dur(now_mono - since) if isinstance(since, float) else "-"
+        lines.append(f"Link: <b>{esc(link)}</b> ({esc(state.get('model') or 'command')}) · {elapsed}")
+    tool = state.get("tool")
+    if tool:
+        lines.append(f"Tool: {esc(str(tool)[:120])}" + (f" · turn {state.get('turns')}" if state.get("turns") else ""))
+    lines.append(f"Cost so far: {money(state.get('cost'))}")
+    return "\n".join(lines)
+
+
+def link_note(chain: str, d: Mapping[str, Any]) -> str:
+    ok = d.get("error_class") == "ok"
+    mark = "✅" if ok else "❌"
+    who = f"{esc(d.get('link'))} ({esc(d.get('model') or ('command' if d.get('command') else 'default'))})"
+    lines = [f"{mark} <b>{esc(chain)}</b> · round {d.get('round')} · {who}",
+             f"{dur(d.get('duration_s'))} · {money(d.get('cost_usd'))} · {esc(d.get('error_class'))}"
+             + (f" after {d.get('attempts')} attempts" if (d.get("attempts") or 1) > 1 else "")]
+    if not ok and d.get("error"):
+        lines.append(f"<i>{esc(str(d.get('error'))[:300])}</i>")
+    if d.get("permission_denials"):
+        lines.append("Denied tools: " + esc(", ".join(map(str, d["permission_denials"]))))
+    if d.get("headline"):
+        lines.append(f"<pre>{esc(str(d.get('headline'))[:600])}</pre>")
+    return "\n".join(lines)
+
+
+def blocked_alert(chain: str, d: Mapping[str, Any]) -> str:
+    question = str(d.get("question") or "(no question given)")
+    wait = "The chain waits for your answer." if d.get("policy") == "wait" else "The chain carries on meanwhile."
+    return (f"⛔ <b>{esc(chain)}</b> is BLOCKED at {esc(d.get('link'))} (round {d.get('round')})\n"
+            f"<blockquote>{esc(question[:1500])}</blockquote>\n"
+            f"<b>Reply to this message</b> to answer: your reply goes into the handoff. {wait}")
+
+
+def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None:
+    """Short notices for the chat; None for events that only update the card."""
+    c = f"<b>{esc(chain)}</b>"
+    if kind == "run_finished":
+        icon = STATUS_ICON.get(str(d.get("status")), "■")
+        by = f" by {esc(d.get('by'))}" if d.get("by") else ""
+        return f"{icon} {c} {esc(d.get('status'))}{by}: {esc(d.get('reason'))} · run cost {money(d.get('cost_usd'))}"
+    if kind == "waiting_limit":
+        known = "" if d.get("reset_known") else " (reset time unknown: backing off)"
+        return f"⏳ {c} hit a usage limit at {esc(d.get('link'))}; retrying at {esc(_short_time(d.get('until')))}{known}"
+    if kind == "handoff_problem":
+        restored = " The last good handoff was put back." if d.get("restored") else ""
+        return f"⚠️ {c}: {esc(d.get('problem'))} (after {esc(d.get('link'))}).{restored}"
+    if kind == "warning":
+        return f"⚠️ {c}: {esc(d.get('message'))}"
+    if kind == "recovered":
+        killed = f" Killed the orphaned agent of {esc(', '.join(d.get('agents_killed') or []))}." if d.get("agents_killed") else ""
+        return f"♻️ {c} recovered after a crash: it goes on from round {d.get('round')}.{killed}"
+    if kind == "paused":
+        return f"⏸ {c} paused: no new link starts until /resume."
+    if kind == "resumed":
+        return f"▶️ {c} resumed."
+    if kind == "operator_note":
+        return f"📝 {c}: note from {esc(d.get('by'))} added to the handoff."
+    if kind == "schedule_fired":
+        return f"⏰ {c} started by schedule #{d.get('schedule_id')} ({esc(d.get('original') or d.get('expression') or '')})"
+    if kind == "schedule_skipped":
+        return f"⏭ {c}: scheduled run skipped: {esc(d.get('reason'))}"
+    if kind == "schedule_missed":
+        return f"⌛ {c}: {esc(d.get('count'))} scheduled run(s) missed while llmauto was down" + (
+            f" (first: {esc(_short_time(d.get('first')))})" if d.get("first") else "")
+    return None
+
+
+def _short_time(iso: object) -> str:
+    if not isinstance(iso, str):
+        return "?"
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M %Z").strip()
+    except ValueError:
+        return iso
+
+
+def coalesce(texts: Sequence[str], limit: int = LIMIT) -> list[list[int]]:
+    """Group consecutive notes into messages of at most `limit` characters (by index)."""
+    groups: list[list[int]] = []
+    size = 0
+    for i, text in enumerate(texts):
+        extra = len(text) + (2 if groups and groups[-1] else 0)
+        if groups and size + extra <= limit:
+            groups[-1].append(i)
+            size += extra
+        else:
+            groups.append([i])
+            size = len(text)
+    return groups
+
+
+HELP = """<b>llmauto</b>: marble runs of claude agents.
+
+/start_chain NAME — start a chain (no name: pick one)
+/stop_chain NAME [REASON] — stop after the current link (reply to any chain message with /stop_chain REASON)
+/status [NAME] — one chain in detail, or all
+/handoff NAME [N|diff] — the handoff (after round N, or the last change)
+/log NAME [N] — the last N links
+/chains — the chains
+/pause NAME, /resume NAME — hold or carry on
+/reset NAME — start over at round 1 (asks first)
+/schedule NAME CRON — e.g. <code>/schedule nightly 0 2 * * *</code> or <code>daily 02:00 tz=Europe/Berlin</code>
+/schedules, /unschedule ID — list and remove schedules
+
+Reply to a ⛔ BLOCKED alert to answer the agent."""

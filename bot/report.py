@@ -1,0 +1,58 @@
+"""The run report: a Markdown document sent when a run ends (rounds, links, outcomes, time and
+cost per link and per role, BLOCKED events, the stop reason, the final handoff)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from engine import events as ev
+from engine.prompts import format_duration
+from engine.statefiles import ChainFiles
+from engine.store import Store
+
+
+async def build_report(store: Store, run_id: int, state_dir: ChainFiles | None = None) -> tuple[str, str, str] | None:
+    """(file name, Markdown, caption) for a finished run, or None when the run is unknown."""
+    run = await store.run(run_id)
+    if run is None:
+        return None
+    links = await store.run_link_runs(run_id)
+    events = await store.run_events(run_id)
+    ran = [r for r in links if r.status != "skipped"]
+    lines = [
+        f"# {run.chain}: run #{run.id} report", "",
+        f"- outcome: **{run.status}** — {run.stop_reason or ''}",
+        f"- started: {run.started_at[:19].replace('T', ' ')} UTC from {run.origin}"
+        + (f" by {run.requested_by}" if run.requested_by else ""),
+        f"- ended: {(run.ended_at or '')[:19].replace('T', ' ')} UTC",
+        f"- links run: {len(ran)} (skipped: {len(links) - len(ran)}), total cost ${run.cost_usd:.4f}",
+        "", "## Links", "", "| round | link | role | model | outcome | time | cost | tokens in/out |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in links:
+        took = format_duration(r.duration_s) if r.duration_s is not None else "-"
+        outcome = "skipped" if r.status == "skipped" else (r.error_class or r.status)
+        lines.append(f"| {r.round} | {r.link} | {r.role} | {r.model or '-'} | {outcome} | {took} | ${r.cost_usd:.4f} | "
+                     f"{r.input_tokens}/{r.output_tokens} |")
+    per_role: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for r in ran:
+        per_role[r.role][0] += 1
+        per_role[r.role][1] += r.duration_s or 0.0
+        per_role[r.role][2] += r.cost_usd
+    lines += ["", "## Per role", "", "| role | links | time | cost |", "|---|---|---|---|"]
+    for role, (n, secs, cost) in sorted(per_role.items()):
+        lines.append(f"| {role} | {int(n)} | {format_duration(secs)} | ${cost:.4f} |")
+    blocked = [e for e in events if e.kind == ev.BLOCKED]
+    if blocked:
+        lines += ["", "## BLOCKED", ""]
+        lines += [f"- round {e.data.get('round')}, {e.data.get('link')}: {e.data.get('question')}" for e in blocked]
+    problems = [e for e in events if e.kind in (ev.HANDOFF_PROBLEM, ev.WARNING, ev.WAITING_LIMIT, ev.RECOVERED)]
+    if problems:
+        lines += ["", "## Incidents", ""]
+        lines += [f"- {e.ts[:19].replace('T', ' ')} {e.kind}: {e.data.get('problem') or e.data.get('message') or e.data.get('until') or ''}"
+                  for e in problems]
+    versions = await store.handoff_versions(run.chain, 1)
+    if versions:
+        lines += ["", "## Final handoff", "", "```", versions[0].content.replace("```", "ʼʼʼ"), "```"]
+    caption = f"{run.chain}: run #{run.id} {run.status}, {len(ran)} links, ${run.cost_usd:.2f}"
+    return f"report-{run.chain}-run{run.id}.md", "\n".join(lines) + "\n", caption

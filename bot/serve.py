@@ -1,0 +1,203 @@
+"""`llmauto serve`: the engine, the scheduler and the Telegram bot in one process.
+
+One AsyncExitStack owns everything and closes it in reverse: the bot stops polling, the notifier
+and the sender stop, the scheduler stops firing, the engine stops (or lets finish) the running
+links and records how each run ended; notifications not yet sent stay in the outbox for the next
+start. If Telegram is unreachable at start, the engine and scheduler work anyway while the bot
+keeps trying to connect. A second process polling the same token (409 Conflict) ends serve with a
+clear message instead of a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from telegram import BotCommand
+from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
+from telegram.ext import Application, ApplicationBuilder
+
+from bot import logsafe
+from bot.auth import Access
+from bot.handlers import COMMANDS, BotHandlers
+from bot.notify import Notifier
+from bot.outbox import OutboxSender
+from bot.pacer import Pacer
+from engine.engine import Engine
+from engine.errors import ConfigError, LlmautoError
+from engine.outbox_store import NewMessage, OutboxStore
+from engine.scheduler import Scheduler
+from engine.schedules import ScheduleBook
+from engine.settings import Settings
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+CONNECT_BACKOFF_MAX_S = 60.0
+
+
+class FatalBotError(LlmautoError):
+    """The bot cannot go on (another instance polls the same token, or the token is wrong)."""
+
+
+def check(settings: Settings) -> None:
+    if not settings.telegram_token:
+        raise ConfigError("TELEGRAM_BOT_TOKEN is not set (in the environment or the home's .env); serve needs it")
+    if not settings.allowed_user_ids:
+        raise ConfigError("TELEGRAM_ALLOWED_USER_IDS is not set: serve refuses to run a bot that anyone could use")
+
+
+def serve(settings: Settings) -> int:
+    check(settings)
+    logsafe.install(settings.secrets())
+    try:
+        asyncio.run(_main(settings))
+    except FatalBotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_serve(settings, stop)
+
+
+def build_application(settings: Settings, *, poll_timeout_s: float) -> Application[Any, Any, Any, Any, Any, Any]:
+    assert settings.telegram_token
+    return (
+        ApplicationBuilder()
+        .token(settings.telegram_token)
+        .base_url(settings.api_base_url)
+        .concurrent_updates(True)  # a slow handler never holds up /stop_chain
+        .job_queue(None)
+        .get_updates_read_timeout(poll_timeout_s + 10)
+        .build()
+    )
+
+
+async def run_serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    ready: asyncio.Event | None = None,
+    poll_timeout_s: float = 10.0,
+    shutdown_kills_links: bool = True,
+    pacer: Pacer | None = None,
+    on_ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+) -> None:
+    check(settings)
+    fatal: list[BaseException] = []
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(Store.open(settings.db_path))
+        engine = await stack.enter_async_context(Engine(settings, store, shutdown_kills_links=shutdown_kills_links))
+        scheduler = await stack.enter_async_context(Scheduler(settings, engine))
+        outbox = OutboxStore(store)
+        pacer = pacer or Pacer()
+        wake = asyncio.Event()
+        notifier = Notifier(settings, store, engine.bus, outbox, wake)
+        handlers = BotHandlers(engine, ScheduleBook(store, settings), outbox, pacer,
+                               Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh)
+        app = build_application(settings, poll_timeout_s=poll_timeout_s)
+        handlers.register(app)
+        app.add_error_handler(_log_handler_error)
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(notifier.run(), name="notifier")]
+        stack.push_async_callback(_cancel, tasks)
+
+        await _recover(engine, outbox, settings)
+        if not await _connect(app, stop):
+            return
+        stack.push_async_callback(app.shutdown)
+        with contextlib.suppress(TelegramError):
+            await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+        await app.start()
+        stack.push_async_callback(app.stop)
+
+        def on_poll_error(exc: TelegramError) -> None:
+            if isinstance(exc, Conflict | InvalidToken):
+                fatal.append(exc)
+                stop.set()
+            else:
+                log.info("polling Telegram failed (%s); retrying", type(exc).__name__)
+
+        assert app.updater is not None
+        await app.updater.start_polling(poll_interval=0, timeout=int(poll_timeout_s), error_callback=on_poll_error,
+                                        allowed_updates=["message", "callback_query"])
+        stack.push_async_callback(_stop_updater, app)
+        sender = OutboxSender(app.bot, outbox, pacer, wake)
+        tasks.append(asyncio.create_task(sender.run(), name="outbox-sender"))
+        log.info("serving: %d chains, %d allowed users", len(engine.chain_names()), len(settings.allowed_user_ids))
+        if on_ready is not None:
+            result = on_ready({"engine": engine, "sender": sender, "notifier": notifier, "scheduler": scheduler})
+            if result is not None:
+                await result
+        if ready is not None:
+            ready.set()
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("%s died: %s", task.get_name(), task.exception())
+                fatal.append(task.exception())  # type: ignore[arg-type]
+    if fatal:
+        exc = fatal[0]
+        if isinstance(exc, Conflict):
+            raise FatalBotError("another process is polling this bot token (409 Conflict: terminated by other "
+                                "getUpdates request). Stop the other `llmauto serve` first.") from exc
+        if isinstance(exc, InvalidToken):
+            raise FatalBotError("Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized): check the token") from exc
+        raise FatalBotError(f"serve stopped: {exc}") from exc
+
+
+async def _connect(app: Application[Any, Any, Any, Any, Any, Any], stop: asyncio.Event) -> bool:
+    """Initialize the bot (getMe), retrying while Telegram is unreachable; the engine works meanwhile."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await app.initialize()
+            return True
+        except InvalidToken as exc:
+            raise FatalBotError("Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized): check the token") from exc
+        except NetworkError as exc:
+            log.warning("cannot reach Telegram (%s); retrying in %.0f s", type(exc).__name__, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(CONNECT_BACKOFF_MAX_S, delay * 2)
+    return False
+
+
+async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> None:
+    """Chains whose run a crash or a shutdown cut off go on by themselves."""
+    for name in await engine.interrupted_chains():
+        try:
+            await engine.start_chain(name, origin="recovery", chat_id=settings.chat_id, requested_by="recovery")
+        except LlmautoError as exc:
+            log.warning("cannot resume %s: %s", name, exc)
+            if settings.chat_id is not None:
+                await outbox.enqueue_now([NewMessage(chat_id=settings.chat_id, kind="note", chain=name,
+                                                     text=f"⚠️ <b>{name}</b> could not be resumed: {exc}")])
+
+
+async def _stop_updater(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    if app.updater is not None and app.updater.running:
+        await app.updater.stop()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _log_handler_error(update: object, context: Any) -> None:
+    log.error("handler failed: %s", context.error, exc_info=context.error)

@@ -1,0 +1,168 @@
+"""The notification outbox in the store: what the bot must send, what it sent, and where it is in
+the event log. All SQL for the `outbox`, `messages` and `cursors` tables lives here.
+
+Exactly-once: the notifier turns stored events into outbox rows and moves its cursor in ONE
+transaction, so each event becomes its notifications once, across restarts; the sender marks a row
+sent as soon as Telegram accepts it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.store import Store, utc_iso
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxRow:
+    id: int
+    chat_id: int
+    kind: str  # note | alert | card | report | notice
+    chain: str | None
+    run_id: int | None
+    event_id: int | None
+    text: str
+    buttons: list[list[dict[str, str]]] | None
+    document_name: str | None
+    document: str | None
+    reply_to: int | None
+    card_key: str | None
+    attempts: int
+    next_attempt_at: float
+
+    @classmethod
+    def from_row(cls, r: Any) -> OutboxRow:
+        return cls(
+            id=r["id"], chat_id=r["chat_id"], kind=r["kind"], chain=r["chain"], run_id=r["run_id"],
+            event_id=r["event_id"], text=r["text"], buttons=json.loads(r["buttons"]) if r["buttons"] else None,
+            document_name=r["document_name"], document=r["document"], reply_to=r["reply_to"],
+            card_key=r["card_key"], attempts=r["attempts"], next_attempt_at=r["next_attempt_at"],
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewMessage:
+    chat_id: int
+    kind: str
+    text: str
+    chain: str | None = None
+    run_id: int | None = None
+    event_id: int | None = None
+    buttons: list[list[dict[str, str]]] | None = None
+    document_name: str | None = None
+    document: str | None = None
+    card_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SentMessage:
+    chat_id: int
+    message_id: int
+    chain: str | None
+    run_id: int | None
+    kind: str
+
+
+class OutboxStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def cursor(self, name: str) -> int | None:
+        rows = await self.store.query("SELECT event_id FROM cursors WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else None
+
+    async def init_cursor(self, name: str, event_id: int) -> None:
+        await self.store.execute("INSERT OR IGNORE INTO cursors (name, event_id) VALUES (?, ?)", (name, event_id))
+
+    async def enqueue(self, cursor_name: str, cursor: int, messages: Sequence[NewMessage]) -> None:
+        """Add the messages made from events up to `cursor`, and move the cursor, atomically."""
+        async with self.store.transaction() as db:
+            for m in messages:
+                await self._insert(db, m)
+            await db.execute("INSERT OR REPLACE INTO cursors (name, event_id) VALUES (?, ?)", (cursor_name, cursor))
+
+    async def enqueue_now(self, messages: Sequence[NewMessage]) -> None:
+        async with self.store.transaction() as db:
+            for m in messages:
+                await self._insert(db, m)
+
+    @staticmethod
+    async def _insert(db: Any, m: NewMessage) -> None:
+        if m.kind == "card" and m.card_key:
+            # Only the latest state of a progress card matters: replace an unsent one.
+            cur = await db.execute(
+                "UPDATE outbox SET text = ?, buttons = ? WHERE card_key = ? AND sent_at IS NULL",
+                (m.text, json.dumps(m.buttons) if m.buttons else None, m.card_key),
+            )
+            if cur.rowcount:
+                return
+        await db.execute(
+            "INSERT INTO outbox (chat_id, kind, chain, run_id, event_id, text, buttons, document_name, document, "
+            "card_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (m.chat_id, m.kind, m.chain, m.run_id, m.event_id, m.text, json.dumps(m.buttons) if m.buttons else None,
+             m.document_name, m.document, m.card_key, utc_iso()),
+        )
+
+    async def pending(self, limit: int = 200) -> list[OutboxRow]:
+        rows = await self.store.query(
+            "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit,))
+        return [OutboxRow.from_row(r) for r in rows]
+
+    async def pending_count(self) -> int:
+        rows = await self.store.query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+        return int(rows[0][0])
+
+    async def mark_sent(
+        self, rows: Sequence[OutboxRow], message_id: int | None, *, kind: str, chain: str | None,
+        run_id: int | None, card_key: str | None = None, error: str | None = None,
+    ) -> None:
+        """Rows delivered (several when coalesced into one message), and the message remembered so
+        replies to it can be traced back to its chain."""
+        now = utc_iso()
+        async with self.store.transaction() as db:
+            first = rows[0].id
+            for row in rows:
+                await db.execute(
+                    "UPDATE outbox SET sent_at = ?, message_id = ?, error = ?, coalesced_into = ? WHERE id = ?",
+                    (now, message_id, error, first if row.id != first else None, row.id),
+                )
+            if message_id is not None:
+                await db.execute(
+                    "INSERT OR REPLACE INTO messages (chat_id, message_id, chain, run_id, kind, event_id, card_key) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (rows[0].chat_id, message_id, chain, run_id, kind, rows[0].event_id, card_key),
+                )
+
+    async def retry_later(self, row_ids: Sequence[int], delay_s: float, error: str) -> None:
+        when = time.time() + delay_s
+        async with self.store.transaction() as db:
+            for row_id in row_ids:
+                await db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, error = ? WHERE id = ?",
+                    (when, error[:500], row_id),
+                )
+
+    async def card_message(self, card_key: str) -> int | None:
+        rows = await self.store.query(
+            "SELECT message_id FROM messages WHERE card_key = ? ORDER BY message_id DESC LIMIT 1", (card_key,))
+        return int(rows[0][0]) if rows else None
+
+    async def remember(self, chat_id: int, message_id: int, *, kind: str, chain: str | None, run_id: int | None = None) -> None:
+        await self.store.execute(
+            "INSERT OR REPLACE INTO messages (chat_id, message_id, chain, run_id, kind) VALUES (?, ?, ?, ?, ?)",
+            (chat_id, message_id, chain, run_id, kind),
+        )
+
+    async def message(self, chat_id: int, message_id: int) -> SentMessage | None:
+        rows = await self.store.query(
+            "SELECT chat_id, message_id, chain, run_id, kind FROM messages WHERE chat_id = ? AND message_id = ?",
+            (chat_id, message_id),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return SentMessage(chat_id=r["chat_id"], message_id=r["message_id"], chain=r["chain"], run_id=r["run_id"], kind=r["kind"])

@@ -1,0 +1,176 @@
+"""Every command from the (fake) phone, against the real bot over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.bot.conftest import CHAT, OPERATOR, Served, append_line
+from tests.conftest import write_chain
+
+
+def loop_chain(home: Path, name: str, rounds: int = 2, **extra: object) -> None:
+    write_chain(home, name, {"max_rounds": rounds, "description": f"{name} test", **extra, "links": [
+        {"name": "worker", "command": append_line("- worked"), "telegram_update": True},
+        {"name": "reviewer", "role": "reviewer", "command": append_line("- reviewed")},
+    ]})
+
+
+async def test_commands_are_registered_and_help_answers(served: Served) -> None:
+    names = [c["command"] for c in served.api.commands]
+    assert names[:3] == ["start_chain", "stop_chain", "status"] and "unschedule" in names
+    reply = await served.answer("/help", "marble runs")
+    assert "/stop_chain" in reply.plain
+
+
+async def test_start_chain_runs_and_reports(served: Served) -> None:
+    loop_chain(served.home, "alpha")
+    reply = await served.answer("/start_chain alpha", "Started")
+    assert "run #1" in reply.plain
+    done = await served.api.wait_for_message(CHAT, "COMPLETED")
+    assert "max_rounds (2) reached" in done.plain
+    notes = [m for m in served.api.messages(CHAT) if "round" in m.plain and "worker (command)" in m.plain]
+    assert len(notes) >= 1  # worker has telegram_update (notes may be coalesced into one message)
+    report = await served.api.wait_for(lambda api: next((m for m in api.messages(CHAT) if m.document), None))
+    assert report.document[0] == "report-alpha-run1.md"
+    assert b"| 2 | reviewer | reviewer |" in report.document[1]
+    card = next(m for m in served.api.messages(CHAT) if m.edits or "✅" in m.plain and "alpha" in m.plain)
+    assert card is not None
+
+
+async def test_start_chain_errors_say_why(served: Served) -> None:
+    loop_chain(served.home, "alpha")
+    unknown = await served.answer("/start_chain nope", "unknown chain")
+    assert "alpha" in unknown.plain
+    write_chain(served.home, "broken", {"links": [{"name": "w", "model": 5, "prompt": "x y"}]})
+    invalid = await served.answer("/start_chain broken", "Invalid chain")
+    assert "links[0].model" in invalid.plain
+    bad = await served.answer("/start_chain ../../etc", "not a chain name")
+    assert bad.plain
+
+
+async def test_start_chain_without_a_name_offers_buttons(served: Served) -> None:
+    loop_chain(served.home, "alpha", rounds=1)
+    picker = await served.answer("/start_chain", "Which chain?")
+    assert ("alpha", "start:alpha") in picker.buttons
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=picker.message_id, data="start:alpha")
+    await served.api.wait_for_message(CHAT, "Started alpha")
+
+
+async def test_status_handoff_log_chains(served: Served) -> None:
+    loop_chain(served.home, "alpha", rounds=1)
+    await served.answer("/start_chain alpha", "Started")
+    await served.api.wait_for_message(CHAT, "COMPLETED")
+    status = await served.answer("/status alpha", "alpha: COMPLETED")
+    assert "Round 2" in status.plain and "Last link" in status.plain
+    compact = await served.answer("/status", "Chains")
+    assert "alpha" in compact.plain
+    handoff = await served.answer("/handoff alpha", "current handoff")
+    assert "- worked" in handoff.plain and "- reviewed" in handoff.plain
+    after = await served.answer("/handoff alpha 1", "after round 1")
+    assert "- reviewed" in after.plain
+    diff = await served.answer("/handoff alpha diff", "what the last link changed")
+    assert "+- reviewed" in diff.plain
+    log = await served.answer("/log alpha 5", "last 2 links")
+    assert "worker" in log.plain and "reviewer" in log.plain
+    chains = await served.answer("/chains", "Chains")
+    assert "alpha" in chains.plain
+
+
+async def test_long_and_hostile_handoff_arrives_intact(served: Served) -> None:
+    write_chain(served.home, "big", {"max_rounds": 1, "links": [
+        {"name": "w", "command": append_line("<b>not bold</b> & *stars* _under_ [x](y) " * 200)}]})
+    await served.answer("/start_chain big", "Started")
+    await served.api.wait_for_message(CHAT, "COMPLETED")
+    sent = await served.answer("/handoff big", "attached")
+    assert sent.document is not None and sent.document[0] == "big-handoff.md"
+    assert b"<b>not bold</b> & *stars*" in sent.document[1]
+    write_chain(served.home, "small", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("<script>&amp; 1 < 2 >")}]})
+    await served.answer("/start_chain small", "Started")
+    await served.api.wait_for_message(CHAT, "small COMPLETED")
+    small = await served.answer("/handoff small", "current handoff")
+    assert "<script>&amp; 1 < 2 >" in small.plain
+
+
+async def test_pause_resume_and_stop_with_reason(served: Served) -> None:
+    write_chain(served.home, "slow", {"max_rounds": 0, "links": [
+        {"name": "w", "command": ["python3", "-c", "import time; time.sleep(0.3)"]}]})
+    await served.answer("/start_chain slow", "Started")
+    await served.answer("/pause slow", "pausing")
+    await served.api.wait_for_message(CHAT, "slow paused")
+    await served.answer("/resume slow", "resuming")
+    prompt = await served.answer("/stop_chain slow", "Why stop slow?")
+    assert prompt.force_reply
+    await served.answer("tests are red", "stopping after the current link", reply_to=prompt.message_id)
+    final = await served.api.wait_for_message(CHAT, "slow STOPPED")
+    assert "tests are red" in final.plain and "tg:111" in final.plain
+
+
+async def test_stop_with_reason_inline_and_by_replying_to_a_chain_message(served: Served) -> None:
+    write_chain(served.home, "slow", {"max_rounds": 0, "links": [{"name": "w", "command": ["python3", "-c", "import time; time.sleep(0.2)"]}]})
+    started = await served.answer("/start_chain slow", "Started")
+    await served.answer("/stop_chain wrong branch", "stopping", reply_to=started.message_id)
+    final = await served.api.wait_for_message(CHAT, "slow STOPPED")
+    assert "wrong branch" in final.plain
+    await served.answer("/start_chain slow", "Started")
+    ack = await served.answer("/stop_chain slow enough for today", "stopping")
+    final2 = await served.api.wait_for_message(CHAT, "slow STOPPED", after=ack.message_id)
+    assert "enough for today" in final2.plain
+
+
+async def test_stop_now_button_kills_the_running_link(served: Served) -> None:
+    write_chain(served.home, "hang", {"links": [{"name": "w", "command": ["python3", "-c", "import time; time.sleep(300)"]}]})
+    await served.answer("/start_chain hang", "Started")
+    prompt = await served.answer("/stop_chain hang", "Or stop hang at once")
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=prompt.message_id, data="stopnow:hang")
+    final = await served.api.wait_for_message(CHAT, "hang STOPPED", timeout=20)
+    assert "stopped now from Telegram" in final.plain
+    rows = await served.engine.store.link_runs("hang")
+    assert rows[-1].error_class == "killed"
+
+
+async def test_reset_asks_to_confirm(served: Served) -> None:
+    loop_chain(served.home, "alpha", rounds=1)
+    await served.answer("/start_chain alpha", "Started")
+    await served.api.wait_for_message(CHAT, "COMPLETED")
+    confirm = await served.answer("/reset alpha", "Reset alpha?")
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=confirm.message_id, data="reset!:alpha")
+    await served.api.wait_for_message(CHAT, "alpha: reset")
+    assert not (served.home / "state" / "alpha" / "handoff.md").exists()
+
+
+async def test_buttons_on_notes(served: Served) -> None:
+    loop_chain(served.home, "alpha", rounds=1)
+    await served.answer("/start_chain alpha", "Started")
+    note = await served.api.wait_for(lambda api: next((m for m in api.messages(CHAT) if ("Handoff", "hand:alpha") in m.buttons and "worker" in m.plain), None))
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=note.message_id, data="hand:alpha")
+    await served.api.wait_for_message(CHAT, "current handoff", after=note.message_id)
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=note.message_id, data="stat:alpha")
+    await served.api.wait_for_message(CHAT, "alpha:", after=note.message_id)
+
+
+async def test_schedule_commands(served: Served) -> None:
+    loop_chain(served.home, "nightly", rounds=1)
+    bad = await served.answer("/schedule nightly 0 25 * * *", "hour: 25 is out of range")
+    assert "Example" in bad.plain
+    added = await served.answer("/schedule nightly daily 02:00 tz=Europe/Berlin", "Schedule #1")
+    assert "every day at 02:00 (Europe/Berlin)" in added.plain and added.plain.count("•") == 3
+    listing = await served.answer("/schedules", "Schedules")
+    assert "#1" in listing.plain and ("#1 pause", "spause:1") in listing.buttons
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=listing.message_id, data="spause:1")
+    await served.api.wait_for_message(CHAT, "paused", after=listing.message_id)
+    status = await served.answer("/status nightly", "nightly")
+    assert status.plain
+    gone = await served.answer("/unschedule 1", "Removed schedule #1")
+    assert gone.plain
+    missing = await served.answer("/unschedule 9", "no schedule #9")
+    assert missing.plain
+
+
+async def test_commands_answer_within_a_second(served: Served) -> None:
+    loop_chain(served.home, "alpha", rounds=1)
+    loop = asyncio.get_running_loop()
+    for command, expect in (("/status", "Chains"), ("/help", "marble"), ("/status alpha", "alpha")):
+        started = loop.time()
+        await served.answer(command, expect)
+        assert loop.time() - started < 1.0
