@@ -94,6 +94,7 @@ async def run_serve(
     shutdown_kills_links: bool = True,
     pacer: Pacer | None = None,
     on_ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+    on_engine: Callable[[Engine], None] | None = None,
 ) -> None:
     check(settings)
     fatal: list[BaseException] = []
@@ -114,6 +115,8 @@ async def run_serve(
         stack.push_async_callback(_cancel, tasks)
 
         await _recover(engine, outbox, settings)
+        if on_engine is not None:
+            on_engine(engine)
         if not await _connect(app, stop):
             return
         stack.push_async_callback(app.shutdown)

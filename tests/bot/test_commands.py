@@ -34,7 +34,7 @@ async def test_start_chain_runs_and_reports(served: Served) -> None:
     report = await served.api.wait_for(lambda api: next((m for m in api.messages(CHAT) if m.document), None))
     assert report.document[0] == "report-alpha-run1.md"
     assert b"| 2 | reviewer | reviewer |" in report.document[1]
-    card = next(m for m in served.api.messages(CHAT) if m.edits or "✅" in m.plain and "alpha" in m.plain)
+    card = next(m for m in served.api.messages(CHAT) if m.edits or ("✅" in m.plain and "alpha" in m.plain))
     assert card is not None
 
 

@@ -1,0 +1,229 @@
+"""The flows that matter at night: BLOCKED alerts answered by reply, strangers refused, Telegram
+outages and restarts with nothing lost or doubled, many chains in one chat within flood limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bot.pacer import Pacer
+from bot.serve import FatalBotError, check, run_serve
+from engine.errors import ConfigError
+from tests.bot.conftest import CHAT, GROUP, OPERATOR, STRANGER, TOKEN, VIEWER, Served, append_line
+from tests.conftest import make_settings, write_chain
+from tests.fakes.botapi import FakeBotApi
+
+BLOCKING_AGENT = (
+    "import os\n"
+    "h = os.environ['LLMAUTO_HANDOFF']\n"
+    "text = open(h).read() if os.path.exists(h) else ''\n"
+    "if 'Operator note' in text:\n"
+    "    open(h, 'a').write('\\n## Status: DONE\\nused the answer\\n')\n"
+    "else:\n"
+    "    open(h, 'a').write('\\n## Status: BLOCKED\\nQUESTION: Postgres or <SQLite> & why?\\n')\n"
+)
+
+
+async def test_blocked_alert_answered_by_reply_unblocks_the_chain(served: Served) -> None:
+    write_chain(served.home, "asker", {"max_rounds": 3, "on_blocked": "wait", "links": [
+        {"name": "agent", "command": [sys.executable, "-c", BLOCKING_AGENT]}]})
+    await served.answer("/start_chain asker", "Started")
+    alert = await served.api.wait_for_message(CHAT, "BLOCKED at agent")
+    assert "Postgres or <SQLite> & why?" in alert.plain
+    assert ("Stop", "stop:asker") in alert.buttons
+    await served.answer("SQLite, it is one file", "answer added to the handoff", reply_to=alert.message_id)
+    final = await served.api.wait_for_message(CHAT, "asker COMPLETED")
+    assert "max_rounds" in final.plain
+    handoff = (served.home / "state" / "asker" / "handoff.md").read_text()
+    assert "## Operator note (tg:111" in handoff and "SQLite, it is one file" in handoff and "used the answer" in handoff
+
+
+async def test_strangers_are_refused_and_nothing_happens(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    write_chain(served.home, "alpha", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("x")}]})
+    served.api.add_chat(STRANGER)
+    refusal = await served.answer("/start_chain alpha", "not allowed", user=STRANGER)
+    assert refusal.plain == "Sorry, you are not allowed to use this bot."
+    await served.answer("/status", "not allowed", user=STRANGER)
+    assert not (served.home / "state" / "alpha").exists()
+    assert any("refused 'start_chain' from user 333" in r.getMessage() for r in caplog.records)
+    # In a group, the rule is per user: the operator may, the stranger may not.
+    served.api.add_chat(GROUP, "supergroup")
+    await served.answer("/start_chain alpha", "not allowed", user=STRANGER, chat=GROUP, chat_type="supergroup")
+    started = await served.answer("/start_chain alpha", "Started", user=OPERATOR, chat=GROUP, chat_type="supergroup")
+    # A stranger pressing the operator's buttons in the group gets nothing.
+    served.api.press_button(user_id=STRANGER, chat_id=GROUP, message_id=started.message_id, data="stop:alpha")
+    await served.api.wait_for(lambda api: any(c.get("text") == "Sorry, you are not allowed to use this bot." for c in api.answered_callbacks))
+    assert not any("Why stop" in m.plain for m in served.api.messages(GROUP))
+
+
+async def test_viewers_may_read_but_not_act(served: Served) -> None:
+    write_chain(served.home, "alpha", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("x")}]})
+    served.api.add_chat(VIEWER)
+    status = await served.answer("/status", "Chains", user=VIEWER)
+    assert "alpha" in status.plain
+    refused = await served.answer("/start_chain alpha", "not allowed", user=VIEWER)
+    assert refused.plain
+    await served.answer("/stop_chain alpha now", "not allowed", user=VIEWER)
+    assert not (served.home / "state" / "alpha").exists()
+
+
+async def test_telegram_outage_during_a_run_delays_but_loses_nothing(served: Served) -> None:
+    write_chain(served.home, "night", {"max_rounds": 4, "links": [
+        {"name": "w", "command": append_line("- step"), "telegram_update": True}]})
+    await served.answer("/start_chain night", "Started")
+    served.api.set_outage("connection")
+    await served.engine.wait("night")  # the engine is unaffected by the outage
+    served.api.set_outage("500")
+    await asyncio.sleep(0)  # let the sender meet a 500 too (it retries either way)
+    served.api.set_outage(None)
+    final = await served.api.wait_for_message(CHAT, "night COMPLETED", timeout=30)
+    texts = "\n".join(m.plain for m in served.api.messages(CHAT))
+    rounds = [line for line in texts.splitlines() if line.startswith("✅ night · round")]
+    assert rounds == [f"✅ night · round {r} · w (command)" for r in (1, 2, 3, 4)]  # in order, once each
+    assert final.plain.count("COMPLETED") == 1
+    report = await served.api.wait_for(lambda api: [m for m in api.messages(CHAT) if m.document])
+    assert len(report) == 1
+
+
+async def test_restart_with_queued_notifications_sends_each_once(home: Path, fake_api: FakeBotApi) -> None:
+    settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}), chat_id=CHAT,
+                             api_base_url=fake_api.base_url)
+    write_chain(home, "queued", {"max_rounds": 3, "links": [
+        {"name": "w", "command": append_line("- step"), "telegram_update": True}]})
+    first = Served(fake_api, settings, home)
+    await first.start()
+    await first.answer("/start_chain queued", "Started")
+    fake_api.set_outage("502")
+    await first.engine.wait("queued")
+    await first.shutdown()  # notifications still queued in the outbox
+    assert not any("round 3" in m.plain for m in fake_api.messages(CHAT))
+    fake_api.set_outage(None)
+    second = Served(fake_api, settings, home)
+    await second.start()
+    try:
+        await fake_api.wait_for_message(CHAT, "queued COMPLETED", timeout=30)
+        await fake_api.wait_for(lambda api: [m for m in api.messages(CHAT) if m.document])
+        texts = [line for m in fake_api.messages(CHAT) for line in m.plain.splitlines()]
+        counts = Counter(t for t in texts if t.startswith("✅ queued · round"))
+        assert counts == {f"✅ queued · round {r} · w (command)": 1 for r in (1, 2, 3)}
+    finally:
+        await second.shutdown()
+
+
+async def test_twenty_chains_into_one_chat_within_flood_limits(home: Path) -> None:
+    async with FakeBotApi(TOKEN, per_chat_interval_s=0.2, global_per_second=30) as api:
+        api.add_chat(CHAT)
+        settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}), chat_id=CHAT,
+                                 api_base_url=api.base_url, max_parallel_links=20)
+        for i in range(20):
+            write_chain(home, f"c{i:02d}", {"max_rounds": 2, "links": [
+                {"name": "w", "command": append_line("- step"), "telegram_update": True}]})
+        served = Served(api, settings, home)
+        await served.start(pacer=Pacer(per_chat_s=0.25, group_per_minute=19, global_per_second=25))
+        try:
+            for i in range(20):
+                await served.engine.start_chain(f"c{i:02d}", origin="test")
+            for i in range(20):
+                await served.engine.wait(f"c{i:02d}")
+
+            def all_in(api: FakeBotApi) -> bool:
+                text = "\n".join(m.plain for m in api.messages(CHAT))
+                return all(f"c{i:02d} COMPLETED" in text for i in range(20))
+
+            await api.wait_for(all_in, timeout=90)
+            lines = [line for m in api.messages(CHAT) for line in m.plain.splitlines()]
+            notes = Counter(line for line in lines if " · round " in line and line.startswith("✅ c"))
+            assert len(notes) == 40 and set(notes.values()) == {1}
+            assert [r for r in api.rejected if r[1] == 429] == []
+            assert served.parts["sender"].coalesced > 0
+        finally:
+            await served.shutdown()
+
+
+async def test_token_never_in_logs_or_messages(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    write_chain(served.home, "alpha", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("x")}]})
+    await served.answer("/start_chain alpha", "Started")
+    await served.api.wait_for_message(CHAT, "COMPLETED")
+    from bot.logsafe import RedactingFilter
+
+    redactor = RedactingFilter(served.settings.secrets())
+    leaked = [r for r in caplog.records if TOKEN in redactor.redact(r.getMessage())]
+    assert leaked == []
+    assert all(TOKEN not in m.text for m in served.api.messages())
+
+
+def test_logsafe_redacts_httpx_style_urls() -> None:
+    from bot.logsafe import RedactingFilter
+
+    record = logging.LogRecord("httpx", logging.INFO, "x", 1, "HTTP Request: POST %s", (f"https://api.telegram.org/bot{TOKEN}/getMe",), None)
+    RedactingFilter([TOKEN]).filter(record)
+    assert TOKEN not in record.getMessage() and "[REDACTED]" in record.getMessage()
+
+
+def test_serve_refuses_to_start_without_token_or_allow_list(home: Path) -> None:
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN is not set"):
+        check(make_settings(home))
+    with pytest.raises(ConfigError, match="TELEGRAM_ALLOWED_USER_IDS is not set"):
+        check(make_settings(home, telegram_token=TOKEN))
+    from engine.cli import main
+
+    assert main(["--home", str(home), "serve"]) == 2
+
+
+async def test_a_second_poller_ends_serve_with_a_clear_message(served: Served, fake_api: FakeBotApi) -> None:
+    """Telegram answers 409 to the earlier of two pollers: that serve stops, saying why."""
+    second = Served(fake_api, served.settings, served.home)
+    await second.start()
+    try:
+        assert served.task is not None
+        done, _ = await asyncio.wait({served.task}, timeout=30)
+        assert done, "the first serve should have stopped"
+        error = served.task.exception()
+        assert isinstance(error, FatalBotError)
+        assert "another process is polling this bot token" in str(error)
+    finally:
+        await second.shutdown()
+
+
+async def test_scheduled_run_starts_and_reports_into_the_chat(served: Served) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.triggers.date import DateTrigger
+
+    write_chain(served.home, "nightly", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("x"), "telegram_update": True}]})
+    await served.answer("/schedule nightly daily 02:00", "Schedule #1")
+    scheduler = served.parts["scheduler"]
+    scheduler._register(1, DateTrigger(datetime.now(UTC) + timedelta(seconds=1)), job_id="soon")
+    fired = await served.api.wait_for_message(CHAT, "started by schedule #1", timeout=20)
+    assert "nightly" in fired.plain
+    await served.api.wait_for_message(CHAT, "nightly COMPLETED", timeout=20)
+
+
+async def test_run_serve_without_telegram_keeps_the_engine_working(home: Path) -> None:
+    """Telegram unreachable at start: serve keeps trying to connect; chains still run meanwhile."""
+    settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}), chat_id=CHAT,
+                             api_base_url="http://127.0.0.1:9/bot")
+    write_chain(home, "offline", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("x")}]})
+    stop = asyncio.Event()
+    engines: list[object] = []
+    got_engine = asyncio.Event()
+
+    def keep(engine: object) -> None:
+        engines.append(engine)
+        got_engine.set()
+
+    task = asyncio.create_task(run_serve(settings, stop, poll_timeout_s=1, on_engine=keep))
+    await asyncio.wait_for(got_engine.wait(), 20)
+    engine = engines[0]
+    await engine.start_chain("offline", origin="test")  # type: ignore[attr-defined]
+    outcome = await asyncio.wait_for(engine.wait("offline"), 30)  # type: ignore[attr-defined]
+    assert outcome.status == "COMPLETED"
+    assert not task.done()  # still trying to reach Telegram
+    stop.set()
+    await asyncio.wait_for(task, 30)
