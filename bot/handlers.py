@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -97,7 +97,7 @@ class BotHandlers:
         app.add_handler(MessageHandler(filters.REPLY & filters.TEXT & ~filters.COMMAND, self.on_reply))
 
     # ---- plumbing ------------------------------------------------------------------------
-    def _command(self, name: str) -> Callable[[Update, Ctx], Awaitable[None]]:
+    def _command(self, name: str) -> Callable[[Update, Ctx], Coroutine[Any, Any, None]]:
         method = getattr(self, f"cmd_{name}")
 
         async def handle(update: Update, context: Ctx) -> None:

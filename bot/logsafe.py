@@ -35,9 +35,9 @@ def install(secrets: Iterable[str], level: int = logging.INFO) -> RedactingFilte
     """Configure logging for `serve`: one stderr handler, redacting, httpx quiet."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(stream)
     root.setLevel(level)
     redactor = RedactingFilter(secrets)
     for handler in root.handlers:

@@ -123,7 +123,7 @@ class Notifier:
         out: list[NewMessage] = []
         if event.kind in CARD_EVENTS and event.run_id is not None:
             out.append(self._card(chat, event, self._card_state(event)))
-        base = {"chat_id": chat, "chain": event.chain, "run_id": event.run_id, "event_id": event.id}
+        base: dict[str, Any] = {"chat_id": chat, "chain": event.chain, "run_id": event.run_id, "event_id": event.id}
         if event.kind == ev.LINK_FINISHED and event.data.get("notify") and not event.data.get("rerun"):
             out.append(NewMessage(kind="note", text=render.link_note(chain, event.data),
                                   buttons=render.chain_buttons(chain), **base))
@@ -139,9 +139,9 @@ class Notifier:
                 out.append(NewMessage(kind="report", text=render.esc(caption), document_name=name, document=text, **base))
             self._cards.pop(event.run_id, None)
         else:
-            text = render.event_text(event.chain, event.kind, event.data)
-            if text:
-                out.append(NewMessage(kind="note", text=text, **base))
+            notice = render.event_text(event.chain, event.kind, event.data)
+            if notice:
+                out.append(NewMessage(kind="note", text=notice, **base))
         return out
 
     async def _progress(self, event: Event) -> None:

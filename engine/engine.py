@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from engine import events as ev
 from engine import handoff as hp
-from engine.chains import ChainDef, chain_names, load_chain
+from engine.chains import ChainDef, chain_names, chain_path, load_chain
 from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
 from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
@@ -36,7 +36,7 @@ from engine.runner import (
 )
 from engine.settings import Settings
 from engine.statefiles import ChainFiles
-from engine.store import ChainState, LinkRunRow, NewEvent, RunRow, Store
+from engine.store import ChainState, LinkRunRow, NewEvent, Overview, RunRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class Engine:
         self.shutdown_kills_links = shutdown_kills_links
         self._runs: dict[str, tuple[MarbleRun, asyncio.Task[RunOutcome]]] = {}
         self._starting: set[str] = set()
+        self._defs: dict[str, tuple[tuple[int, int], ChainDef | None, str | None]] = {}
         self._background: asyncio.Task[None] | None = None
         self._closed = False
         self.on_run_end: list[Callable[[str, RunOutcome], None]] = []
@@ -364,34 +365,60 @@ class Engine:
 
     # ---- reading -------------------------------------------------------------------------
     async def view(self, name: str) -> ChainView:
-        error = None
-        chain: ChainDef | None
-        try:
-            chain = self.load(name)
-        except LlmautoError as exc:
-            from engine.errors import UnknownChain
+        chain, error = self._definition(name, cached=False)
+        snapshot = await self.store.overview(name)
+        if chain is None and name not in snapshot.states and name not in snapshot.last_run:
+            self.load(name)  # raises the UnknownChain / BadChainName it is
+        return self._make_view(name, chain, error, snapshot)
 
-            if isinstance(exc, UnknownChain) and not (await self.store.last_runs(name, 1)):
-                raise
+    async def views(self) -> list[ChainView]:
+        """All chains in one go: a handful of queries, definitions cached by file mtime."""
+        snapshot = await self.store.overview()
+        names = sorted(set(self.chain_names()) | set(snapshot.states))
+        out = []
+        for name in names:
+            chain, error = self._definition(name, cached=True)
+            out.append(self._make_view(name, chain, error, snapshot))
+        return out
+
+    def _definition(self, name: str, *, cached: bool) -> tuple[ChainDef | None, str | None]:
+        try:
+            path = chain_path(self.settings.home, name)
+            stat = path.stat()
+        except (LlmautoError, OSError) as exc:
+            return None, str(exc)
+        key = (stat.st_mtime_ns, stat.st_size)
+        hit = self._defs.get(name)
+        if cached and hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        try:
+            chain, error = self.load(name), None
+        except LlmautoError as exc:
             chain, error = None, str(exc)
-        st = await self.store.chain_state(name)
-        runs = await self.store.last_runs(name, 1)
-        links = await self.store.link_runs(name, 1)
-        running = await self.store.running_links(name)
+        self._defs[name] = (key, chain, error)
+        return chain, error
+
+    def _make_view(self, name: str, chain: ChainDef | None, error: str | None, snap: Overview) -> ChainView:
+        st = snap.states.get(name) or ChainState(chain=name)
         here = self.is_running_here(name)
-        elsewhere = None if here else await self._running_elsewhere(name)
-        current = running[-1] if running and (here or elsewhere) else None
+        elsewhere = None
+        lease = snap.leases.get(name)
+        if not here and lease is not None and lease.owner != self.owner and not self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+            elsewhere = f"pid {lease.pid} on {lease.host}"
+        running = snap.running.get(name)
+        current = running if running is not None and (here or elsewhere) else None
         next_link = None
         if chain is not None and chain.links:
             next_link = chain.links[min(st.next_link, len(chain.links) - 1)].name
         status = st.status
-        files_status = ChainFiles(self.settings.state_dir, name).read_status()
         if here and self._runs[name][0].control.paused:
             status = "PAUSED"
         elif status == "RUNNING" and not (here or elsewhere):
             status = "INTERRUPTED"
-        elif files_status in ("WAITING", "BLOCKED") and (here or elsewhere):
-            status = files_status
+        elif here or elsewhere:
+            files_status = ChainFiles(self.settings.state_dir, name).read_status()
+            if files_status in ("WAITING", "BLOCKED"):
+                status = files_status
         return ChainView(
             name=name, description=chain.description if chain else "", status=status, round=st.round,
             next_link=next_link, rounds_counted=st.rounds_counted, max_rounds=chain.max_rounds if chain else 0,
@@ -399,19 +426,9 @@ class Engine:
             current_link=current.link if current else None,
             current_link_since=current.started_at if current else None,
             current_tool=current.current_tool if current else None,
-            last_run=runs[0] if runs else None, last_link=links[-1] if links else None,
+            last_run=snap.last_run.get(name), last_link=snap.last_link.get(name),
             stop_reason=st.stop_reason, error=error,
         )
-
-    async def views(self) -> list[ChainView]:
-        names = sorted(set(self.chain_names()) | set((await self.store.all_chain_states()).keys()))
-        out = []
-        for name in names:
-            try:
-                out.append(await self.view(name))
-            except LlmautoError:
-                continue
-        return out
 
     async def handoff_text(self, name: str, round_no: int | None = None) -> tuple[str, str]:
         """(title, text) of the current handoff, or of the one after `round_no`."""

@@ -153,6 +153,15 @@ class NewEvent:
     data: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class Overview:
+    states: dict[str, ChainState]
+    last_run: dict[str, RunRow]
+    last_link: dict[str, LinkRunRow]
+    running: dict[str, LinkRunRow]
+    leases: dict[str, Lease]
+
+
 class Store:
     """One aiosqlite connection, owned here; use `async with Store.open(path) as store:`."""
 
@@ -353,6 +362,21 @@ class Store:
             row = await (await db.execute("SELECT chain FROM runs WHERE id = ?", (run_id,))).fetchone()
             chain = row[0] if row else None
             return [await self._insert_event(db, chain, run_id, ev) for ev in evs]
+
+    async def overview(self, chain: str | None = None) -> Overview:
+        """Everything the status views need, for one chain or all, in five indexed queries."""
+        where, params = ("WHERE chain = ?", (chain,)) if chain is not None else ("", ())
+        states = {r["chain"]: ChainState.from_row(r) for r in await self._fetchall(f"SELECT * FROM chain_state {where}", params)}
+        runs = {r["chain"]: RunRow.from_row(r) for r in await self._fetchall(
+            f"SELECT * FROM runs WHERE id IN (SELECT MAX(id) FROM runs {where} GROUP BY chain)", params)}
+        links = {r["chain"]: LinkRunRow.from_row(r) for r in await self._fetchall(
+            f"SELECT * FROM link_runs WHERE id IN (SELECT MAX(id) FROM link_runs {where} GROUP BY chain)", params)}
+        running: dict[str, LinkRunRow] = {}
+        for r in await self._fetchall("SELECT * FROM link_runs WHERE status = 'running' ORDER BY id"):
+            if chain is None or r["chain"] == chain:
+                running[r["chain"]] = LinkRunRow.from_row(r)
+        leases = {r["chain"]: Lease.from_row(r) for r in await self._fetchall(f"SELECT * FROM leases {where}", params)}
+        return Overview(states=states, last_run=runs, last_link=links, running=running, leases=leases)
 
     # ---- link runs -----------------------------------------------------------------------
     async def start_link(
