@@ -35,7 +35,8 @@ class Notifier:
         self.outbox = outbox
         self.wake = wake  # the sender's
         self._chats: dict[int, int | None] = {}
-        self._cards: dict[int, dict[str, Any]] = {}
+        self._cards: dict[int, dict[int, dict[str, Any]]] = {}  # chat -> run -> card state
+        self._card_keys: dict[int, str] = {}
         self._progress_at: dict[int, float] = {}
         self.caught_up = asyncio.Event()
 
@@ -93,9 +94,15 @@ class Notifier:
             self._chats[event.run_id] = (run.chat_id if run and run.chat_id else None) or self.settings.chat_id
         return self._chats[event.run_id]
 
-    def _card_state(self, event: Event) -> dict[str, Any]:
+    def _card_state(self, chat: int, event: Event) -> dict[str, Any]:
+        """The card of a chat shows every run reporting there (one message, however many chains)."""
         assert event.run_id is not None
-        state = self._cards.setdefault(event.run_id, {"chain": event.chain, "round": 1, "cost": 0.0})
+        runs = self._cards.setdefault(chat, {})
+        if not any(not st.get("finished") for st in runs.values()) and event.kind == ev.RUN_STARTED:
+            runs.clear()  # a new card message for a new wave of runs
+            self._card_keys[chat] = f"card:{chat}:{event.run_id}"
+        self._card_keys.setdefault(chat, f"card:{chat}:{event.run_id}")
+        state = runs.setdefault(event.run_id, {"chain": event.chain, "round": 1, "cost": 0.0})
         d = event.data
         if event.kind == ev.RUN_STARTED:
             state.update(round=d.get("round", 1), max_rounds=d.get("max_rounds"))
@@ -110,10 +117,24 @@ class Notifier:
             state.update(finished=True, status=d.get("status"), cost=d.get("cost_usd", state.get("cost")))
         return state
 
-    def _card(self, chat: int, event: Event, state: dict[str, Any]) -> NewMessage:
-        buttons = None if state.get("finished") else render.chain_buttons(str(event.chain))
-        return NewMessage(chat_id=chat, kind="card", chain=event.chain, run_id=event.run_id, event_id=event.id or None,
-                          text=render.card(state, time.monotonic()), buttons=buttons, card_key=f"card:{chat}:{event.run_id}")
+    def _card(self, chat: int, event: Event) -> NewMessage:
+        runs = self._cards.get(chat, {})
+        active = [st for st in runs.values() if not st.get("finished")]
+        now = time.monotonic()
+        parts = [render.card(st, now) for st in sorted(runs.values(), key=lambda st: (bool(st.get("finished")), str(st.get("chain"))))]
+        text = "\n\n".join(parts)
+        if len(text) > render.LIMIT:
+            shown, size = [], 0
+            for part in parts:
+                if size + len(part) + 40 > render.LIMIT:
+                    break
+                shown.append(part)
+                size += len(part) + 2
+            text = "\n\n".join(shown) + f"\n\n… and {len(parts) - len(shown)} more"
+        buttons = render.chain_buttons(str(active[0]["chain"])) if len(active) == 1 else None
+        return NewMessage(chat_id=chat, kind="card", chain=event.chain if len(runs) == 1 else None, run_id=event.run_id,
+                          event_id=event.id or None, text=text, buttons=buttons,
+                          card_key=self._card_keys.get(chat, f"card:{chat}:{event.run_id}"))
 
     async def _messages(self, event: Event) -> list[NewMessage]:
         chat = await self._chat_of(event)
@@ -122,7 +143,8 @@ class Notifier:
         chain = event.chain or ""
         out: list[NewMessage] = []
         if event.kind in CARD_EVENTS and event.run_id is not None:
-            out.append(self._card(chat, event, self._card_state(event)))
+            self._card_state(chat, event)
+            out.append(self._card(chat, event))
         base: dict[str, Any] = {"chat_id": chat, "chain": event.chain, "run_id": event.run_id, "event_id": event.id}
         if event.kind == ev.LINK_FINISHED and event.data.get("notify") and not event.data.get("rerun"):
             out.append(NewMessage(kind="note", text=render.link_note(chain, event.data),
@@ -137,7 +159,6 @@ class Notifier:
             if report is not None:
                 name, text, caption = report
                 out.append(NewMessage(kind="report", text=render.esc(caption), document_name=name, document=text, **base))
-            self._cards.pop(event.run_id, None)
         else:
             notice = render.event_text(event.chain, event.kind, event.data)
             if notice:
@@ -145,18 +166,18 @@ class Notifier:
         return out
 
     async def _progress(self, event: Event) -> None:
-        """A live progress event: refresh the card, at most every few seconds per run."""
-        if event.run_id is None or event.run_id not in self._cards:
+        """A live progress event: refresh the card, at most every few seconds per chat."""
+        if event.run_id is None:
             return
-        state = self._cards[event.run_id]
+        chat = await self._chat_of(event)
+        state = self._cards.get(chat, {}).get(event.run_id) if chat is not None else None
+        if chat is None or state is None:
+            return
         if event.data.get("tool"):
             state.update(tool=f"{event.data.get('tool')} {event.data.get('target') or ''}".strip(), turns=event.data.get("turns"))
         now = time.monotonic()
-        if now - self._progress_at.get(event.run_id, 0.0) < PROGRESS_CARD_EVERY_S:
+        if now - self._progress_at.get(chat, 0.0) < PROGRESS_CARD_EVERY_S:
             return
-        self._progress_at[event.run_id] = now
-        chat = await self._chat_of(event)
-        if chat is None:
-            return
-        await self.outbox.enqueue_now([self._card(chat, event, state)])
+        self._progress_at[chat] = now
+        await self.outbox.enqueue_now([self._card(chat, event)])
         self.wake.set()

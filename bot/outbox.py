@@ -1,8 +1,9 @@
 """The outbox sender: delivers notifications in order per chat, paced, coalesced, retried.
 
-Per chat, rows go in id order; a run of pending notes becomes one message (up to 4096 characters)
-instead of many, which keeps a chat fed by many chains within Telegram's flood limits. Alerts and
-reports go alone (a reply to an alert must map back to it). Progress cards are one message per
+Per chat: BLOCKED alerts first (each alone: a reply to one must map back to it), then the pending
+notes in order, coalesced into one message of up to 4096 characters, then run reports (several
+become one document). That keeps a chat fed by many chains within Telegram's flood limits; a
+report may arrive after later notes. Progress cards are one message per
 run, edited in place at most every few seconds; "message is not modified" counts as done.
 A Telegram outage (network errors, 5xx, 429 retry_after) delays rows, never drops them; a message
 Telegram refuses for good (bad request, blocked bot) is recorded with its error and skipped.
@@ -107,14 +108,19 @@ class OutboxSender:
         return max(0.01, wait)
 
     async def _send_batch(self, chat_id: int, rows: Sequence[OutboxRow]) -> None:
+        """One message for this chat: alerts first (someone is waiting), then all pending notes
+        coalesced (in order), then run reports (several become one document)."""
+        alerts = [r for r in rows if r.kind == "alert"]
+        notes = [r for r in rows if r.kind in COALESCE]
+        if alerts:
+            rows = alerts
+        elif notes:
+            rows = notes
+        else:
+            rows = [r for r in rows if r.kind != "alert"]
         head = rows[0]
         if head.kind in COALESCE:
-            run = [head]
-            for row in rows[1:]:
-                if row.kind not in COALESCE:
-                    break
-                run.append(row)
-            group = [run[i] for i in render.coalesce([r.text for r in run])[0]]
+            group = [rows[i] for i in render.coalesce([r.text for r in rows])[0]]
             text = "\n\n".join(r.text for r in group)
             buttons = group[0].buttons if len(group) == 1 else None
             chains = {r.chain for r in group}
@@ -125,11 +131,20 @@ class OutboxSender:
             if len(group) > 1:
                 self.coalesced += len(group) - 1
         elif head.document is not None:
-            name = head.document_name or "document.md"
-            data = head.document.encode("utf-8")
-            await self._deliver([head], lambda: self.bot.send_document(
-                chat_id, document=data, filename=name, caption=render.truncate(head.text, render.CAPTION_LIMIT),
-                parse_mode=ParseMode.HTML), kind=head.kind, chain=head.chain, plain_text=None)
+            # Reports of runs that ended together go as one document (flood limits).
+            docs = [head]
+            for row in rows[1:]:
+                if row.document is None or row.kind != head.kind or len(docs) >= 20:
+                    break
+                docs.append(row)
+            name = head.document_name or "document.md" if len(docs) == 1 else f"{head.kind}s-{len(docs)}-runs.md"
+            data = "\n\n---\n\n".join(d.document or "" for d in docs).encode("utf-8")
+            caption = render.truncate("\n".join(d.text for d in docs), render.CAPTION_LIMIT)
+            await self._deliver(docs, lambda: self.bot.send_document(
+                chat_id, document=data, filename=name, caption=caption, parse_mode=ParseMode.HTML),
+                kind=head.kind, chain=head.chain if len(docs) == 1 else None, plain_text=None)
+            if len(docs) > 1:
+                self.coalesced += len(docs) - 1
         else:
             await self._deliver([head], lambda: self.bot.send_message(
                 chat_id, head.text, parse_mode=ParseMode.HTML, reply_markup=markup(head.buttons)),

@@ -60,7 +60,17 @@ def excerpt(text: str, max_lines: int = 12, max_chars: int = 700) -> str:
 
 
 def truncate(text: str, limit: int = LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Cut to `limit` characters without leaving half an HTML entity or tag behind."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp, semi = cut.rfind("&"), cut.rfind(";")
+    if amp > semi:
+        cut = cut[:amp]
+    lt, gt = cut.rfind("<"), cut.rfind(">")
+    if lt > gt:
+        cut = cut[:lt]
+    return cut + "…"
 
 
 # ---- views -------------------------------------------------------------------------------------
