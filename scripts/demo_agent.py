@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-SENTENCE = "every marble rolls from link to link until the run is done".split()
+SENTENCE = ["every", "marble", "rolls", "from", "link", "to", "link", "until", "the", "run", "is", "done"]
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -121,7 +122,7 @@ def test_fall_back_fires_at_the_first_occurrence() -> None:
 def test_every_30m_across_fall_back_never_repeats() -> None:
     spec = parse_schedule("every 30m tz=America/New_York", default_tz="UTC")
     fires = next_fire_times(spec, datetime(2026, 11, 1, 0, 0, tzinfo=NY), 8)
-    assert all(b > a for a, b in zip(fires, fires[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(fires))
 
 
 def test_a_year_of_daily_fires_through_the_trigger() -> None:
@@ -171,7 +172,7 @@ def test_fire_times_increase_and_match_the_fields(m: str, h: str, d: str, start:
     after = start.replace(tzinfo=UTC)
     fires = next_fire_times(spec, after, 5)
     assert fires and fires[0] > after
-    assert all(b > a for a, b in zip(fires, fires[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(fires))
     for fire in fires:
         local = fire.astimezone(BERLIN)
         if m.isdigit() and local.dst() == fires[0].astimezone(BERLIN).dst():

@@ -92,7 +92,7 @@ def test_oversized_prompt_file_is_refused(home: Path) -> None:
 def test_non_utf8_prompt_file(home: Path) -> None:
     (home / "prompts" / "latin.md").write_bytes("café".encode("latin-1"))
     write_raw(home, "lp", json.dumps({"links": [{**OK_LINK, "prompt": "latin.md"}]}).encode())
-    with pytest.raises(InvalidChain, match="'latin.md' is not UTF-8 text"):
+    with pytest.raises(InvalidChain, match=r"'latin\.md' is not UTF-8 text"):
         load_chain(home, "lp")
 
 
