@@ -20,6 +20,7 @@ def _fill(db: str, link_runs: int, chains: int = 20) -> None:
     now = "2026-11-24T00:00:00.000+00:00"
     with conn:
         for c in range(chains):
+            conn.execute("INSERT OR REPLACE INTO chain_state (chain, status, updated_at) VALUES (?, 'COMPLETED', ?)", (f"c{c}", now))
             conn.execute("INSERT INTO runs (chain, status, origin, started_at, ended_at) VALUES (?, 'COMPLETED', 'bench', ?, ?)",
                          (f"c{c}", now, now))
         conn.executemany(

@@ -367,10 +367,13 @@ class Store:
         """Everything the status views need, for one chain or all, in five indexed queries."""
         where, params = ("WHERE chain = ?", (chain,)) if chain is not None else ("", ())
         states = {r["chain"]: ChainState.from_row(r) for r in await self._fetchall(f"SELECT * FROM chain_state {where}", params)}
+        # The latest row per chain by an index seek per chain, so history length does not matter.
         runs = {r["chain"]: RunRow.from_row(r) for r in await self._fetchall(
-            f"SELECT * FROM runs WHERE id IN (SELECT MAX(id) FROM runs {where} GROUP BY chain)", params)}
+            "SELECT * FROM runs WHERE id IN (SELECT (SELECT MAX(id) FROM runs x WHERE x.chain = c.chain) "
+            f"FROM chain_state c {where.replace('chain', 'c.chain')})", params)}
         links = {r["chain"]: LinkRunRow.from_row(r) for r in await self._fetchall(
-            f"SELECT * FROM link_runs WHERE id IN (SELECT MAX(id) FROM link_runs {where} GROUP BY chain)", params)}
+            "SELECT * FROM link_runs WHERE id IN (SELECT (SELECT MAX(id) FROM link_runs x WHERE x.chain = c.chain) "
+            f"FROM chain_state c {where.replace('chain', 'c.chain')})", params)}
         running: dict[str, LinkRunRow] = {}
         for r in await self._fetchall("SELECT * FROM link_runs WHERE status = 'running' ORDER BY id"):
             if chain is None or r["chain"] == chain:
