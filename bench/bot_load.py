@@ -1,7 +1,7 @@
 """The bot under load: 50 chains (3 links each, agents sleeping 0.1-2 s) run at once and report every
 link into one group chat, through `serve` against the fake Bot API (with Telegram-like flood limits:
-1 message/s per chat, 20/min per group, 30/s overall). Meanwhile a user asks /status in a private
-chat about once a second. Measured: /status reply latency (user message in → reply accepted by the API),
+1 message/s per chat, 20/min per group, 30/s overall). Meanwhile eight users ask /status in their
+private chats in turn (each about every 1.2 s). Measured: /status reply latency (user message in → reply accepted by the API),
 notification delivery latency (link end → message accepted), notes coalesced, 429s received."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tests.fakes.botapi import FakeBotApi
 
 TOKEN = "123456:BENCH-token-not-real-abcdefghijklmnopq"
 USER = 111
+USERS = tuple(range(111, 119))  # eight people asking in turn: replies are paced per chat, not overall
 GROUP = -100200
 
 
@@ -35,9 +36,10 @@ async def measure(chains: int = 50, links: int = 3, seed: int = 11) -> dict[str,
             for j in range(links)]})
     wall_offset = time.time() - time.monotonic()
     async with FakeBotApi(TOKEN, per_chat_interval_s=1.0, group_per_minute=20, global_per_second=30) as api:
-        api.add_chat(USER)
+        for user in USERS:
+            api.add_chat(user)
         api.add_chat(GROUP, "supergroup")
-        settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({USER}), chat_id=GROUP,
+        settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset(USERS), chat_id=GROUP,
                                  api_base_url=api.base_url, max_parallel_links=64)
         stop, ready = asyncio.Event(), asyncio.Event()
         parts: dict[str, Any] = {}
@@ -52,13 +54,16 @@ async def measure(chains: int = 50, links: int = 3, seed: int = 11) -> dict[str,
             await engine.start_chain(f"c{i:02d}", origin="bench")
         latencies: list[float] = []
         runs = asyncio.gather(*(engine.wait(f"c{i:02d}") for i in range(chains)))
+        turn = 0
         while not runs.done():
-            sent = api.user_message(user_id=USER, text="/status")
+            user = USERS[turn % len(USERS)]
+            turn += 1
+            sent = api.user_message(user_id=user, text="/status")
             asked = time.monotonic()
-            await api.wait_for(lambda a, mid=sent["message_id"]: any(
-                m.message_id > mid and "Chains" in m.plain for m in a.messages(USER)), timeout=10)
+            await api.wait_for(lambda a, mid=sent["message_id"], u=user: any(
+                m.message_id > mid and "Chains" in m.plain for m in a.messages(u)), timeout=10)
             latencies.append(time.monotonic() - asked)
-            await asyncio.sleep(1.1)  # a person asks about once a second at most; replies are paced per chat
+            await asyncio.sleep(0.15)  # each person asks about every 1.2 s
         await runs
         finished = {(e.chain, e.data["link"]): datetime.fromisoformat(e.ts).timestamp()
                     for e in await engine.store.events_after(0, 100_000) if e.kind == "link_finished"}
