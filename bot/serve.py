@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import signal
 import sys
@@ -180,15 +181,22 @@ async def _connect(app: Application[Any, Any, Any, Any, Any, Any], stop: asyncio
 
 
 async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> None:
-    """Chains whose run a crash or a shutdown cut off go on by themselves."""
+    """Chains whose run a crash or a shutdown cut off go on by themselves (LLMAUTO_RECOVERY=auto),
+    or the chat is asked first (ask): Resume or leave stopped."""
     for name in await engine.interrupted_chains():
+        if settings.recovery == "ask" and settings.chat_id is not None:
+            buttons = [[{"text": "Resume", "data": f"start:{name}"}, {"text": "Leave stopped", "data": "noop"}]]
+            await outbox.enqueue_now([NewMessage(
+                chat_id=settings.chat_id, kind="note", chain=name, buttons=buttons if len(f"start:{name}") <= 64 else None,
+                text=f"♻️ <b>{html.escape(name)}</b> was interrupted (crash or shutdown). Resume it where it was?")])
+            continue
         try:
             await engine.start_chain(name, origin="recovery", chat_id=settings.chat_id, requested_by="recovery")
         except LlmautoError as exc:
             log.warning("cannot resume %s: %s", name, exc)
             if settings.chat_id is not None:
                 await outbox.enqueue_now([NewMessage(chat_id=settings.chat_id, kind="note", chain=name,
-                                                     text=f"⚠️ <b>{name}</b> could not be resumed: {exc}")])
+                                                     text=f"⚠️ <b>{html.escape(name)}</b> could not be resumed: {html.escape(str(exc))}")])
 
 
 async def _stop_updater(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

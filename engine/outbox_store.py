@@ -126,9 +126,11 @@ class OutboxStore:
         async with self.store.transaction() as db:
             first = rows[0].id
             for row in rows:
+                # `text = ?`: a progress card whose text changed while it was being sent stays
+                # pending, and goes out as an edit of the message just recorded.
                 await db.execute(
-                    "UPDATE outbox SET sent_at = ?, message_id = ?, error = ?, coalesced_into = ? WHERE id = ?",
-                    (now, message_id, error, first if row.id != first else None, row.id),
+                    "UPDATE outbox SET sent_at = ?, message_id = ?, error = ?, coalesced_into = ? WHERE id = ? AND text = ?",
+                    (now, message_id, error, first if row.id != first else None, row.id, row.text),
                 )
             if message_id is not None:
                 await db.execute(

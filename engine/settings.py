@@ -80,6 +80,8 @@ class Settings:
     claude_bin: str = "claude"
     max_parallel_links: int = field(default_factory=default_parallel_links)
     timezone: str | None = None
+    # After a crash, `serve` resumes interrupted chains by itself ("auto") or asks in the chat ("ask").
+    recovery: str = "auto"
     # The environment the engine was started with (after .env), handed to agents minus secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     warnings: tuple[str, ...] = ()
@@ -142,7 +144,11 @@ class Settings:
                 ZoneInfo(tz)
             except (ZoneInfoNotFoundError, ValueError):
                 raise ConfigError(f"LLMAUTO_TIMEZONE: unknown time zone {tz!r}") from None
+        recovery = merged.get("LLMAUTO_RECOVERY", "").strip().lower() or "auto"
+        if recovery not in ("auto", "ask"):
+            raise ConfigError(f"LLMAUTO_RECOVERY: expected auto or ask, got {recovery!r}")
         return cls(
+            recovery=recovery,
             home=home,
             telegram_token=merged.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
             allowed_user_ids=_ids(merged.get("TELEGRAM_ALLOWED_USER_IDS", ""), "TELEGRAM_ALLOWED_USER_IDS"),

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.handlers import UserError, chain_arg
 from tests.bot.conftest import CHAT, OPERATOR, Served, append_line
 from tests.conftest import write_chain
 
@@ -174,3 +178,30 @@ async def test_commands_answer_within_a_second(served: Served) -> None:
         started = loop.time()
         await served.answer(command, expect)
         assert loop.time() - started < 1.0
+
+
+async def test_hostile_arguments_are_refused_or_handled(served: Served) -> None:
+    loop_chain(served.home, "alpha", rounds=1)
+    long = await served.answer("/start_chain " + "x" * 5000, "too long")
+    assert "1000" in long.plain
+    for text in ("/status ../../etc/passwd", "/log alpha; rm -rf /", "/start_chain ａｌｐｈａ", "/pause $(reboot)",
+                 "/handoff <b>x</b>"):
+        # The strict fake parses the HTML: the reply arriving at all proves the argument was escaped.
+        reply = await served.answer(text, "not a chain name")
+        assert reply.plain.split(" is not a chain name")[0].strip() in text
+    usage = await served.answer("/handoff alpha 99999999999999", "Usage: /handoff")
+    assert usage.plain
+    tricky = await served.answer("/stop_chain alpha \u202eevil\u200b reason <i>", "not running")
+    assert "alpha" in tricky.plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_chain_argument_parser(text: str) -> None:
+    try:
+        name = chain_arg(text)
+    except UserError as exc:
+        assert "is not a chain name" in str(exc)
+        assert len(str(exc)) < 200
+    else:
+        assert name == text and 1 <= len(name) <= 64 and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)

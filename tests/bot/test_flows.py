@@ -227,3 +227,34 @@ async def test_run_serve_without_telegram_keeps_the_engine_working(home: Path) -
     assert not task.done()  # still trying to reach Telegram
     stop.set()
     await asyncio.wait_for(task, 30)
+
+
+async def test_serve_resumes_an_interrupted_chain_or_asks_first(home: Path, fake_api: FakeBotApi) -> None:
+    import dataclasses
+
+    settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}), chat_id=CHAT,
+                             api_base_url=fake_api.base_url)
+    write_chain(home, "cut", {"max_rounds": 2, "links": [{"name": "w", "command": ["python3", "-c", "import time; time.sleep(30)"]}]})
+    first = Served(fake_api, settings, home)
+    await first.start()
+    await first.answer("/start_chain cut", "Started")
+    await fake_api.wait_for(lambda api: any("Link: w" in m.plain for m in api.messages(CHAT)))
+    await first.shutdown()  # kills the link; the run is INTERRUPTED
+    asking = Served(fake_api, dataclasses.replace(settings, recovery="ask"), home)
+    await asking.start()
+    try:
+        question = await fake_api.wait_for_message(CHAT, "was interrupted")
+        assert not asking.engine.is_running_here("cut")
+        fake_api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=question.message_id, data="start:cut")
+        await fake_api.wait_for_message(CHAT, "Started cut", after=question.message_id)
+        assert asking.engine.is_running_here("cut")
+    finally:
+        await asking.shutdown()
+    auto = Served(fake_api, settings, home)
+    await auto.start()
+    try:
+        assert auto.engine.is_running_here("cut")  # resumed by itself
+        rows = await auto.engine.store.link_runs("cut")
+        assert [r.status for r in rows[:2]] == ["interrupted", "interrupted"]
+    finally:
+        await auto.shutdown()
