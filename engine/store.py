@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiosqlite
 
@@ -30,8 +30,16 @@ def utc_iso(when: datetime | None = None) -> str:
     return (when or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+class _Row:
+    """A value type read from one table row: `from_row` picks its fields by name."""
+
+    @classmethod
+    def from_row(cls, row: Any) -> Self:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, kw_only=True)
-class ChainState:
+class ChainState(_Row):
     chain: str
     status: str = "READY"
     round: int = 1
@@ -46,13 +54,9 @@ class ChainState:
     stop_reason: str | None = None
     updated_at: str = ""
 
-    @classmethod
-    def from_row(cls, row: Any) -> ChainState:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True, kw_only=True)
-class RunRow:
+class RunRow(_Row):
     id: int
     chain: str
     status: str
@@ -67,13 +71,9 @@ class RunRow:
     passes: int
     owner: str | None
 
-    @classmethod
-    def from_row(cls, row: Any) -> RunRow:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True, kw_only=True)
-class LinkRunRow:
+class LinkRunRow(_Row):
     id: int
     run_id: int
     chain: str
@@ -100,13 +100,9 @@ class LinkRunRow:
     result_excerpt: str | None
     attempt: int
 
-    @classmethod
-    def from_row(cls, row: Any) -> LinkRunRow:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True, kw_only=True)
-class HandoffVersion:
+class HandoffVersion(_Row):
     id: int
     chain: str
     run_id: int | None
@@ -116,23 +112,15 @@ class HandoffVersion:
     ts: str
     content: str
 
-    @classmethod
-    def from_row(cls, row: Any) -> HandoffVersion:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True, kw_only=True)
-class Lease:
+class Lease(_Row):
     chain: str
     owner: str
     host: str
     pid: int
     acquired_at: str
     heartbeat_at: str
-
-    @classmethod
-    def from_row(cls, row: Any) -> Lease:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True, kw_only=True)
