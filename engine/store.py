@@ -580,6 +580,9 @@ class Store:
         if not chains:
             return []
         marks = ", ".join("?" for _ in chains)
+        # A read first: polled four times a second, this must not take the write lock for nothing.
+        if not await self._fetchall(f"SELECT 1 FROM controls WHERE handled_at IS NULL AND chain IN ({marks}) LIMIT 1", tuple(chains)):
+            return []
         async with self.transaction() as db:
             rows = list(await (await db.execute(
                 f"SELECT * FROM controls WHERE handled_at IS NULL AND chain IN ({marks}) ORDER BY id", tuple(chains)
