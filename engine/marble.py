@@ -480,8 +480,15 @@ class MarbleRun:
             })], run_id=self.run_id,
         )
         self._publish(events)
-        self.control.changed.clear()
-        await self.d.sleeper.sleep(seconds, self.control.changed)
+        # Only a stop (or a shutdown) cuts the wait short; a pause or an answer meanwhile does not.
+        deadline = self.d.clock.monotonic() + seconds
+        remaining = seconds
+        while remaining > 0:
+            self.control.changed.clear()
+            woke = await self.d.sleeper.sleep(remaining, self.control.changed)
+            if not woke or self.control.stop_requested or self.control.shutdown:
+                break
+            remaining = deadline - self.d.clock.monotonic()
         self.files.write_status("RUNNING")
 
     # ---- after a link --------------------------------------------------------------------

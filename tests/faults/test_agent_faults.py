@@ -221,3 +221,16 @@ async def test_missing_claude_fails_fast_with_a_clear_reason(home: Path, tmp_pat
         rows = await store.link_runs("nobin", 50)
     assert outcome.status == "FAILED" and "every link failed in 3 rounds" in outcome.reason
     assert "cannot start" in (rows[0].error_message or "")
+
+
+async def test_a_pause_or_an_answer_during_a_limit_wait_does_not_end_the_wait(rig: Rig) -> None:
+    scenario(rig, {"links": {"worker": [{"error": "rate_limited"}]}})
+    write_chain(rig.home, "lim4", TWO)
+    await rig.engine.start_chain("lim4", origin="test")
+    await rig.sleeper.waiting.wait()
+    await rig.engine.answer("lim4", "fyi", by="ann")  # wakes the sleeper, which must go back to waiting
+    while len(rig.sleeper.waits) < 2:
+        await asyncio.sleep(0.01)
+    assert len(await rig.store.link_runs("lim4")) == 1  # the worker was not re-run early
+    rig.sleeper.release.set()
+    assert (await asyncio.wait_for(rig.engine.wait("lim4"), 30)).status == "COMPLETED"
