@@ -30,6 +30,8 @@ from bot.handlers import COMMANDS, BotHandlers
 from bot.notify import Notifier
 from bot.outbox import OutboxSender
 from bot.pacer import Pacer
+from bot.summary import summary_loop
+from engine.clock import RealSleeper
 from engine.engine import Engine
 from engine.errors import ConfigError, LlmautoError
 from engine.outbox_store import NewMessage, OutboxStore
@@ -139,6 +141,9 @@ async def run_serve(
         stack.push_async_callback(_stop_updater, app)
         sender = OutboxSender(app.bot, outbox, pacer, wake)
         tasks.append(asyncio.create_task(sender.run(), name="outbox-sender"))
+        if settings.summary_at and settings.chat_id is not None:
+            tasks.append(asyncio.create_task(
+                summary_loop(settings, store, outbox, wake, engine.clock, RealSleeper(), stop), name="summary"))
         log.info("serving: %d chains, %d allowed users", len(engine.chain_names()), len(settings.allowed_user_ids))
         if on_ready is not None:
             result = on_ready({"engine": engine, "sender": sender, "notifier": notifier, "scheduler": scheduler})

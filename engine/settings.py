@@ -7,6 +7,7 @@ never read `os.environ`.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ class Settings:
     timezone: str | None = None
     # After a crash, `serve` resumes interrupted chains by itself ("auto") or asks in the chat ("ask").
     recovery: str = "auto"
+    # "HH:MM": the chat gets a summary of what ran since the last one, every day at that time.
+    summary_at: str | None = None
     # The environment the engine was started with (after .env), handed to agents minus secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     warnings: tuple[str, ...] = ()
@@ -147,8 +150,12 @@ class Settings:
         recovery = merged.get("LLMAUTO_RECOVERY", "").strip().lower() or "auto"
         if recovery not in ("auto", "ask"):
             raise ConfigError(f"LLMAUTO_RECOVERY: expected auto or ask, got {recovery!r}")
+        summary_at = merged.get("LLMAUTO_SUMMARY_AT", "").strip() or None
+        if summary_at is not None and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", summary_at):
+            raise ConfigError(f"LLMAUTO_SUMMARY_AT: expected a time like 07:30, got {summary_at!r}")
         return cls(
             recovery=recovery,
+            summary_at=summary_at,
             home=home,
             telegram_token=merged.get("TELEGRAM_BOT_TOKEN", "").strip() or None,
             allowed_user_ids=_ids(merged.get("TELEGRAM_ALLOWED_USER_IDS", ""), "TELEGRAM_ALLOWED_USER_IDS"),

@@ -1,0 +1,54 @@
+"""The morning summary, with time under the test's control."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.summary import summary_loop
+from engine.clock import ManualClock
+from engine.errors import ConfigError
+from engine.outbox_store import OutboxStore
+from engine.settings import Settings
+from engine.store import ChainState, NewEvent, Store
+
+
+class TwoDays:
+    """Advances the clock by each requested wait; asks to stop after two summaries."""
+
+    def __init__(self, clock: ManualClock, stop: asyncio.Event) -> None:
+        self.clock, self.stop, self.waits = clock, stop, []
+
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> bool:
+        self.waits.append(seconds)
+        if len(self.waits) > 2:
+            self.stop.set()
+            return True
+        self.clock.advance(seconds)
+        return False
+
+
+async def test_summary_every_morning_lists_the_night(settings: Settings, store: Store) -> None:
+    clock = ManualClock(datetime(2026, 11, 24, 20, 0, tzinfo=UTC))
+    run_id, _ = await store.begin_run("nightly", origin="schedule", chat_id=None, requested_by="schedule #1",
+                                      owner="x", state=ChainState(chain="nightly"), evs=[NewEvent("run_started", {})])
+    await store.finish_run(run_id, ChainState(chain="nightly"), status="ALL_DONE", reason="done", evs=[])
+    s = dataclasses.replace(settings, summary_at="07:30", chat_id=42, timezone="UTC")
+    outbox, wake, stop = OutboxStore(store), asyncio.Event(), asyncio.Event()
+    sleeper = TwoDays(clock, stop)
+    await summary_loop(s, store, outbox, wake, clock, sleeper, stop)
+    assert sleeper.waits[:2] == [11.5 * 3600, 24 * 3600]
+    rows = await outbox.pending()
+    assert len(rows) == 2 and all(r.chat_id == 42 for r in rows)
+    assert "nightly #1: ALL_DONE (done)" in rows[0].text
+    assert "Nothing ran since 2026-11-25 07:30 UTC" in rows[1].text
+
+
+def test_summary_time_is_validated(home: Path) -> None:
+    with pytest.raises(ConfigError, match="LLMAUTO_SUMMARY_AT: expected a time like 07:30"):
+        Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_SUMMARY_AT": "7am"})
+    assert Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_SUMMARY_AT": "07:30"}).summary_at == "07:30"
