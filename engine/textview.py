@@ -110,4 +110,6 @@ def event_line(event: Event) -> str | None:
 def progress_line(event: Event, elapsed_s: float, cost: float) -> str:
     d = event.data
     tool = f"{d.get('tool')} {d.get('target') or ''}".strip() if d.get("tool") else (d.get("detail") or "")
+    if d.get("kind") == "output":  # a command link's own output line
+        return f"    {d.get('link')} {format_duration(elapsed_s)} · {tool[:90]}"
     return f"    {d.get('link')} {format_duration(elapsed_s)} · turn {d.get('turns')} · {tool[:70]} · {money(cost)}"
