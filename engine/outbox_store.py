@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store import Store, utc_iso
+from engine.store import Store
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutboxRow:
     id: int
     chat_id: int
-    kind: str  # note | alert | card | report | notice
+    kind: str  # note | alert | card | report | question | reply (a command answer that failed to go)
     chain: str | None
     run_id: int | None
     event_id: int | None
@@ -90,8 +90,7 @@ class OutboxStore:
             for m in messages:
                 await self._insert(db, m)
 
-    @staticmethod
-    async def _insert(db: Any, m: NewMessage) -> None:
+    async def _insert(self, db: Any, m: NewMessage) -> None:
         if m.kind == "card" and m.card_key:
             # Only the latest state of a progress card matters: replace an unsent one.
             cur = await db.execute(
@@ -104,7 +103,7 @@ class OutboxStore:
             "INSERT INTO outbox (chat_id, kind, chain, run_id, event_id, text, buttons, document_name, document, "
             "card_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m.chat_id, m.kind, m.chain, m.run_id, m.event_id, m.text, json.dumps(m.buttons) if m.buttons else None,
-             m.document_name, m.document, m.card_key, utc_iso()),
+             m.document_name, m.document, m.card_key, self.store.stamp()),
         )
 
     async def pending(self, limit: int = 200) -> list[OutboxRow]:
@@ -122,7 +121,7 @@ class OutboxStore:
     ) -> None:
         """Rows delivered (several when coalesced into one message), and the message remembered so
         replies to it can be traced back to its chain."""
-        now = utc_iso()
+        now = self.store.stamp()
         async with self.store.transaction() as db:
             first = rows[0].id
             for row in rows:

@@ -102,7 +102,7 @@ class ScheduleBook:
         _check_overlap(overlap)
         spec = parse_schedule(text, default_tz=self.zone(tz))
         await self._refuse_duplicate(name, "cron", spec.expression, spec.tz)
-        now = now or datetime.now(UTC)
+        now = now or self.store.clock.now()
         stamp = utc_iso(now)
         new_id = await self.store.execute(
             "INSERT INTO schedules (chain, kind, expression, original, tz, overlap, created_by, chat_id, "
@@ -131,7 +131,7 @@ class ScheduleBook:
         new_id = await self.store.execute(
             "INSERT INTO schedules (chain, kind, after_chain, only_all_done, overlap, created_by, chat_id, "
             "created_at, armed_at) VALUES (?, 'after', ?, ?, ?, ?, ?, ?, ?)",
-            (name, after, int(only_all_done), overlap, created_by, chat_id, utc_iso(), utc_iso()),
+            (name, after, int(only_all_done), overlap, created_by, chat_id, self.store.stamp(), self.store.stamp()),
         )
         assert new_id is not None
         return await self.get(new_id)
@@ -191,7 +191,7 @@ class ScheduleBook:
         if schedule.enabled != enabled:
             if enabled:
                 await self.store.execute(
-                    "UPDATE schedules SET enabled = 1, armed_at = ? WHERE id = ?", (utc_iso(now), schedule_id)
+                    "UPDATE schedules SET enabled = 1, armed_at = ? WHERE id = ?", (utc_iso(now or self.store.clock.now()), schedule_id)
                 )
             else:
                 await self.store.execute("UPDATE schedules SET enabled = 0 WHERE id = ?", (schedule_id,))
@@ -265,7 +265,7 @@ async def next_fire_for_chain(
 ) -> str | None:
     """When the chain starts next by itself, e.g. "2026-11-25 02:00 Europe/Berlin (#3)"."""
     book = ScheduleBook(store, settings)
-    now = now or datetime.now(UTC)
+    now = now or store.clock.now()
     best: tuple[datetime, Schedule] | None = None
     after: Schedule | None = None
     for schedule in await book.list():

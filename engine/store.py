@@ -21,6 +21,7 @@ from typing import Any, Self
 
 import aiosqlite
 
+from engine.clock import Clock, SystemClock
 from engine.errors import StoreError
 from engine.events import Event
 from engine.migrations import MIGRATIONS
@@ -151,17 +152,23 @@ class Overview:
 
 
 class Store:
-    """One aiosqlite connection, owned here; use `async with Store.open(path) as store:`."""
+    """One aiosqlite connection, owned here; use `async with Store.open(path) as store:`.
+    Every time it records comes from `clock` (tests pass a ManualClock)."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock | None = None) -> None:
         self._conn = conn
         self.path = path
+        self.clock: Clock = clock or SystemClock()
         self._lock = asyncio.Lock()
+
+    def stamp(self) -> str:
+        """Now, as the store records times (UTC ISO 8601, milliseconds)."""
+        return utc_iso(self.clock.now())
 
     # ---- lifecycle -------------------------------------------------------------------------
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path, *, busy_timeout_ms: int = 15_000) -> AsyncIterator[Store]:
+    async def open(cls, path: Path, *, busy_timeout_ms: int = 15_000, clock: Clock | None = None) -> AsyncIterator[Store]:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = await aiosqlite.connect(str(path), isolation_level=None)
@@ -169,7 +176,7 @@ class Store:
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
         try:
             conn.row_factory = aiosqlite.Row
-            store = cls(conn, path)
+            store = cls(conn, path, clock)
             await store._setup(busy_timeout_ms)
             yield store
         finally:
@@ -191,28 +198,52 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, serialized within this process; errors become StoreError."""
+        """BEGIN IMMEDIATE ... COMMIT, serialized within this process; errors become StoreError.
+
+        Safe against cancellation at any point: aiosqlite runs each statement in its thread even
+        when the awaiting task is cancelled, so a cancel during BEGIN or COMMIT would otherwise
+        leave the shared connection inside a transaction, and every later one would fail with
+        "cannot start a transaction within a transaction"."""
         async with self._lock:
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
+                await self._settle("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise StoreError(_explain(exc, self.path)) from exc
+            except asyncio.CancelledError:
+                await self._rollback()
+                raise
             try:
                 yield self._conn
             except BaseException:
-                try:
-                    await self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+                await self._rollback()
                 raise
             try:
-                await self._conn.execute("COMMIT")
+                await self._settle("COMMIT")
             except sqlite3.Error as exc:
-                try:
-                    await self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+                await self._rollback()
                 raise StoreError(_explain(exc, self.path)) from exc
+            except asyncio.CancelledError:
+                await self._rollback()  # a no-op when the COMMIT went through
+                raise
+
+    async def _settle(self, sql: str) -> None:
+        """Run a transaction-control statement to its end even if the caller is cancelled
+        meanwhile (then CancelledError is raised after it, whatever its outcome)."""
+        done = asyncio.ensure_future(self._conn.execute(sql))
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await asyncio.wait([done])
+            if not done.cancelled():
+                done.exception()  # retrieved: the cancel is what the caller hears of
+            raise
+
+    async def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            try:
+                await self._settle("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         try:
@@ -231,11 +262,10 @@ class Store:
         return int(row[0]) if row else 0
 
     # ---- events --------------------------------------------------------------------------
-    @staticmethod
     async def _insert_event(
-        db: aiosqlite.Connection, chain: str | None, run_id: int | None, ev: NewEvent
+        self, db: aiosqlite.Connection, chain: str | None, run_id: int | None, ev: NewEvent
     ) -> Event:
-        ts = utc_iso()
+        ts = self.stamp()
         data = json.dumps(dict(ev.data), default=str, ensure_ascii=False)
         cur = await db.execute(
             "INSERT INTO events (run_id, chain, kind, ts, data) VALUES (?, ?, ?, ?, ?)",
@@ -275,14 +305,13 @@ class Store:
         rows = await self._fetchall("SELECT * FROM chain_state")
         return {r["chain"]: ChainState.from_row(r) for r in rows}
 
-    @staticmethod
-    async def _put_state(db: aiosqlite.Connection, st: ChainState) -> None:
+    async def _put_state(self, db: aiosqlite.Connection, st: ChainState) -> None:
         names = [f.name for f in fields(ChainState) if f.name != "updated_at"]
         values = [getattr(st, n) for n in names]
         await db.execute(
             f"INSERT OR REPLACE INTO chain_state ({', '.join(names)}, updated_at) "
             f"VALUES ({', '.join('?' for _ in names)}, ?)",
-            (*values, utc_iso()),
+            (*values, self.stamp()),
         )
 
     async def put_chain_state(self, st: ChainState, evs: Sequence[NewEvent] = (), run_id: int | None = None) -> list[Event]:
@@ -295,7 +324,7 @@ class Store:
         async with self.transaction() as db:
             await db.execute("DELETE FROM chain_state WHERE chain = ?", (chain,))
             await db.execute("DELETE FROM sessions WHERE chain = ?", (chain,))
-            await db.execute("UPDATE controls SET handled_at = ? WHERE chain = ? AND handled_at IS NULL", (utc_iso(), chain))
+            await db.execute("UPDATE controls SET handled_at = ? WHERE chain = ? AND handled_at IS NULL", (self.stamp(), chain))
 
     # ---- runs ----------------------------------------------------------------------------
     async def begin_run(
@@ -306,7 +335,7 @@ class Store:
             cur = await db.execute(
                 "INSERT INTO runs (chain, status, origin, chat_id, requested_by, started_at, owner) "
                 "VALUES (?, 'RUNNING', ?, ?, ?, ?, ?)",
-                (chain, origin, chat_id, requested_by, utc_iso(), owner),
+                (chain, origin, chat_id, requested_by, self.stamp(), owner),
             )
             run_id = cur.lastrowid
             assert run_id is not None
@@ -320,7 +349,7 @@ class Store:
         async with self.transaction() as db:
             await db.execute(
                 "UPDATE runs SET status = ?, stop_reason = ?, ended_at = ? WHERE id = ?",
-                (status, reason, utc_iso(), run_id),
+                (status, reason, self.stamp(), run_id),
             )
             await self._put_state(db, _replace(state, status=status, stop_reason=reason))
             return [await self._insert_event(db, state.chain, run_id, ev) for ev in evs]
@@ -345,7 +374,7 @@ class Store:
             await db.execute(
                 "UPDATE runs SET status = 'INTERRUPTED', ended_at = ?, stop_reason = COALESCE(stop_reason, "
                 "'the process running it died') WHERE id = ? AND status = 'RUNNING'",
-                (utc_iso(), run_id),
+                (self.stamp(), run_id),
             )
             row = await (await db.execute("SELECT chain FROM runs WHERE id = ?", (run_id,))).fetchone()
             chain = row[0] if row else None
@@ -378,7 +407,7 @@ class Store:
             cur = await db.execute(
                 "INSERT INTO link_runs (run_id, chain, round, link_index, link, role, model, status, "
                 "started_at, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-                (run_id, chain, round_no, index, link, role, model, utc_iso(), attempt),
+                (run_id, chain, round_no, index, link, role, model, self.stamp(), attempt),
             )
             assert cur.lastrowid is not None
             events = [await self._insert_event(db, chain, run_id, ev) for ev in evs]
@@ -405,13 +434,12 @@ class Store:
                                     input_tokens=input_tokens, output_tokens=output_tokens, turns=turns,
                                     session_id=session_id, exit_code=exit_code, excerpt=excerpt)
 
-    @staticmethod
-    async def _finish_link(db: aiosqlite.Connection, link_run_id: int, **v: Any) -> None:
+    async def _finish_link(self, db: aiosqlite.Connection, link_run_id: int, **v: Any) -> None:
         await db.execute(
             "UPDATE link_runs SET status = ?, model = COALESCE(?, model), error_class = ?, error_message = ?, "
             "ended_at = ?, duration_s = ?, cost_usd = ?, input_tokens = ?, output_tokens = ?, turns = ?, "
             "session_id = ?, exit_code = ?, result_excerpt = ?, current_tool = NULL WHERE id = ?",
-            (v["status"], v["model"], v["error_class"], v["error_message"], utc_iso(), v["duration_s"],
+            (v["status"], v["model"], v["error_class"], v["error_message"], self.stamp(), v["duration_s"],
              v["cost_usd"], v["input_tokens"], v["output_tokens"], v["turns"], v["session_id"],
              v["exit_code"], v["excerpt"], link_run_id),
         )
@@ -434,7 +462,7 @@ class Store:
                 link_run_id, round_no, link, content = handoff
                 await db.execute(
                     "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (state.chain, run_id, link_run_id, round_no, link, utc_iso(), content),
+                    (state.chain, run_id, link_run_id, round_no, link, self.stamp(), content),
                 )
             return [await self._insert_event(db, state.chain, run_id, ev) for ev in evs]
 
@@ -442,7 +470,7 @@ class Store:
         self, *, run_id: int, chain: str, round_no: int, index: int, link: str, role: str, model: str | None, reason: str,
     ) -> int:
         async with self.transaction() as db:
-            now = utc_iso()
+            now = self.stamp()
             cur = await db.execute(
                 "INSERT INTO link_runs (run_id, chain, round, link_index, link, role, model, status, error_message, "
                 "started_at, ended_at, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, 'skipped', ?, ?, ?, 0)",
@@ -483,7 +511,7 @@ class Store:
                 "UPDATE link_runs SET status = 'interrupted', error_class = COALESCE(error_class, 'crashed'), "
                 "error_message = COALESCE(error_message, 'the process running the chain died'), "
                 "ended_at = COALESCE(ended_at, ?) WHERE id = ? AND status IN ('running', 'ended')",
-                (utc_iso(), link_run_id),
+                (self.stamp(), link_run_id),
             )
 
     async def typical_link_seconds(self, chain: str, sample: int = 20) -> float | None:
@@ -499,7 +527,7 @@ class Store:
         async with self.transaction() as db:
             await db.execute(
                 "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chain, run_id, link_run_id, round_no, link, utc_iso(), content),
+                (chain, run_id, link_run_id, round_no, link, self.stamp(), content),
             )
 
     async def handoff_versions(self, chain: str, limit: int = 2) -> list[HandoffVersion]:
@@ -534,7 +562,7 @@ class Store:
             else:
                 await db.execute(
                     "INSERT OR REPLACE INTO sessions (chain, link, session_id, cwd, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    (chain, link, session_id, cwd, utc_iso()),
+                    (chain, link, session_id, cwd, self.stamp()),
                 )
 
     # ---- leases --------------------------------------------------------------------------
@@ -551,7 +579,7 @@ class Store:
             row = await (await db.execute("SELECT * FROM leases WHERE chain = ?", (chain,))).fetchone()
             if row is not None and row["owner"] != owner and not holder_dead:
                 return Lease.from_row(row)
-            now = utc_iso()
+            now = self.stamp()
             await db.execute(
                 "INSERT OR REPLACE INTO leases (chain, owner, host, pid, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (chain, owner, host, pid, now, now),
@@ -560,7 +588,7 @@ class Store:
 
     async def heartbeat(self, owner: str) -> None:
         async with self.transaction() as db:
-            await db.execute("UPDATE leases SET heartbeat_at = ? WHERE owner = ?", (utc_iso(), owner))
+            await db.execute("UPDATE leases SET heartbeat_at = ? WHERE owner = ?", (self.stamp(), owner))
 
     async def release_lease(self, chain: str, owner: str) -> None:
         async with self.transaction() as db:
@@ -571,7 +599,7 @@ class Store:
         async with self.transaction() as db:
             cur = await db.execute(
                 "INSERT INTO controls (chain, action, reason, requested_by, ts) VALUES (?, ?, ?, ?, ?)",
-                (chain, action, reason, requested_by, utc_iso()),
+                (chain, action, reason, requested_by, self.stamp()),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
@@ -590,14 +618,14 @@ class Store:
             if rows:
                 await db.execute(
                     f"UPDATE controls SET handled_at = ? WHERE id IN ({', '.join('?' for _ in rows)})",
-                    (utc_iso(), *[r["id"] for r in rows]),
+                    (self.stamp(), *[r["id"] for r in rows]),
                 )
         return [Control(id=r["id"], chain=r["chain"], action=r["action"], reason=r["reason"],
                         requested_by=r["requested_by"], ts=r["ts"]) for r in rows]
 
     async def discard_controls(self, chain: str) -> None:
         async with self.transaction() as db:
-            await db.execute("UPDATE controls SET handled_at = ? WHERE chain = ? AND handled_at IS NULL", (utc_iso(), chain))
+            await db.execute("UPDATE controls SET handled_at = ? WHERE chain = ? AND handled_at IS NULL", (self.stamp(), chain))
 
     # ---- raw access for the bot's outbox and the scheduler (in their own modules) ----------
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int | None:

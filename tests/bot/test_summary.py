@@ -32,19 +32,22 @@ class TwoDays:
         return False
 
 
-async def test_summary_every_morning_lists_the_night(settings: Settings, store: Store) -> None:
+async def test_summary_every_morning_lists_the_night(settings: Settings) -> None:
     clock = ManualClock(datetime(2026, 11, 24, 20, 0, tzinfo=UTC))
-    run_id, _ = await store.begin_run("nightly", origin="schedule", chat_id=None, requested_by="schedule #1",
-                                      owner="x", state=ChainState(chain="nightly"), evs=[NewEvent("run_started", {})])
-    await store.finish_run(run_id, ChainState(chain="nightly"), status="ALL_DONE", reason="done", evs=[])
-    s = dataclasses.replace(settings, summary_at="07:30", chat_id=42, timezone="UTC")
-    outbox, wake, stop = OutboxStore(store), asyncio.Event(), asyncio.Event()
-    sleeper = TwoDays(clock, stop)
-    await summary_loop(s, store, outbox, wake, clock, sleeper, stop)
-    assert sleeper.waits[:2] == [11.5 * 3600, 24 * 3600]
-    rows = await outbox.pending()
+    async with Store.open(settings.db_path, clock=clock) as store:  # the run is recorded on the test's clock
+        run_id, _ = await store.begin_run("nightly", origin="schedule", chat_id=None, requested_by="schedule #1",
+                                          owner="x", state=ChainState(chain="nightly"), evs=[NewEvent("run_started", {})])
+        clock.advance(600)
+        await store.finish_run(run_id, ChainState(chain="nightly"), status="ALL_DONE", reason="done", evs=[])
+        clock.set(datetime(2026, 11, 24, 20, 0, tzinfo=UTC))
+        s = dataclasses.replace(settings, summary_at="07:30", chat_id=42, timezone="UTC")
+        outbox, wake, stop = OutboxStore(store), asyncio.Event(), asyncio.Event()
+        sleeper = TwoDays(clock, stop)
+        await summary_loop(s, store, outbox, wake, clock, sleeper, stop)
+        assert sleeper.waits[:2] == [11.5 * 3600, 24 * 3600]
+        rows = await outbox.pending()
     assert len(rows) == 2 and all(r.chat_id == 42 for r in rows)
-    assert "nightly #1: ALL_DONE (done)" in rows[0].text
+    assert "nightly #1: ALL_DONE (done), 0 links, $0.00, 20:00–20:10, by schedule #1" in rows[0].text
     assert "Nothing ran since 2026-11-25 07:30 UTC" in rows[1].text
 
 

@@ -76,3 +76,36 @@ def test_disk_full_stops_cleanly_and_corrupts_nothing(cli, home: Path) -> None: 
     assert again.returncode == 0
     reset = cli.run("chain", "reset", "full")
     assert reset.returncode == 0, reset.stderr
+
+
+@pytest.mark.parametrize(("cancel_at", "kept"), [
+    ("BEGIN IMMEDIATE", []), ("INSERT", []), ("COMMIT", ["a", "b"]),
+])
+async def test_a_cancel_at_any_point_of_a_transaction_leaves_the_store_usable(
+    home: Path, cancel_at: str, kept: list[str],
+) -> None:
+    """`serve` shutting down cancels tasks wherever they are, BEGIN and COMMIT included: the
+    transaction is all or nothing, and the next one works (a cancel during BEGIN used to leave the
+    connection inside a transaction: "cannot start a transaction within a transaction", which
+    ended the interrupted run as FAILED). The cancel is delivered while the statement runs in
+    aiosqlite's thread, from SQLite's own trace hook."""
+    from engine.store import NewEvent
+
+    settings = make_settings(home)
+    loop = asyncio.get_running_loop()
+    async with Store.open(settings.db_path) as store:
+        task: asyncio.Future[object] | None = None
+
+        def trace(sql: str) -> None:
+            if task is not None and sql.startswith(cancel_at):
+                loop.call_soon_threadsafe(task.cancel)
+
+        conn = store._conn  # aiosqlite's: the hook is set on the sqlite3 connection, in its thread
+        await conn._execute(conn._conn.set_trace_callback, trace)
+        task = asyncio.ensure_future(store.add_events("c", None, [NewEvent("a", {}), NewEvent("b", {})]))
+        await asyncio.gather(task, return_exceptions=True)
+        task = None
+        assert [e.kind for e in await store.chain_events("c")] == kept  # all or nothing
+        assert not store._conn.in_transaction
+        assert [e.kind for e in await store.add_events("after", None, [NewEvent("ok", {})])] == ["ok"]
+    assert integrity(settings.db_path) == "ok"
