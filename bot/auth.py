@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-READ_ONLY = frozenset({"status", "handoff", "log", "chains", "help", "schedules", "start"})
+# What viewers may do: read, and press Cancel.
+READ_ONLY = frozenset({"status", "handoff", "log", "chains", "help", "schedules", "start", "noop"})
 
 
 class Role(Enum):
@@ -29,7 +30,8 @@ class Access:
         return Role.NONE
 
     def may(self, user_id: int | None, action: str) -> bool:
-        """`action` is a command name or a button kind; viewers may only read."""
+        """`action` is a command name (buttons map to one, see bot.callbacks); viewers may only
+        read; anyone else, nothing."""
         role = self.role(user_id)
         if role is Role.OPERATOR:
             return True

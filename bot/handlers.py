@@ -1,9 +1,11 @@
 """Chat commands, replies and button presses, translated into engine calls. No chain logic here.
 
 Every update passes the allow-list first (commands, buttons and replies alike, per user, also in
-groups); strangers get one short refusal and nothing else, and the attempt is logged. Errors the
-user can act on (an unknown chain, an invalid definition, a bad cron expression) are answered
-with the reason, in one place: `_errors`.
+groups); strangers get one short refusal (at most one per chat every few minutes, so that nobody
+can spend the chat's flood budget) and nothing else, and every attempt is logged. Errors the user
+can act on (an unknown chain, an invalid definition, a bad cron expression) are answered with the
+reason, in one place: `_errors`. Handlers run concurrently (the Application is built with
+`concurrent_updates`), so a slow one never holds up a `/stop_chain`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import ParseMode
+from telegram import Message, Update
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -28,57 +29,39 @@ from telegram.ext import (
     filters,
 )
 
+from bot import callbacks as cb
 from bot import render
 from bot.auth import Access
+from bot.commands import (
+    COMMANDS,
+    UserError,
+    chain_arg,
+    check_size,
+    handoff_args,
+    log_args,
+    required_chain,
+    schedule_id,
+)
 from bot.pacer import Pacer
+from bot.replies import Replies
 from engine.engine import Engine
-from engine.errors import ChainBusy, InvalidChain, LlmautoError, ScheduleError, UnknownChain
+from engine.errors import InvalidChain, LlmautoError
 from engine.outbox_store import OutboxStore
 from engine.schedules import ScheduleBook, next_fire_for_chain
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-MAX_ARG_CHARS = 1000
-RECORD_WAIT_S = 2.0
-COMMANDS: list[tuple[str, str]] = [
-    ("start_chain", "Start a chain"),
-    ("stop_chain", "Stop a chain (with a reason)"),
-    ("status", "Status of one chain or all"),
-    ("handoff", "Show a chain's handoff"),
-    ("log", "Last links of a chain"),
-    ("chains", "List the chains"),
-    ("pause", "Pause a chain after its current link"),
-    ("resume", "Resume a paused chain"),
-    ("reset", "Start a chain over"),
-    ("schedule", "Schedule a chain (cron)"),
-    ("schedules", "List schedules"),
-    ("unschedule", "Remove a schedule"),
-    ("help", "How to use this bot"),
-]
+__all__ = ["REFUSAL", "BotHandlers", "UserError", "chain_arg"]
+
 REFUSAL = "Sorry, you are not allowed to use this bot."
+REFUSE_AGAIN_AFTER_S = 600.0
+MAX_ANSWER_CHARS = 4000
 Ctx = ContextTypes.DEFAULT_TYPE
-
-
-class UserError(Exception):
-    """Bad input from the chat: answered with its text."""
-
-
-def _kb(buttons: render.Buttons | None) -> InlineKeyboardMarkup | None:
-    if not buttons:
-        return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b["text"], callback_data=b["data"]) for b in row] for row in buttons])
-
-
-def chain_arg(value: str) -> str:
-    if not NAME.match(value):
-        raise UserError(f"{render.esc(value[:70])!s} is not a chain name (letters, digits, . _ -)")
-    return value
 
 
 class BotHandlers:
     def __init__(self, engine: Engine, book: ScheduleBook, outbox: OutboxStore, pacer: Pacer, access: Access,
-                 refresh_schedules: Callable[[], Awaitable[None]]) -> None:
+                 refresh_schedules: Callable[[], Awaitable[None]], wake: asyncio.Event | None = None) -> None:
         self.engine = engine
         self.settings = engine.settings
         self.book = book
@@ -86,8 +69,8 @@ class BotHandlers:
         self.pacer = pacer
         self.access = access
         self.refresh_schedules = refresh_schedules
-        self._recent: dict[tuple[int, int], tuple[str | None, str | None]] = {}
-        self._recorded = asyncio.Event()
+        self.replies = Replies(outbox, pacer, wake or asyncio.Event())
+        self._refused: dict[tuple[int | None, int | None], float] = {}
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         for name, _ in COMMANDS:
@@ -103,60 +86,45 @@ class BotHandlers:
         async def handle(update: Update, context: Ctx) -> None:
             if not await self._allowed(update, name):
                 return
-            args = [a for a in (context.args or [])]
-            if sum(len(a) for a in args) > MAX_ARG_CHARS:
-                await self.reply(update, f"That is too long (over {MAX_ARG_CHARS} characters).")
-                return
+            args = list(context.args or [])
             async with self._errors(update):
+                check_size(args)
                 await method(update, args)
 
         return handle
 
     async def _allowed(self, update: Update, action: str) -> bool:
         user = update.effective_user
-        if self.access.may(user.id if user else None, action):
+        user_id = user.id if user else None
+        if self.access.may(user_id, action):
             return True
         chat = update.effective_chat
-        log.warning("refused %r from user %s in chat %s", action, user.id if user else None, chat.id if chat else None)
+        chat_id = chat.id if chat else None
+        log.warning("refused %r from user %s in chat %s", action, user_id, chat_id)
         if update.callback_query is not None:
-            await update.callback_query.answer(REFUSAL, show_alert=False)
-        elif chat is not None:
+            await update.callback_query.answer(REFUSAL, show_alert=False)  # a popup: costs no message
+            return False
+        now = time.monotonic()
+        if chat is not None and now - self._refused.get((user_id, chat_id), -1e9) >= REFUSE_AGAIN_AFTER_S:
+            self._refused[(user_id, chat_id)] = now
             await self.reply(update, REFUSAL)
         return False
 
     @asynccontextmanager
-    async def _errors(self, update: Update) -> Any:
+    async def _errors(self, update: Update) -> AsyncIterator[None]:
+        """The one place where errors become answers."""
         try:
             yield
         except UserError as exc:
             await self.reply(update, str(exc))
         except InvalidChain as exc:
             await self.reply(update, "❗ Invalid chain:\n" + render.esc("\n".join(exc.problems)[:3500]))
-        except (UnknownChain, ChainBusy, ScheduleError) as exc:
+        except LlmautoError as exc:  # unknown chain (with the names), busy, bad schedule, not running
             await self.reply(update, "❗ " + render.esc(exc))
-        except LlmautoError as exc:
-            await self.reply(update, "❗ " + render.esc(exc))
-
-    async def reply(self, update: Update, text: str, *, buttons: render.Buttons | None = None, chain: str | None = None,
-                    kind: str = "reply", document: tuple[str, str] | None = None, force_reply: bool = False) -> Message | None:
-        chat = update.effective_chat
-        if chat is None:
-            return None
-        await self.pacer.acquire(chat.id)
-        bot = update.get_bot()
-        if document is not None:
-            message = await bot.send_document(chat.id, document=document[1].encode(), filename=document[0],
-                                              caption=render.truncate(text, render.CAPTION_LIMIT), parse_mode=ParseMode.HTML)
-        else:
-            markup: Any = ForceReply(selective=True) if force_reply else _kb(buttons)
-            message = await bot.send_message(chat.id, render.truncate(text), parse_mode=ParseMode.HTML, reply_markup=markup)
-        if chain is not None:
-            self._recent[(chat.id, message.message_id)] = (chain, kind)
-            if len(self._recent) > 2000:  # the store has them all; this is only for fast replies
-                del self._recent[next(iter(self._recent))]
-            self._recorded.set()
-            await self.outbox.remember(chat.id, message.message_id, kind=kind, chain=chain)
-        return message
+        except Exception:
+            log.exception("handling %s failed", _describe(update))
+            with contextlib.suppress(Exception):
+                await self.reply(update, "❗ That failed on our side (the details are in the log).")
 
     def _who(self, update: Update) -> str:
         user = update.effective_user
@@ -164,32 +132,10 @@ class BotHandlers:
             return "tg:?"
         return f"tg:{user.id}" + (f" ({user.username})" if user.username else "")
 
-    async def _replied_chain(self, update: Update) -> tuple[str | None, str | None]:
-        message = update.effective_message
-        replied = message.reply_to_message if message else None
-        if replied is None or update.effective_chat is None:
-            return None, None
-        key = (update.effective_chat.id, replied.message_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RECORD_WAIT_S
-        while True:
-            if key in self._recent:
-                return self._recent[key]
-            sent = await self.outbox.message(*key)
-            if sent is not None:
-                return sent.chain, sent.kind
-            # A quick reply can overtake the bookkeeping of the message it answers: wait for it
-            # briefly when the replied message is ours.
-            from_bot = replied.from_user is not None and replied.from_user.is_bot
-            if not from_bot or loop.time() >= deadline:
-                return None, None
-            self._recorded.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._recorded.wait(), max(0.0, deadline - loop.time()))
-
-    def _pick(self, names: list[str], prefix: str) -> render.Buttons:
-        buttons = [render.button(n, f"{prefix}:{n}") for n in names if render.fits(f"{prefix}:{n}")]
-        return [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
+    async def reply(self, update: Update, text: str, *, buttons: cb.Buttons | None = None, chain: str | None = None,
+                    kind: str = "reply", document: tuple[str, str] | None = None, force_reply: bool = False) -> Message | None:
+        return await self.replies.send(update, text, buttons=buttons, chain=chain, kind=kind, document=document,
+                                       force_reply=force_reply)
 
     # ---- commands ------------------------------------------------------------------------
     async def cmd_help(self, update: Update, args: list[str]) -> None:
@@ -197,31 +143,33 @@ class BotHandlers:
 
     async def cmd_start_chain(self, update: Update, args: list[str]) -> None:
         if not args:
-            names = self.engine.chain_names()
-            if not names:
-                raise UserError("No chains yet: put a definition in chains/NAME.json.")
-            await self.reply(update, "Which chain?", buttons=self._pick(names, "start"))
+            await self._pick(update, "Which chain?", self.engine.chain_names(), "start")
             return
         await self._start(update, chain_arg(args[0]))
+
+    async def _pick(self, update: Update, question: str, names: list[str], kind: str) -> None:
+        if not names:
+            raise UserError("No chains yet: put a definition in chains/NAME.json.")
+        await self.reply(update, question, buttons=cb.picker(names, kind))
 
     async def _start(self, update: Update, name: str) -> None:
         chat = update.effective_chat
         run_id = await self.engine.start_chain(name, origin="telegram", chat_id=chat.id if chat else None,
                                                requested_by=self._who(update))
         await self.reply(update, f"▶️ Started <b>{render.esc(name)}</b> (run #{run_id}).", chain=name,
-                         buttons=render.chain_buttons(name))
+                         buttons=cb.chain_buttons(name))
 
     async def cmd_stop_chain(self, update: Update, args: list[str]) -> None:
-        replied_chain, _ = await self._replied_chain(update)
+        replied_chain, _ = await self.replies.replied_chain(update)
         if replied_chain and (not args or args[0] != replied_chain):
-            name, reason = replied_chain, " ".join(args)
+            name, reason = replied_chain, " ".join(args)  # a reply to a chain's message: all is the reason
         elif args:
             name, reason = chain_arg(args[0]), " ".join(args[1:])
         else:
             running = [v.name for v in await self.engine.views() if v.running_here or v.running_elsewhere]
             if not running:
                 raise UserError("No chain is running.")
-            await self.reply(update, "Stop which chain?", buttons=self._pick(running, "stop"))
+            await self._pick(update, "Stop which chain?", running, "stop")
             return
         if not reason.strip():
             await self._ask_reason(update, name)
@@ -232,9 +180,10 @@ class BotHandlers:
         self.engine.load(name)
         await self.reply(update, f"Why stop <b>{render.esc(name)}</b>? Reply to this message with the reason.",
                          chain=name, kind="reason", force_reply=True)
-        if render.fits(f"stopnow:{name}"):
+        stop_now = cb.button("Stop now", "stopnow", name)
+        if stop_now is not None:
             await self.reply(update, f"Or stop <b>{render.esc(name)}</b> at once, killing the running link:",
-                             buttons=[[render.button("Stop now", f"stopnow:{name}")]], chain=name)
+                             buttons=[[stop_now]], chain=name)
 
     async def _stop(self, update: Update, name: str, reason: str, *, now: bool) -> None:
         text = await self.engine.stop_chain(name, reason.strip()[:500], now=now, by=self._who(update))
@@ -247,7 +196,8 @@ class BotHandlers:
         name = chain_arg(args[0])
         view = await self.engine.view(name)
         fire = await next_fire_for_chain(self.engine.store, name, self.settings)
-        await self.reply(update, render.status_detail(view, fire), chain=name, buttons=render.chain_buttons(name, stop=bool(view.running_here or view.running_elsewhere)))
+        running = bool(view.running_here or view.running_elsewhere)
+        await self.reply(update, render.status_detail(view, fire), chain=name, buttons=cb.chain_buttons(name, stop=running))
 
     async def cmd_chains(self, update: Update, args: list[str]) -> None:
         await self.cmd_status(update, [])
@@ -256,60 +206,43 @@ class BotHandlers:
         if not args:
             names = self.engine.chain_names()
             running = [n for n in names if self.engine.is_running_here(n)]
-            if len(running) == 1:
-                args = running
-            else:
-                await self.reply(update, "Handoff of which chain?", buttons=self._pick(names, "hand"))
+            if len(running) != 1:
+                await self._pick(update, "Handoff of which chain?", names, "hand")
                 return
-        name = chain_arg(args[0])
-        if len(args) > 1 and args[1].lower() == "diff":
+            args = running
+        which = handoff_args(args)
+        name = which.chain
+        if which.diff:
             text, doc = render.diff_message(name, await self.engine.handoff_diff(name))
             await self.reply(update, text, chain=name, document=(f"{name}-handoff.diff", doc) if doc else None)
             return
-        round_no = None
-        if len(args) > 1:
-            if not args[1].isdigit() or len(args[1]) > 9:
-                raise UserError("Usage: /handoff NAME [ROUND|diff]")
-            round_no = int(args[1])
-        title, body = await self.engine.handoff_text(name, round_no)
+        title, body = await self.engine.handoff_text(name, which.round_no)
         text, doc = render.handoff_message(title, body)
         await self.reply(update, text, chain=name, document=(f"{name}-handoff.md", doc) if doc else None)
 
     async def cmd_log(self, update: Update, args: list[str]) -> None:
-        if not args:
-            raise UserError("Usage: /log NAME [N]")
-        name = chain_arg(args[0])
-        n = 10
-        if len(args) > 1:
-            if not args[1].isdigit():
-                raise UserError("Usage: /log NAME [N]")
-            n = max(1, min(50, int(args[1])))
+        name, n = log_args(args)
         await self.reply(update, render.log_text(name, await self.engine.log(name, n)), chain=name)
 
     async def cmd_pause(self, update: Update, args: list[str]) -> None:
-        name = chain_arg(args[0]) if args else ""
-        if not name:
-            raise UserError("Usage: /pause NAME")
+        name = required_chain(args, "/pause NAME")
         self.engine.load(name)
         await self.reply(update, "⏸ " + render.esc(await self.engine.pause_chain(name, by=self._who(update))), chain=name)
 
     async def cmd_resume(self, update: Update, args: list[str]) -> None:
-        name = chain_arg(args[0]) if args else ""
-        if not name:
-            raise UserError("Usage: /resume NAME")
+        name = required_chain(args, "/resume NAME")
         self.engine.load(name)
         await self.reply(update, "▶️ " + render.esc(await self.engine.resume_chain(name, by=self._who(update))), chain=name)
 
     async def cmd_reset(self, update: Update, args: list[str]) -> None:
-        if not args:
-            raise UserError("Usage: /reset NAME")
-        name = chain_arg(args[0])
+        name = required_chain(args, "/reset NAME")
         self.engine.load(name)
-        if not render.fits(f"reset!:{name}"):
-            raise UserError("That name is too long for a confirmation button; use `llmauto chain reset`.")
+        confirm = cb.button("Yes, reset", "reset!", name)
+        if confirm is None:
+            raise UserError("That name is too long for a confirmation button; use <code>llmauto chain reset</code>.")
         await self.reply(update, f"Reset <b>{render.esc(name)}</b>? It starts over at round 1 with a fresh handoff "
                                  "(history stays in the log).",
-                         buttons=[[render.button("Yes, reset", f"reset!:{name}"), render.button("Cancel", "noop")]], chain=name)
+                         buttons=[cb.row(confirm, cb.button("Cancel", "noop"))], chain=name)
 
     async def cmd_schedule(self, update: Update, args: list[str]) -> None:
         if len(args) < 2:
@@ -330,21 +263,21 @@ class BotHandlers:
             await self.reply(update, "No schedules. Add one with /schedule NAME CRON.")
             return
         now = datetime.now(UTC)
-        lines, buttons = ["<b>Schedules</b>"], []
+        lines, rows = ["<b>Schedules</b>"], []
         for s in schedules:
-            nxt = self.book.next_fires(s, now, 1)
-            when = nxt[0].strftime("%Y-%m-%d %H:%M %Z") if nxt and s.enabled else ("paused" if not s.enabled else "-")
+            nxt = self.book.next_fires(s, now, 1) if s.enabled else []
+            when = nxt[0].strftime("%Y-%m-%d %H:%M %Z") if nxt else ("paused" if not s.enabled else "-")
             last = f" · last: {render.esc(s.last_outcome)}" if s.last_outcome else ""
             lines.append(f"#{s.id} <b>{render.esc(s.chain)}</b> {render.esc(s.description())} · next: {when}{last}")
-            toggle = render.button(f"#{s.id} resume" if not s.enabled else f"#{s.id} pause",
-                                   f"sresume:{s.id}" if not s.enabled else f"spause:{s.id}")
-            buttons.append([toggle, render.button(f"#{s.id} delete", f"sdel:{s.id}")])
-        await self.reply(update, render.truncate("\n".join(lines)), buttons=buttons[:20])
+            toggle = (cb.button(f"#{s.id} resume", "sresume", s.id) if not s.enabled
+                      else cb.button(f"#{s.id} pause", "spause", s.id))
+            rows.append(cb.row(toggle, cb.button(f"#{s.id} delete", "sdel", s.id)))
+        await self.reply(update, "\n".join(lines), buttons=cb.keyboard(*rows[:20]))
 
     async def cmd_unschedule(self, update: Update, args: list[str]) -> None:
-        if not args or not args[0].lstrip("#").isdigit():
+        if not args:
             raise UserError("Usage: /unschedule ID (see /schedules)")
-        removed = await self.book.remove(int(args[0].lstrip("#")))
+        removed = await self.book.remove(schedule_id(args[0]))
         await self.refresh_schedules()
         await self.reply(update, f"🗑 Removed schedule #{removed.id} of <b>{render.esc(removed.chain)}</b>.")
 
@@ -353,16 +286,21 @@ class BotHandlers:
         query = update.callback_query
         if query is None:
             return
-        kind, _, arg = (query.data or "").partition(":")
-        action = {"hand": "handoff", "stat": "status"}.get(kind, kind)
-        if not await self._allowed(update, action):
+        decoded = cb.decode(query.data)
+        if decoded is None:
+            log.warning("unknown button data %r from user %s", (query.data or "")[:64],
+                        update.effective_user.id if update.effective_user else None)
+            await query.answer()
+            return
+        kind, arg = decoded
+        if not await self._allowed(update, cb.ACTIONS[kind]):
             return
         await query.answer()
         async with self._errors(update):
             if kind == "noop":
                 return
             if kind in ("spause", "sresume", "sdel"):
-                await self._schedule_button(update, kind, int(arg))
+                await self._schedule_button(update, kind, schedule_id(arg))
                 return
             name = chain_arg(arg)
             if kind == "start":
@@ -378,19 +316,20 @@ class BotHandlers:
             elif kind == "reset!":
                 await self.reply(update, "🔄 " + render.esc(await self.engine.reset_chain(name)), chain=name)
 
-    async def _schedule_button(self, update: Update, kind: str, schedule_id: int) -> None:
+    async def _schedule_button(self, update: Update, kind: str, sid: int) -> None:
         if kind == "sdel":
-            removed = await self.book.remove(schedule_id)
+            removed = await self.book.remove(sid)
             text = f"🗑 Removed schedule #{removed.id} of <b>{render.esc(removed.chain)}</b>."
         else:
-            s = await self.book.set_enabled(schedule_id, kind == "sresume")
+            s = await self.book.set_enabled(sid, kind == "sresume")
             text = f"Schedule #{s.id} of <b>{render.esc(s.chain)}</b> {'resumed' if s.enabled else 'paused'}."
         await self.refresh_schedules()
         await self.reply(update, text)
 
     # ---- replies -------------------------------------------------------------------------
     async def on_reply(self, update: Update, context: Ctx) -> None:
-        chain, kind = await self._replied_chain(update)
+        """A reply to a chain's message: the reason asked for, or the answer to a BLOCKED alert."""
+        chain, kind = await self.replies.replied_chain(update)
         if chain is None:
             return  # a reply to something that is not a chain's message: not for us
         if not await self._allowed(update, "answer"):
@@ -400,8 +339,8 @@ class BotHandlers:
         if not text:
             return
         async with self._errors(update):
-            if len(text) > 4000:
-                raise UserError("That answer is too long (over 4000 characters).")
+            if len(text) > MAX_ANSWER_CHARS:
+                raise UserError(f"That answer is too long (over {MAX_ANSWER_CHARS} characters).")
             if kind == "reason":
                 await self._stop(update, chain, text, now=False)
             elif kind == "alert":
@@ -410,3 +349,10 @@ class BotHandlers:
             else:
                 await self.reply(update, "To answer an agent, reply to its ⛔ BLOCKED alert; to stop the chain, "
                                          "reply with <code>/stop_chain REASON</code>.", chain=chain)
+
+
+def _describe(update: Update) -> str:
+    message = update.effective_message
+    if update.callback_query is not None:
+        return f"button {(update.callback_query.data or '')[:64]!r}"
+    return f"message {(message.text or '')[:40]!r}" if message else "update"

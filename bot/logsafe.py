@@ -1,34 +1,83 @@
-"""Logging that never shows a secret: httpx's request URLs carry the bot token, so its loggers are
-kept at WARNING, and a filter on every handler replaces each secret with [REDACTED]."""
+"""Logging that never shows a secret. httpx logs every request URL at INFO, and the URL carries the
+bot token: its loggers are kept at WARNING, and every secret is replaced by [REDACTED] in every
+record, twice over: `protect()` installs a record factory (covers each record at birth, whichever
+handler sees it later, pytest's caplog included) and `install()` puts a filter on the handlers
+`serve` configures."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+QUIET = ("httpx", "httpcore", "apscheduler.executors.default", "apscheduler.scheduler")
+MASK = "[REDACTED]"
 
 
 class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = tuple(s for s in secrets if s)
+        # Longest first: a secret that contains another is masked whole.
+        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "[REDACTED]")
+            text = text.replace(secret, MASK)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # bad format args: keep what can be shown, masked
+            message = f"{record.msg} {record.args!r}"
         clean = self.redact(message)
-        if record.exc_info and record.exc_info[1] is not None:
-            exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = self.redact(exc_text)
-            record.exc_info = None
         if clean != message or record.args:
             record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
+
+
+_active: list[RedactingFilter] = []  # one per running `serve` (tests run several in one process)
+_saved: dict[str, Any] = {}
+
+
+def _factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record: logging.LogRecord = _saved["factory"](*args, **kwargs)
+    for redactor in tuple(_active):
+        redactor.filter(record)
+    return record
+
+
+@contextmanager
+def protect(secrets: Iterable[str]) -> Iterator[RedactingFilter]:
+    """While inside: every log record is born redacted, and httpx/httpcore stay at WARNING."""
+    redactor = RedactingFilter(secrets)
+    if not _active:
+        _saved["factory"] = logging.getLogRecordFactory()
+        _saved["levels"] = {name: logging.getLogger(name).level for name in QUIET}
+        logging.setLogRecordFactory(_factory)
+        for name in QUIET:
+            if logging.getLogger(name).getEffectiveLevel() < logging.WARNING:
+                logging.getLogger(name).setLevel(logging.WARNING)
+    _active.append(redactor)
+    try:
+        yield redactor
+    finally:
+        _active.remove(redactor)
+        if not _active:
+            if logging.getLogRecordFactory() is _factory:
+                logging.setLogRecordFactory(_saved["factory"])
+            for name, level in _saved["levels"].items():
+                logging.getLogger(name).setLevel(level)
 
 
 def install(secrets: Iterable[str], level: int = logging.INFO) -> RedactingFilter:
@@ -42,6 +91,6 @@ def install(secrets: Iterable[str], level: int = logging.INFO) -> RedactingFilte
     redactor = RedactingFilter(secrets)
     for handler in root.handlers:
         handler.addFilter(redactor)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "apscheduler.scheduler"):
+    for noisy in QUIET:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor

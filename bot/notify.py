@@ -7,10 +7,12 @@ CLI foreground run. Progress events (never stored) only refresh the progress car
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
+from bot import callbacks as cb
 from bot import render
 from bot.report import build_report
 from engine import events as ev
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CURSOR = "notifier"
 POLL_S = 0.5
+MAX_RETRY_S = 30.0
 PROGRESS_CARD_EVERY_S = 2.0
 CARD_EVENTS = frozenset({ev.RUN_STARTED, ev.LINK_STARTED, ev.LINK_FINISHED, ev.RUN_FINISHED, ev.ROUND_FINISHED})
 
@@ -39,6 +42,8 @@ class Notifier:
         self._card_keys: dict[int, str] = {}
         self._progress_at: dict[int, float] = {}
         self.caught_up = asyncio.Event()
+        # Set to stop after the current step: never cancelled mid-transaction (see `serve`).
+        self.halt = asyncio.Event()
 
     async def run(self) -> None:
         queue = self.bus.subscribe()
@@ -46,29 +51,47 @@ class Notifier:
             if await self.outbox.cursor(CURSOR) is None:
                 # First start: notify from now on, not about the whole history.
                 await self.outbox.init_cursor(CURSOR, await self.store.last_event_id())
-            while True:
-                await self.drain()
+            failures = 0
+            while not self.halt.is_set():
+                try:
+                    await self.drain()
+                    failures = 0
+                except Exception:  # e.g. the database locked for too long: the events wait, try again
+                    failures += 1
+                    log.exception("notifier: cannot read events (attempt %d)", failures)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.halt.wait(), min(MAX_RETRY_S, POLL_S * 2 ** failures))
+                    continue
                 self.caught_up.set()
                 # Wake on any in-process publish; otherwise look again after POLL_S for events
                 # that other processes stored.
                 event = await self._next(queue, POLL_S)
-                while event is not None:
+                while event is not None and not self.halt.is_set():
                     if event.kind == ev.PROGRESS:
-                        await self._progress(event)
+                        try:
+                            await self._progress(event)
+                        except Exception:  # a missed card refresh: the next one catches up
+                            log.exception("notifier: progress card")
                     event = queue.get_nowait() if not queue.empty() else None
         finally:
             self.bus.unsubscribe(queue)
 
-    @staticmethod
-    async def _next(queue: asyncio.Queue[Event], wait_s: float) -> Event | None:
-        try:
-            return await asyncio.wait_for(queue.get(), wait_s)
-        except TimeoutError:
-            return None
+    async def _next(self, queue: asyncio.Queue[Event], wait_s: float) -> Event | None:
+        """The next published event, or None after `wait_s` or on halt."""
+        if not queue.empty():
+            return queue.get_nowait()
+        getter = asyncio.ensure_future(queue.get())
+        halted = asyncio.ensure_future(self.halt.wait())
+        done, _ = await asyncio.wait({getter, halted}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        halted.cancel()
+        if getter in done:
+            return getter.result()
+        getter.cancel()  # an item it was about to take stays in the queue
+        return None
 
     async def drain(self) -> None:
         """Turn every stored event after the cursor into outbox rows."""
-        while True:
+        while not self.halt.is_set():
             cursor = await self.outbox.cursor(CURSOR) or 0
             events = await self.store.events_after(cursor, 200)
             if not events:
@@ -131,7 +154,7 @@ class Notifier:
                 shown.append(part)
                 size += len(part) + 2
             text = "\n\n".join(shown) + f"\n\n… and {len(parts) - len(shown)} more"
-        buttons = render.chain_buttons(str(active[0]["chain"])) if len(active) == 1 else None
+        buttons = cb.chain_buttons(str(active[0]["chain"])) if len(active) == 1 else None
         return NewMessage(chat_id=chat, kind="card", chain=event.chain if len(runs) == 1 else None, run_id=event.run_id,
                           event_id=event.id or None, text=text, buttons=buttons,
                           card_key=self._card_keys.get(chat, f"card:{chat}:{event.run_id}"))
@@ -148,11 +171,10 @@ class Notifier:
         base: dict[str, Any] = {"chat_id": chat, "chain": event.chain, "run_id": event.run_id, "event_id": event.id}
         if event.kind == ev.LINK_FINISHED and event.data.get("notify") and not event.data.get("rerun"):
             out.append(NewMessage(kind="note", text=render.link_note(chain, event.data),
-                                  buttons=render.chain_buttons(chain), **base))
+                                  buttons=cb.chain_buttons(chain), **base))
         elif event.kind == ev.BLOCKED:
-            buttons = [[render.button("Stop", f"stop:{chain}"), render.button("Handoff", f"hand:{chain}")]]
             out.append(NewMessage(kind="alert", text=render.blocked_alert(chain, event.data),
-                                  buttons=buttons if all(render.fits(b["data"]) for b in buttons[0]) else None, **base))
+                                  buttons=cb.alert_buttons(chain), **base))
         elif event.kind == ev.RUN_FINISHED and event.run_id is not None:
             out.append(NewMessage(kind="note", text=render.event_text(chain, event.kind, event.data) or "", **base))
             report = await build_report(self.store, event.run_id)

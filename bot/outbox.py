@@ -1,12 +1,13 @@
 """The outbox sender: delivers notifications in order per chat, paced, coalesced, retried.
 
-Per chat: BLOCKED alerts first (each alone: a reply to one must map back to it), then the pending
-notes in order, coalesced into one message of up to 4096 characters, then run reports (several
-become one document). That keeps a chat fed by many chains within Telegram's flood limits; a
-report may arrive after later notes. Progress cards are one message per
-run, edited in place at most every few seconds; "message is not modified" counts as done.
-A Telegram outage (network errors, 5xx, 429 retry_after) delays rows, never drops them; a message
-Telegram refuses for good (bad request, blocked bot) is recorded with its error and skipped.
+Per chat: BLOCKED alerts, questions and command answers that could not go at once come first,
+each alone (a reply to one must map back to it); then the pending notes in order, coalesced into
+one message of up to 4096 characters; then run reports (several become one document). That keeps
+a chat fed by many chains within Telegram's flood limits; a report may arrive after later notes.
+The progress card is one message per chat (every run reporting there), edited in place at most
+every few seconds; "message is not modified" counts as done. A Telegram outage (network errors,
+5xx, 429 retry_after) delays rows, never drops them; a message Telegram refuses for good (bad
+request, blocked bot) is recorded with its error and skipped.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 CARD_INTERVAL_S = 3.0
 MAX_BACKOFF_S = 60.0
 COALESCE = frozenset({"note"})
+ALONE_FIRST = frozenset({"alert", "question", "reply", "reason"})
 
 
 def markup(buttons: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
@@ -56,11 +58,23 @@ class OutboxSender:
         self._card_edit_at: dict[str, float] = {}
         self.sent_messages = 0
         self.coalesced = 0
+        # Set (with `wake`) to stop after the current step: a send is never cut off between
+        # Telegram's answer and marking the row sent.
+        self.halt = asyncio.Event()
 
     async def run(self) -> None:
-        while True:
-            delay = await self.send_due()
+        failures = 0
+        while not self.halt.is_set():
+            try:
+                delay = await self.send_due()
+                failures = 0
+            except Exception:  # e.g. the database locked for too long: the rows wait, try again
+                failures += 1
+                log.exception("outbox: sending failed (attempt %d)", failures)
+                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** failures)
             self.wake.clear()
+            if self.halt.is_set():
+                break
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
             except TimeoutError:
@@ -88,6 +102,8 @@ class OutboxSender:
                 continue
             chats.setdefault(row.chat_id, []).append(row)
         for chat_id, chat_rows in chats.items():
+            if self.halt.is_set():
+                return 0.0
             pace = self.pacer.delay(chat_id)
             if pace > 0:
                 wait = min(wait, pace)
@@ -95,6 +111,8 @@ class OutboxSender:
             await self._send_batch(chat_id, chat_rows)
             wait = 0.0
         for row in cards:
+            if self.halt.is_set():
+                return 0.0
             if row.next_attempt_at > now:
                 wait = min(wait, row.next_attempt_at - now)
                 continue
@@ -108,16 +126,15 @@ class OutboxSender:
         return max(0.01, wait)
 
     async def _send_batch(self, chat_id: int, rows: Sequence[OutboxRow]) -> None:
-        """One message for this chat: alerts first (someone is waiting), then all pending notes
+        """One message for this chat: alerts, questions and command answers first, each alone
+        (someone is waiting, and a reply to one must map back to it), then all pending notes
         coalesced (in order), then run reports (several become one document)."""
-        alerts = [r for r in rows if r.kind == "alert"]
+        alone = [r for r in rows if r.kind in ALONE_FIRST]
         notes = [r for r in rows if r.kind in COALESCE]
-        if alerts:
-            rows = alerts
+        if alone:
+            rows = alone
         elif notes:
             rows = notes
-        else:
-            rows = [r for r in rows if r.kind != "alert"]
         head = rows[0]
         if head.kind in COALESCE:
             group = [rows[i] for i in render.coalesce([r.text for r in rows])[0]]
@@ -134,7 +151,7 @@ class OutboxSender:
             # Reports of runs that ended together go as one document (flood limits).
             docs = [head]
             for row in rows[1:]:
-                if row.document is None or row.kind != head.kind or len(docs) >= 20:
+                if head.kind != "report" or row.document is None or row.kind != head.kind or len(docs) >= 20:
                     break
                 docs.append(row)
             name = head.document_name or "document.md" if len(docs) == 1 else f"{head.kind}s-{len(docs)}-runs.md"

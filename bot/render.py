@@ -4,6 +4,7 @@ break a message; long content goes into documents; text is kept within Telegram'
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +16,7 @@ from engine.store import LinkRunRow
 LIMIT = 4096
 CAPTION_LIMIT = 1024
 HANDOFF_INLINE = 3000  # a longer handoff is sent as a .md document with an excerpt
-
-Buttons = list[list[dict[str, str]]]
+_TAG = re.compile(r"<(/?)([a-z-]+)[^>]*>")  # our own tags: agent text is escaped, so holds none
 
 
 def esc(text: object) -> str:
@@ -38,21 +38,6 @@ def ago(iso: str | None, now: datetime | None = None) -> str:
     return dur(((now or datetime.now(UTC)) - datetime.fromisoformat(iso)).total_seconds())
 
 
-def button(text: str, data: str) -> dict[str, str]:
-    return {"text": text, "data": data}
-
-
-def fits(data: str) -> bool:
-    return len(data.encode()) <= 64
-
-
-def chain_buttons(chain: str, *, stop: bool = True) -> Buttons | None:
-    row = [button("Handoff", f"hand:{chain}"), button("Status", f"stat:{chain}")]
-    if stop:
-        row.append(button("Stop", f"stop:{chain}"))
-    return [row] if all(fits(b["data"]) for b in row) else None
-
-
 def excerpt(text: str, max_lines: int = 12, max_chars: int = 700) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()][:max_lines]
     out = "\n".join(lines)
@@ -60,17 +45,60 @@ def excerpt(text: str, max_lines: int = 12, max_chars: int = 700) -> str:
 
 
 def truncate(text: str, limit: int = LIMIT) -> str:
-    """Cut to `limit` characters without leaving half an HTML entity or tag behind."""
+    """Cut to `limit` characters without leaving half an HTML entity or tag behind, closing the
+    tags the cut leaves open."""
     if len(text) <= limit:
         return text
-    cut = text[: limit - 1]
-    amp, semi = cut.rfind("&"), cut.rfind(";")
-    if amp > semi:
-        cut = cut[:amp]
-    lt, gt = cut.rfind("<"), cut.rfind(">")
-    if lt > gt:
-        cut = cut[:lt]
-    return cut + "…"
+    room = limit - 1
+    while True:
+        cut = text[:room]
+        amp, semi = cut.rfind("&"), cut.rfind(";")
+        if amp > semi:
+            cut = cut[:amp]
+        lt, gt = cut.rfind("<"), cut.rfind(">")
+        if lt > gt:
+            cut = cut[:lt]
+        stack: list[str] = []
+        for match in _TAG.finditer(cut):
+            if match.group(1):
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(match.group(2))
+        closers = "".join(f"</{tag}>" for tag in reversed(stack))
+        if len(cut) + 1 + len(closers) <= limit or room <= 0:
+            return cut + "…" + closers
+        room -= len(closers)
+
+
+def split(text: str, limit: int = LIMIT) -> list[str]:
+    """Cut a long HTML message into messages of at most `limit` characters, at line ends where no
+    tag is open (a <pre> block stays whole unless it alone is too long: then it is truncated)."""
+    if len(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    depth = 0
+    block: list[str] = []  # lines of an open tag, kept together
+    for line in text.split("\n"):
+        block.append(line)
+        for match in _TAG.finditer(line):
+            depth += -1 if match.group(1) else 1
+        if depth > 0:
+            continue
+        chunk = "\n".join(block)
+        block = []
+        if current and size + 1 + len(chunk) > limit:
+            parts.append("\n".join(current))
+            current, size = [], 0
+        size = size + 1 + len(chunk) if current else len(chunk)
+        current.append(chunk)
+    if block:
+        current.append("\n".join(block))
+    if current:
+        parts.append("\n".join(current))
+    return [p if len(p) <= limit else truncate(p, limit) for p in parts if p.strip()]
 
 
 # ---- views -------------------------------------------------------------------------------------
@@ -90,7 +118,7 @@ def status_compact(views: Sequence[ChainView]) -> str:
         rounds = f"round {v.round}" + (f"/{v.max_rounds}" if v.max_rounds else "")
         current = f" · {esc(v.current_link)} {ago(v.current_link_since)}" if v.current_link else ""
         lines.append(f"{icon} <b>{esc(v.name)}</b> {esc(v.status)} · {rounds}{current}")
-    return truncate("\n".join(lines))
+    return "\n".join(lines)  # may be long: replies are split at line ends
 
 
 def status_detail(v: ChainView, next_fire: str | None = None) -> str:
@@ -133,7 +161,7 @@ def log_text(chain: str, rows: Sequence[LinkRunRow]) -> str:
     if not rows:
         return f"<b>{esc(chain)}</b>: no links run yet."
     lines = [f"<b>{esc(chain)}</b>: last {len(rows)} links"] + [link_line(r) for r in rows]
-    return truncate("\n".join(lines))
+    return "\n".join(lines)  # may be long: replies are split at line ends
 
 
 def handoff_message(title: str, text: str) -> tuple[str, str | None]:

@@ -7,11 +7,10 @@ from collections import defaultdict
 
 from engine import events as ev
 from engine.prompts import format_duration
-from engine.statefiles import ChainFiles
 from engine.store import Store
 
 
-async def build_report(store: Store, run_id: int, state_dir: ChainFiles | None = None) -> tuple[str, str, str] | None:
+async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None:
     """(file name, Markdown, caption) for a finished run, or None when the run is unknown."""
     run = await store.run(run_id)
     if run is None:

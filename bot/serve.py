@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from telegram import BotCommand
 from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
-from telegram.ext import Application, ApplicationBuilder
 
+from bot import callbacks as cb
 from bot import logsafe
+from bot.app import App, announce_commands, build_application
 from bot.auth import Access
-from bot.handlers import COMMANDS, BotHandlers
+from bot.handlers import BotHandlers
 from bot.notify import Notifier
 from bot.outbox import OutboxSender
 from bot.pacer import Pacer
@@ -43,6 +43,7 @@ from engine.store import Store
 log = logging.getLogger(__name__)
 
 CONNECT_BACKOFF_MAX_S = 60.0
+WIND_DOWN_S = 15.0
 
 
 class FatalBotError(LlmautoError):
@@ -75,19 +76,6 @@ async def _main(settings: Settings) -> None:
     await run_serve(settings, stop)
 
 
-def build_application(settings: Settings, *, poll_timeout_s: float) -> Application[Any, Any, Any, Any, Any, Any]:
-    assert settings.telegram_token
-    return (
-        ApplicationBuilder()
-        .token(settings.telegram_token)
-        .base_url(settings.api_base_url)
-        .concurrent_updates(True)  # a slow handler never holds up /stop_chain
-        .job_queue(None)
-        .get_updates_read_timeout(poll_timeout_s + 10)
-        .build()
-    )
-
-
 async def run_serve(
     settings: Settings,
     stop: asyncio.Event,
@@ -102,6 +90,7 @@ async def run_serve(
     check(settings)
     fatal: list[BaseException] = []
     async with AsyncExitStack() as stack:
+        stack.enter_context(logsafe.protect(settings.secrets()))
         store = await stack.enter_async_context(Store.open(settings.db_path))
         engine = await stack.enter_async_context(Engine(settings, store, shutdown_kills_links=shutdown_kills_links))
         scheduler = await stack.enter_async_context(Scheduler(settings, engine))
@@ -110,12 +99,11 @@ async def run_serve(
         wake = asyncio.Event()
         notifier = Notifier(settings, store, engine.bus, outbox, wake)
         handlers = BotHandlers(engine, ScheduleBook(store, settings), outbox, pacer,
-                               Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh)
-        app = build_application(settings, poll_timeout_s=poll_timeout_s)
-        handlers.register(app)
-        app.add_error_handler(_log_handler_error)
+                               Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake)
+        app = build_application(settings, handlers, poll_timeout_s=poll_timeout_s)
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(notifier.run(), name="notifier")]
-        stack.push_async_callback(_cancel, tasks)
+        halts: list[Callable[[], None]] = [stop.set, notifier.halt.set]
+        stack.push_async_callback(_wind_down, tasks, halts)
 
         await _recover(engine, outbox, settings)
         if on_engine is not None:
@@ -123,8 +111,7 @@ async def run_serve(
         if not await _connect(app, stop):
             return
         stack.push_async_callback(app.shutdown)
-        with contextlib.suppress(TelegramError):
-            await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+        await announce_commands(app)
         await app.start()
         stack.push_async_callback(app.stop)
 
@@ -140,6 +127,7 @@ async def run_serve(
                                         allowed_updates=["message", "callback_query"])
         stack.push_async_callback(_stop_updater, app)
         sender = OutboxSender(app.bot, outbox, pacer, wake)
+        halts += [sender.halt.set, wake.set]
         tasks.append(asyncio.create_task(sender.run(), name="outbox-sender"))
         if settings.summary_at and settings.chat_id is not None:
             tasks.append(asyncio.create_task(
@@ -168,7 +156,7 @@ async def run_serve(
         raise FatalBotError(f"serve stopped: {exc}") from exc
 
 
-async def _connect(app: Application[Any, Any, Any, Any, Any, Any], stop: asyncio.Event) -> bool:
+async def _connect(app: App, stop: asyncio.Event) -> bool:
     """Initialize the bot (getMe), retrying while Telegram is unreachable; the engine works meanwhile."""
     delay = 1.0
     while not stop.is_set():
@@ -190,13 +178,18 @@ async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> N
     or the chat is asked first (ask): Resume or leave stopped."""
     for name in await engine.interrupted_chains():
         if settings.recovery == "ask" and settings.chat_id is not None:
-            buttons = [[{"text": "Resume", "data": f"start:{name}"}, {"text": "Leave stopped", "data": "noop"}]]
+            buttons = cb.keyboard(cb.row(cb.button("Resume", "start", name), cb.button("Leave stopped", "noop")))
+            # kind "question": sent alone, never coalesced with notes (that would drop its buttons).
             await outbox.enqueue_now([NewMessage(
-                chat_id=settings.chat_id, kind="note", chain=name, buttons=buttons if len(f"start:{name}") <= 64 else None,
+                chat_id=settings.chat_id, kind="question", chain=name, buttons=buttons,
                 text=f"♻️ <b>{html.escape(name)}</b> was interrupted (crash or shutdown). Resume it where it was?")])
             continue
         try:
-            await engine.start_chain(name, origin="recovery", chat_id=settings.chat_id, requested_by="recovery")
+            run_id = await engine.start_chain(name, origin="recovery", chat_id=settings.chat_id, requested_by="recovery")
+            if settings.chat_id is not None:
+                await outbox.enqueue_now([NewMessage(
+                    chat_id=settings.chat_id, kind="note", chain=name, run_id=run_id,
+                    text=f"♻️ <b>{html.escape(name)}</b> was interrupted (crash or shutdown); resumed where it was (run #{run_id}).")])
         except LlmautoError as exc:
             log.warning("cannot resume %s: %s", name, exc)
             if settings.chat_id is not None:
@@ -204,16 +197,21 @@ async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> N
                                                      text=f"⚠️ <b>{html.escape(name)}</b> could not be resumed: {html.escape(str(exc))}")])
 
 
-async def _stop_updater(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+async def _stop_updater(app: App) -> None:
     if app.updater is not None and app.updater.running:
         await app.updater.stop()
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
+async def _wind_down(tasks: list[asyncio.Task[None]], halts: list[Callable[[], None]]) -> None:
+    """Ask the side tasks to stop after their current step, and cancel only what does not within
+    WIND_DOWN_S: a task cancelled inside a store transaction (at BEGIN, in particular) can leave the
+    shared connection in a transaction, and the engine, which records how each run ended right
+    after this, would fail with "cannot start a transaction within a transaction"."""
+    for halt in halts:
+        halt()
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=WIND_DOWN_S)
+        for task in pending:
+            log.warning("%s did not stop within %.0f s; cancelling it", task.get_name(), WIND_DOWN_S)
+            task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _log_handler_error(update: object, context: Any) -> None:
-    log.error("handler failed: %s", context.error, exc_info=context.error)

@@ -1,0 +1,103 @@
+"""Answers in a chat, and the way back from a reply to the chain it concerns.
+
+`Replies.send` answers an update: paced (the pacer the outbox shares), long text split at line ends
+(documents for long content are the caller's choice), and when Telegram cannot be reached the
+answer is written to the outbox and sent later. Every message that concerns a chain is remembered
+(in memory at once, and in the store's `messages` table), so that a reply to it (a reason, an
+answer to a BLOCKED alert, `/stop_chain REASON`) maps back to its chain and kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from telegram import ForceReply, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, NetworkError, RetryAfter
+
+from bot import callbacks as cb
+from bot import render
+from bot.outbox import markup
+from bot.pacer import Pacer
+from engine.outbox_store import NewMessage, OutboxStore
+
+log = logging.getLogger(__name__)
+
+RECORD_WAIT_S = 2.0
+RECENT_MAX = 2000
+
+
+class Replies:
+    def __init__(self, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event) -> None:
+        self.outbox = outbox
+        self.pacer = pacer
+        self.wake = wake  # the outbox sender's
+        # Messages this process just sent -> (chain, kind): a quick reply must not wait for the store.
+        self._recent: dict[tuple[int, int], tuple[str | None, str | None]] = {}
+        self._recorded = asyncio.Event()
+
+    async def send(self, update: Update, text: str, *, buttons: cb.Buttons | None = None, chain: str | None = None,
+                   kind: str = "reply", document: tuple[str, str] | None = None, force_reply: bool = False) -> Message | None:
+        """Answer in the update's chat, paced. Long text goes out in several messages, split at
+        line ends. If Telegram cannot be reached, the answer goes to the outbox (sent later)."""
+        chat = update.effective_chat
+        if chat is None:
+            return None
+        bot = update.get_bot()
+        parts = [render.truncate(text, render.CAPTION_LIMIT)] if document else render.split(text)
+        message = None
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            await self.pacer.acquire(chat.id)
+            try:
+                if document is not None:
+                    message = await bot.send_document(chat.id, document=document[1].encode(), filename=document[0],
+                                                      caption=part, parse_mode=ParseMode.HTML)
+                else:
+                    reply_markup: Any = ForceReply(selective=True) if force_reply else markup(buttons)
+                    message = await bot.send_message(chat.id, part, parse_mode=ParseMode.HTML,
+                                                     reply_markup=reply_markup if last else None)
+            except BadRequest:
+                raise
+            except (RetryAfter, NetworkError) as exc:
+                log.info("reply to chat %s failed (%s); queued in the outbox", chat.id, type(exc).__name__)
+                await self.outbox.enqueue_now([NewMessage(
+                    chat_id=chat.id, kind=kind, text=part, chain=chain, buttons=buttons if last else None,
+                    document_name=document[0] if document else None, document=document[1] if document else None)])
+                self.wake.set()
+                continue
+            self._recent[(chat.id, message.message_id)] = (chain, kind)
+            if chain is not None:
+                await self.outbox.remember(chat.id, message.message_id, kind=kind, chain=chain)
+        if len(self._recent) > RECENT_MAX:  # the store has the chains' messages; this is only for fast replies
+            for key in list(self._recent)[:500]:
+                del self._recent[key]
+        self._recorded.set()
+        return message
+
+    async def replied_chain(self, update: Update) -> tuple[str | None, str | None]:
+        """(chain, kind) of the bot message this update replies to, or (None, None)."""
+        message = update.effective_message
+        replied = message.reply_to_message if message else None
+        if replied is None or update.effective_chat is None:
+            return None, None
+        key = (update.effective_chat.id, replied.message_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECORD_WAIT_S
+        while True:
+            if key in self._recent:
+                return self._recent[key]
+            sent = await self.outbox.message(*key)
+            if sent is not None:
+                return sent.chain, sent.kind
+            # A quick reply can overtake the bookkeeping of the message it answers: wait for it
+            # briefly when the replied message is ours.
+            from_bot = replied.from_user is not None and replied.from_user.is_bot
+            if not from_bot or loop.time() >= deadline:
+                return None, None
+            self._recorded.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recorded.wait(), max(0.0, deadline - loop.time()))
