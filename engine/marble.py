@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 PROGRESS_FLUSH_S = 1.0
 MAX_LIMIT_WAITS = 48  # usage-limit waits for one link before the chain gives up
+FINISH_TRIES = 5  # the last writes of a run: tries, with pauses of 0.5, 1, 2, 4 s between them
+FINISH_RETRY_S = 0.5
 INITIAL_HANDOFF = "# {name}\n\n{description}\n\n## Status: READY\nNo work has been done yet; this is the first round.\n"
 
 
@@ -133,6 +135,9 @@ class MarbleRun:
         self.last_progress: Progress | None = None
         self.ready = asyncio.Event()  # set once the run is recorded (run_id known)
         self._last_link_run_id: int | None = None
+        # The chain's counters as last changed: a run that ends by an exception (a shutdown, a locked
+        # or full store) must finish with these, never with the state it started from.
+        self._state: ChainState | None = None
 
     # ---- plumbing ------------------------------------------------------------------------
     def _publish(self, events: Sequence[Event]) -> None:
@@ -168,7 +173,7 @@ class MarbleRun:
                 "links": len(self.chain.links), "max_rounds": self.chain.max_rounds,
             })],
         )
-        state = replace(state, last_run_id=self.run_id, status="RUNNING", stop_reason=None)
+        state = self._state = replace(state, last_run_id=self.run_id, status="RUNNING", stop_reason=None)
         self.ready.set()
         self._publish(events)
         if current.text is not None:
@@ -182,17 +187,20 @@ class MarbleRun:
             stop, state = await self._loop(state)
         except _ShutDown:
             stop, status = policy.Stop("STOPPED", "llmauto shut down; the chain resumes on the next start"), "INTERRUPTED"
-            return await self._finish(state, stop, run_status=status)
+            return await self._finish(self._latest(state), stop, run_status=status)
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish(state, policy.Stop("STOPPED", "cancelled"), run_status="INTERRUPTED"))
+            await asyncio.shield(self._finish(self._latest(state), policy.Stop("STOPPED", "cancelled"), run_status="INTERRUPTED"))
             raise
         except StoreError as exc:
             log.error("chain %s failed: %s", self.chain.name, exc)
-            return await self._finish(state, policy.Stop("FAILED", f"engine error: {exc}"))
+            return await self._finish(self._latest(state), policy.Stop("FAILED", f"engine error: {exc}"))
         except Exception as exc:
             log.exception("chain %s failed", self.chain.name)
-            return await self._finish(state, policy.Stop("FAILED", f"engine error: {exc}"))
+            return await self._finish(self._latest(state), policy.Stop("FAILED", f"engine error: {exc}"))
         return await self._finish(state, stop)
+
+    def _latest(self, fallback: ChainState) -> ChainState:
+        return self._state if self._state is not None else fallback
 
     async def _finish(self, state: ChainState, stop: policy.Stop, *, run_status: str | None = None) -> RunOutcome:
         status = run_status or stop.status
@@ -200,18 +208,38 @@ class MarbleRun:
             self.files.write_status(stop.status)
         except OSError as exc:
             log.error("cannot write status.txt of %s: %s", self.chain.name, exc)
-        events = await self.d.store.finish_run(
-            self.run_id, state, status=status, reason=stop.reason,
-            evs=[NewEvent(ev.RUN_FINISHED, {
-                "status": stop.status, "run_status": status, "reason": stop.reason, "by": self.control.stop_by,
-                "cost_usd": round(self.cost, 6), "round": state.round, "rounds_counted": state.rounds_counted,
-                "chat_id": self.chat_id, "origin": self.origin,
-            })],
+        finished = NewEvent(ev.RUN_FINISHED, {
+            "status": stop.status, "run_status": status, "reason": stop.reason, "by": self.control.stop_by,
+            "cost_usd": round(self.cost, 6), "round": state.round, "rounds_counted": state.rounds_counted,
+            "chat_id": self.chat_id, "origin": self.origin,
+        })
+        events = await self._with_retries(
+            "record the end of the run", lambda: self.d.store.finish_run(self.run_id, state, status=status, reason=stop.reason, evs=[finished]),
         )
+        if events is None:
+            # The store refused every try (still locked, disk still full): the run row stays RUNNING
+            # with a lease whose owner is about to be gone, so the next start finds it interrupted
+            # and resumes it from the counters committed after its last link.
+            return RunOutcome(self.run_id, "INTERRUPTED", f"{stop.reason} (the end of the run could not be recorded)")
         if run_status == "INTERRUPTED":
-            await self.d.store.put_chain_state(replace(state, status="STOPPED", stop_reason=stop.reason))
+            await self._with_retries("record the chain as stopped", lambda: self.d.store.put_chain_state(
+                replace(state, status="STOPPED", stop_reason=stop.reason)))
         self._publish(events)
         return RunOutcome(self.run_id, status, stop.reason)
+
+    async def _with_retries(self, what: str, write: Callable[[], Awaitable[list[Event]]]) -> list[Event] | None:
+        """A last write of the run, tried FINISH_TRIES times with a growing pause: a database locked
+        by another program for a moment must not leave the run looking alive."""
+        for attempt in range(FINISH_TRIES):
+            try:
+                return await write()
+            except StoreError as exc:
+                if attempt == FINISH_TRIES - 1:
+                    log.error("chain %s: cannot %s after %d tries: %s", self.chain.name, what, FINISH_TRIES, exc)
+                    return None
+                log.warning("chain %s: cannot %s (%s); trying again", self.chain.name, what, exc)
+                await self.d.sleeper.sleep(FINISH_RETRY_S * 2 ** attempt, asyncio.Event())
+        return None
 
     async def _loop(self, state: ChainState) -> tuple[policy.Stop, ChainState]:
         while True:
@@ -219,7 +247,7 @@ class MarbleRun:
                 raise _ShutDown
             if self.control.stop_requested:
                 return policy.Stop("STOPPED", self.control.stop_reason or "stopped"), state
-            state = await self._apply_answers(state)
+            state = self._state = await self._apply_answers(state)
             agent_status = self._agent_status()
             stop = policy.stop_before_link(self.chain, self._counters(state), self.d.clock.now(), agent_status=agent_status)
             if stop is not None:
@@ -228,6 +256,7 @@ class MarbleRun:
                 await self._pause()
                 continue
             state, stop = await self._step(state)
+            self._state = state
             if stop is not None:
                 return stop, state
 
@@ -563,6 +592,7 @@ class MarbleRun:
             passes=self.passes, handoff=handoff_version, evs=new_events,
             link_run_id=self._last_link_run_id if ran else None,
         ))
+        self._state = state
         self.files.write_round(state.round)
         if blocked and self.chain.on_blocked == "wait" and stop is None:
             stop = await self._wait_for_answer(link)
