@@ -35,6 +35,7 @@ from engine.runner import (
     process_start_token,
 )
 from engine.settings import Settings
+from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles
 from engine.store import ChainState, LinkRunRow, NewEvent, Overview, RunRow, Store
 
@@ -83,10 +84,11 @@ class Engine:
         self.store = store
         self.bus = bus or EventBus()
         self.clock = clock or SystemClock()
+        # The cap on agent processes holds across every process of this home (serve, chain start).
+        self.slots = FileSlots(settings.state_dir / "slots", settings.max_parallel_links)
         self.deps = RunDeps(
             settings=settings, store=store, bus=self.bus, runner=runner or SubprocessRunner(),
-            clock=self.clock, sleeper=sleeper or RealSleeper(),
-            slots=asyncio.Semaphore(settings.max_parallel_links),
+            clock=self.clock, sleeper=sleeper or RealSleeper(), slots=self.slots,
         )
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -95,6 +97,7 @@ class Engine:
         self._starting: set[str] = set()
         self._defs: dict[str, tuple[tuple[int, int], ChainDef | None, str | None]] = {}
         self._background: asyncio.Task[None] | None = None
+        self._notes: set[asyncio.Task[None]] = set()  # events emitted from sync callbacks
         self._closed = False
         self.on_run_end: list[Callable[[str, RunOutcome], None]] = []
 
@@ -116,6 +119,8 @@ class Engine:
             run.control.request_shutdown(kill_links=self.shutdown_kills_links)
         if self._runs:
             await asyncio.gather(*(task for _, task in self._runs.values()), return_exceptions=True)
+        if self._notes:
+            await asyncio.gather(*self._notes, return_exceptions=True)
         if self._background is not None:
             self._background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,7 +166,12 @@ class Engine:
                 await self.store.release_lease(chain.name, self.owner)
                 raise
             control = RunControl()
-            run = MarbleRun(self.deps, chain, control, origin=origin, chat_id=chat_id, requested_by=requested_by, owner=self.owner)
+
+            def waiting_for_slot() -> None:
+                self._note_slot_wait(run)
+
+            deps = replace(self.deps, slots=WaitingSlots(self.slots, waiting_for_slot))
+            run = MarbleRun(deps, chain, control, origin=origin, chat_id=chat_id, requested_by=requested_by, owner=self.owner)
             task = asyncio.create_task(self._drive(run, state), name=f"chain-{chain.name}")
             self._runs[chain.name] = (run, task)
             task.add_done_callback(functools.partial(self._run_done, chain.name))
@@ -173,6 +183,15 @@ class Engine:
         if task.done() and not run.ready.is_set():
             task.result()  # raises what went wrong before the run was recorded
         return run.run_id
+
+    def _note_slot_wait(self, run: MarbleRun) -> None:
+        """A link of `run` waits because every agent slot of the home is taken: say so (once per
+        wait), so a chain that seems idle explains itself."""
+        task = asyncio.create_task(self._emit(
+            run.chain.name, run.run_id, ev.WAITING_SLOT, link=run.current_link, slots=self.slots.count,
+        ))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
 
     @staticmethod
     def _next_run_state(state: ChainState) -> ChainState:

@@ -7,7 +7,10 @@ deterministic; waiting is done on the store (the run recorded, the lease taken),
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,43 @@ def test_main_in_process_maps_errors_to_exit_codes(home: Path, capsys: pytest.Ca
     (home / "chains" / "broken.json").write_text("{not json", encoding="utf-8")
     assert main(["--home", str(home), "chain", "validate", "broken"]) == 2
     assert "invalid JSON" in capsys.readouterr().err
+
+
+# A command link that holds its agent slot until the test lets it go, recording its span like
+# the fake claude does.
+GATE = (
+    "import json, os, time; start = time.time()\n"
+    "while not os.path.exists(os.environ['GATE']): time.sleep(0.01)\n"
+    "open(os.environ['FAKE_CLAUDE_SPANS'], 'a').write(json.dumps({'chain': os.environ['LLMAUTO_CHAIN'], "
+    "'link': os.environ['LLMAUTO_LINK'], 'start': start, 'end': time.time()}) + '\\n')"
+)
+
+
+async def test_max_parallel_links_holds_across_processes(cli: Cli, tmp_path: Path) -> None:
+    """Two `chain start` processes, cap 1: their agents never overlap in time, and the chain that
+    has to wait says so."""
+    spans, gate = tmp_path / "spans.jsonl", tmp_path / "gate"
+    cli.env.update(LLMAUTO_MAX_PARALLEL_LINKS="1", FAKE_CLAUDE_SPANS=str(spans), GATE=str(gate))
+    write_chain(cli.home, "one", {"max_rounds": 1, "links": [
+        {"name": "a1", "command": [sys.executable, "-c", GATE]},
+        {"name": "a2", "model": "claude-sonnet-4-6", "prompt": "work"}]})
+    write_chain(cli.home, "two", {"max_rounds": 1, "links": [
+        {"name": "b1", "model": "claude-sonnet-4-6", "prompt": "work"},
+        {"name": "b2", "model": "claude-sonnet-4-6", "prompt": "work"}]})
+    cli.scenario_is({"default": {"sleep": 0.3}})
+    one = cli.spawn("chain", "start", "one")
+    await wait_for_lease(cli.home, "one", one.pid)
+    two = cli.spawn("chain", "start", "two")
+    async with Store.open(cli.home / "state" / "llmauto.db") as store:
+        async def two_waits() -> None:
+            while not any(e.kind == "waiting_slot" for e in await store.chain_events("two")):
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(two_waits(), 30)
+    gate.touch()
+    (_, err_one), (out_two, err_two) = one.communicate(timeout=60), two.communicate(timeout=60)
+    assert (one.returncode, two.returncode) == (0, 0), err_one + err_two
+    calls = sorted((json.loads(line) for line in spans.read_text().splitlines()), key=lambda c: c["start"])
+    assert sorted(c["link"] for c in calls) == ["a1", "a2", "b1", "b2"]
+    for before, after in itertools.pairwise(calls):
+        assert after["start"] >= before["end"], f"{after} started while {before} ran"
+    assert "b1 waits for a free agent slot (all 1 in use)" in out_two

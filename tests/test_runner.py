@@ -194,3 +194,57 @@ def test_claude_argv() -> None:
     assert argv == ("claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "m",
                     "--fallback-model", "f", "--permission-mode", "acceptEdits", "--allowedTools", "Read Write",
                     "--resume", "S")
+
+
+# ---- the home-wide cap on agent processes (engine/slots.py) ---------------------------------
+HOLD_SLOT = (
+    "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+    "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1000)"
+)
+
+
+async def test_slots_are_shared_between_holders_and_handed_on_in_order(tmp_path: Path) -> None:
+    from engine.slots import FileSlots
+
+    mine, other = FileSlots(tmp_path, 1, poll_s=0.01), FileSlots(tmp_path, 1, poll_s=0.01)
+    order: list[str] = []
+    waited: list[str] = []
+
+    async def worker(name: str) -> None:
+        await mine.acquire(lambda: waited.append(name))
+        order.append(name)
+        mine.release()
+
+    async with other:  # another holder (as if another process): everyone here waits
+        assert mine.locked()
+        tasks = [asyncio.create_task(worker(n)) for n in ("first", "second", "third")]
+        await asyncio.sleep(0.05)
+        assert order == [] and waited == ["first"]
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert order == ["first", "second", "third"]
+    assert not mine.locked() and mine.held == 0
+    with pytest.raises(ValueError):
+        mine.release()
+
+
+async def test_a_slot_held_by_a_killed_process_is_free_again(tmp_path: Path) -> None:
+    from engine.slots import FileSlots
+
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_SLOT, str(tmp_path / "slot-0.lock"), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"held\n"
+        slots = FileSlots(tmp_path, 1, poll_s=0.01)
+        assert slots.locked()
+        acquiring = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0.05)
+        assert not acquiring.done()
+        holder.kill()
+        await asyncio.wait_for(acquiring, 5)
+        assert slots.held == 1
+        slots.release()
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
