@@ -32,12 +32,13 @@ from engine.runner import (
     AgentRunner,
     SubprocessRunner,
     kill_group,
+    process_is,
     process_start_token,
 )
 from engine.settings import Settings
 from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles
-from engine.store import ChainState, LinkRunRow, NewEvent, Overview, RunRow, Store
+from engine.store import ChainState, Lease, LinkRunRow, NewEvent, Overview, RunRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -233,21 +234,21 @@ class Engine:
     # ---- leases & recovery ---------------------------------------------------------------
     async def _take_lease(self, chain: str) -> str | None:
         current = await self.store.lease(chain)
-        dead = current is None or self._lease_dead(current.host, current.pid, current.heartbeat_at)
-        held = await self.store.try_acquire_lease(chain, owner=self.owner, host=self.host, pid=os.getpid(), holder_dead=dead)
+        dead = current is None or self._lease_dead(current)
+        held = await self.store.try_acquire_lease(
+            chain, owner=self.owner, host=self.host, pid=os.getpid(), holder_dead=dead,
+            pid_start=process_start_token(os.getpid()),
+        )
         if held is None:
             return None
         return f"pid {held.pid} on {held.host}"
 
-    def _lease_dead(self, host: str, pid: int, heartbeat_at: str) -> bool:
-        if host == self.host and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                pass
-        age = (self.clock.now() - datetime.fromisoformat(heartbeat_at)).total_seconds()
+    def _lease_dead(self, lease: Lease) -> bool:
+        """A holder on this host is dead when its pid is gone, a zombie, or now another process
+        (a different start time: the pid was reused); anywhere, when its heartbeat is stale."""
+        if lease.host == self.host and lease.pid != os.getpid() and not process_is(lease.pid, lease.pid_start):
+            return True
+        age = (self.clock.now() - datetime.fromisoformat(lease.heartbeat_at)).total_seconds()
         return age > LEASE_STALE_S
 
     async def _recover(self, chain: str) -> None:
@@ -298,7 +299,7 @@ class Engine:
                 names.append(name)
             elif run.status == "RUNNING":
                 lease = await self.store.lease(name)
-                if lease is None or self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+                if lease is None or self._lease_dead(lease):
                     names.append(name)
         return sorted(names)
 
@@ -364,7 +365,7 @@ class Engine:
         lease = await self.store.lease(name)
         if lease is None or lease.owner == self.owner:
             return None
-        if self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+        if self._lease_dead(lease):
             return None
         return f"pid {lease.pid} on {lease.host}"
 
@@ -422,7 +423,7 @@ class Engine:
         here = self.is_running_here(name)
         elsewhere = None
         lease = snap.leases.get(name)
-        if not here and lease is not None and lease.owner != self.owner and not self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+        if not here and lease is not None and lease.owner != self.owner and not self._lease_dead(lease):
             elsewhere = f"pid {lease.pid} on {lease.host}"
         running = snap.running.get(name)
         current = running if running is not None and (here or elsewhere) else None

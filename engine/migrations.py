@@ -175,4 +175,10 @@ MIGRATIONS: tuple[str, ...] = (
     -- are not "missed" when llmauto starts again.
     ALTER TABLE schedules ADD COLUMN armed_at TEXT;
     """,
+    # m003_lease_pid_start
+    """
+    -- The lease holder's start time (/proc/PID/stat field 22): a live process that merely reuses
+    -- a dead holder's pid does not keep the chain's lease.
+    ALTER TABLE leases ADD COLUMN pid_start TEXT;
+    """,
 )

@@ -333,6 +333,27 @@ def agent_env(
     return env
 
 
+def process_is(pid: int, start_token: str | None) -> bool:
+    """Is `pid` alive and still the process that had `start_token` (when given)? A dead pid, a
+    zombie, or another process that reuses the pid: False. Without /proc, only liveness counts."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            rest = handle.read().decode("ascii", "replace").rsplit(")", 1)[-1].split()
+    except FileNotFoundError:
+        return False  # gone between the two looks
+    except OSError:
+        return True
+    if rest and rest[0] == "Z":
+        return False
+    return start_token is None or (len(rest) > 19 and rest[19] == start_token)
+
+
 def process_start_token(pid: int) -> str | None:
     """The process's start time in clock ticks (Linux /proc), so a reused pid is never mistaken
     for the agent that once had it."""

@@ -122,6 +122,7 @@ class Lease(_Row):
     pid: int
     acquired_at: str
     heartbeat_at: str
+    pid_start: str | None = None  # the holder's start time (see runner.process_start_token)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -573,7 +574,9 @@ class Store:
     async def leases(self) -> list[Lease]:
         return [Lease.from_row(r) for r in await self._fetchall("SELECT * FROM leases")]
 
-    async def try_acquire_lease(self, chain: str, *, owner: str, host: str, pid: int, holder_dead: bool) -> Lease | None:
+    async def try_acquire_lease(
+        self, chain: str, *, owner: str, host: str, pid: int, holder_dead: bool, pid_start: str | None = None,
+    ) -> Lease | None:
         """Take the chain's lease; returns the other holder's lease when it is held and alive."""
         async with self.transaction() as db:
             row = await (await db.execute("SELECT * FROM leases WHERE chain = ?", (chain,))).fetchone()
@@ -581,8 +584,9 @@ class Store:
                 return Lease.from_row(row)
             now = self.stamp()
             await db.execute(
-                "INSERT OR REPLACE INTO leases (chain, owner, host, pid, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (chain, owner, host, pid, now, now),
+                "INSERT OR REPLACE INTO leases (chain, owner, host, pid, pid_start, acquired_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chain, owner, host, pid, pid_start, now, now),
             )
             return None
 

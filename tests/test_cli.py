@@ -10,12 +10,15 @@ import asyncio
 import itertools
 import json
 import signal
+import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from engine.cli import main
+from engine.runner import process_start_token
 from engine.store import Store
 from tests.conftest import write_chain
 from tests.helpers import Cli, gone, wait_for_lease
@@ -225,3 +228,62 @@ async def test_max_parallel_links_holds_across_processes(cli: Cli, tmp_path: Pat
     for before, after in itertools.pairwise(calls):
         assert after["start"] >= before["end"], f"{after} started while {before} ran"
     assert "b1 waits for a free agent slot (all 1 in use)" in out_two
+
+
+async def _fabricate_lease(home: Path, chain: str, pid: int, pid_start: str | None) -> None:
+    """A fresh lease of `chain` held by `pid` on this host, as if that process ran the chain."""
+    async with Store.open(home / "state" / "llmauto.db") as store:
+        now = store.stamp()
+        await store.execute(
+            "INSERT OR REPLACE INTO leases (chain, owner, host, pid, pid_start, acquired_at, heartbeat_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chain, f"{socket.gethostname()}:{pid}:fabricated", socket.gethostname(), pid, pid_start, now, now),
+        )
+
+
+async def test_a_lease_whose_pid_was_reused_is_taken_over(cli: Cli) -> None:
+    """The holder's pid is alive but belongs to another process now (its start time differs):
+    the lease is dead and a new start takes it over; with the holder's own start time, refused."""
+    write_chain(cli.home, "reuse", dict(LOOP, max_rounds=1))
+    cli.scenario_is({})
+    sleeper = await asyncio.create_subprocess_exec("sleep", "1000")
+    try:
+        real_start = process_start_token(sleeper.pid)
+        assert real_start is not None
+        await _fabricate_lease(cli.home, "reuse", sleeper.pid, real_start)
+        refused = cli.run("chain", "start", "reuse")
+        assert refused.returncode == 1
+        assert f"already running in another process (pid {sleeper.pid}" in refused.stderr
+
+        await _fabricate_lease(cli.home, "reuse", sleeper.pid, str(int(real_start) + 1))
+        taken = cli.run("chain", "start", "reuse")
+        assert taken.returncode == 0, taken.stderr
+        assert "COMPLETED" in taken.stdout
+    finally:
+        sleeper.kill()
+        await sleeper.wait()
+
+
+ZOMBIE_MAKER = "import subprocess, time; p = subprocess.Popen(['true']); print(p.pid, flush=True); time.sleep(1000)"
+
+
+async def test_a_lease_held_by_a_zombie_is_taken_over(cli: Cli) -> None:
+    write_chain(cli.home, "zombie", dict(LOOP, max_rounds=1))
+    cli.scenario_is({})
+    # A parent that never reaps its exited child: the child stays a zombie with its start time.
+    parent = await asyncio.create_subprocess_exec(sys.executable, "-c", ZOMBIE_MAKER, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        zombie = int(await asyncio.wait_for(parent.stdout.readline(), 10))
+        deadline = time.monotonic() + 10
+        while not gone(zombie):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        start = process_start_token(zombie)
+        assert start is not None
+        await _fabricate_lease(cli.home, "zombie", zombie, start)
+        taken = cli.run("chain", "start", "zombie")
+        assert taken.returncode == 0, taken.stderr
+    finally:
+        parent.kill()
+        await parent.wait()
