@@ -21,7 +21,7 @@ PROGRESS_EVERY_S = 5.0  # when stdout is not a terminal
 
 
 async def run_foreground(settings: Settings, name: str) -> int:
-    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+    async with Store.open(settings.db_path, secrets=settings.secrets()) as store, Engine(settings, store) as engine:
         engine.load(name)
         queue = engine.bus.subscribe()
         loop = asyncio.get_running_loop()

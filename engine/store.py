@@ -5,6 +5,11 @@ timeout (several processes share the file: `serve`, a foreground `chain start`, 
 applies the numbered migrations, and offers intention-revealing methods. Writes that belong
 together (a link's result, the chain's counters, the handoff version and the events) commit in one
 transaction, so a crash leaves either all of them or none: no round is counted twice.
+
+Secrets never reach the file: opened with `secrets=settings.secrets()`, the store replaces each of
+them by `[redacted]` in every text it writes (event payloads, handoff versions, link results and
+errors, outbox messages: every parameter of every write goes through `Writer`), whatever an agent
+echoed into its handoff or its answer.
 """
 
 from __future__ import annotations
@@ -25,6 +30,43 @@ from engine.clock import Clock, SystemClock
 from engine.errors import StoreError
 from engine.events import Event
 from engine.migrations import MIGRATIONS
+
+REDACTED = "[redacted]"
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret replaced by [redacted] (`secrets` longest first)."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrub_value(value: Any, secrets: Sequence[str]) -> Any:
+    """Strings anywhere in a JSON-like value (dict keys included), scrubbed."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, Mapping):
+        return {scrub_value(k, secrets): scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_value(v, secrets) for v in value)
+    return value
+
+
+class Writer:
+    """The connection as the body of a transaction sees it: every text parameter is scrubbed of
+    the store's secrets on its way into the database."""
+
+    def __init__(self, conn: aiosqlite.Connection, secrets: Sequence[str]) -> None:
+        self._conn = conn
+        self._secrets = secrets
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> aiosqlite.Cursor:
+        if self._secrets:
+            parameters = [scrub(p, self._secrets) if isinstance(p, str) else p for p in parameters]
+        return await self._conn.execute(sql, parameters)
 
 
 def utc_iso(when: datetime | None = None) -> str:
@@ -154,13 +196,19 @@ class Overview:
 
 class Store:
     """One aiosqlite connection, owned here; use `async with Store.open(path) as store:`.
-    Every time it records comes from `clock` (tests pass a ManualClock)."""
+    Every time it records comes from `clock` (tests pass a ManualClock); no text it writes holds
+    one of `secrets`."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock | None = None) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, path: Path, clock: Clock | None = None, secrets: Sequence[str] = (),
+    ) -> None:
         self._conn = conn
         self.path = path
         self.clock: Clock = clock or SystemClock()
         self._lock = asyncio.Lock()
+        # Longest first, so a secret that contains another is redacted whole.
+        self.secrets: tuple[str, ...] = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self._writer = Writer(conn, self.secrets)
 
     def stamp(self) -> str:
         """Now, as the store records times (UTC ISO 8601, milliseconds)."""
@@ -169,7 +217,9 @@ class Store:
     # ---- lifecycle -------------------------------------------------------------------------
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path, *, busy_timeout_ms: int = 15_000, clock: Clock | None = None) -> AsyncIterator[Store]:
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int = 15_000, clock: Clock | None = None, secrets: Sequence[str] = (),
+    ) -> AsyncIterator[Store]:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = await aiosqlite.connect(str(path), isolation_level=None)
@@ -177,7 +227,7 @@ class Store:
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
         try:
             conn.row_factory = aiosqlite.Row
-            store = cls(conn, path, clock)
+            store = cls(conn, path, clock, secrets)
             await store._setup(busy_timeout_ms)
             yield store
         finally:
@@ -198,7 +248,7 @@ class Store:
             raise StoreError(f"the database {self.path} cannot be used: {exc}") from exc
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Writer]:
         """BEGIN IMMEDIATE ... COMMIT, serialized within this process; errors become StoreError.
 
         Safe against cancellation at any point: aiosqlite runs each statement in its thread even
@@ -214,7 +264,7 @@ class Store:
                 await self._rollback()
                 raise
             try:
-                yield self._conn
+                yield self._writer
             except BaseException:
                 await self._rollback()
                 raise
@@ -264,16 +314,19 @@ class Store:
 
     # ---- events --------------------------------------------------------------------------
     async def _insert_event(
-        self, db: aiosqlite.Connection, chain: str | None, run_id: int | None, ev: NewEvent
+        self, db: Writer, chain: str | None, run_id: int | None, ev: NewEvent
     ) -> Event:
         ts = self.stamp()
-        data = json.dumps(dict(ev.data), default=str, ensure_ascii=False)
+        # Scrubbed as a value (not as JSON text, where a secret could appear escaped); the event
+        # published in this process is the scrubbed one too.
+        payload = scrub_value(dict(ev.data), self.secrets)
+        data = json.dumps(payload, default=str, ensure_ascii=False)
         cur = await db.execute(
             "INSERT INTO events (run_id, chain, kind, ts, data) VALUES (?, ?, ?, ?, ?)",
             (run_id, chain, ev.kind, ts, data),
         )
         assert cur.lastrowid is not None
-        return Event(id=cur.lastrowid, kind=ev.kind, chain=chain, run_id=run_id, ts=ts, data=dict(ev.data))
+        return Event(id=cur.lastrowid, kind=ev.kind, chain=chain, run_id=run_id, ts=ts, data=payload)
 
     async def add_events(self, chain: str | None, run_id: int | None, evs: Sequence[NewEvent]) -> list[Event]:
         async with self.transaction() as db:
@@ -306,7 +359,7 @@ class Store:
         rows = await self._fetchall("SELECT * FROM chain_state")
         return {r["chain"]: ChainState.from_row(r) for r in rows}
 
-    async def _put_state(self, db: aiosqlite.Connection, st: ChainState) -> None:
+    async def _put_state(self, db: Writer, st: ChainState) -> None:
         names = [f.name for f in fields(ChainState) if f.name != "updated_at"]
         values = [getattr(st, n) for n in names]
         await db.execute(
@@ -435,7 +488,7 @@ class Store:
                                     input_tokens=input_tokens, output_tokens=output_tokens, turns=turns,
                                     session_id=session_id, exit_code=exit_code, excerpt=excerpt)
 
-    async def _finish_link(self, db: aiosqlite.Connection, link_run_id: int, **v: Any) -> None:
+    async def _finish_link(self, db: Writer, link_run_id: int, **v: Any) -> None:
         await db.execute(
             "UPDATE link_runs SET status = ?, model = COALESCE(?, model), error_class = ?, error_message = ?, "
             "ended_at = ?, duration_s = ?, cost_usd = ?, input_tokens = ?, output_tokens = ?, turns = ?, "
