@@ -38,6 +38,7 @@ from engine.runner import (
 from engine.settings import Settings
 from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles
+from engine.statefiles import remove as remove_state_file
 from engine.store import ChainState, Lease, LinkRunRow, NewEvent, Overview, RunRow, Store
 
 log = logging.getLogger(__name__)
@@ -376,8 +377,7 @@ class Engine:
         await self.store.reset_chain(name)
         files = ChainFiles(self.settings.state_dir, name)
         for path in (files.handoff, files.status, files.round_counter, files.start_time):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            remove_state_file(path)
         files.ensure()
         files.write_status("READY")
         await self._emit(name, None, ev.WARNING, message=f"{name} was reset: it starts over from round 1")

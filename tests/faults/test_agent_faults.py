@@ -4,6 +4,7 @@ limits, hangs, stalls, crashes, broken handoffs. The engine must record, report 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -234,3 +235,59 @@ async def test_a_pause_or_an_answer_during_a_limit_wait_does_not_end_the_wait(ri
     assert len(await rig.store.link_runs("lim4")) == 1  # the worker was not re-run early
     rig.sleeper.release.set()
     assert (await asyncio.wait_for(rig.engine.wait("lim4"), 30)).status == "COMPLETED"
+
+
+# Replaces a state file by something that is not a regular file (argv: file, kind, link target).
+SABOTAGE = """
+import os, sys
+path = os.path.join(os.environ['LLMAUTO_STATE_DIR'], sys.argv[1])
+if os.path.lexists(path):
+    os.remove(path)
+kind = sys.argv[2]
+if kind == 'fifo':
+    os.mkfifo(path)
+elif kind == 'directory':
+    os.mkdir(path)
+    open(os.path.join(path, 'inside.txt'), 'w').write('mine')
+else:
+    os.symlink(sys.argv[3], path)
+"""
+
+
+@pytest.mark.parametrize("target", ["handoff.md", "status.txt"])
+@pytest.mark.parametrize("kind, what", [
+    ("fifo", "a FIFO"), ("directory", "a directory"),
+    ("symlink-to-fifo", "a symlink out of the home"), ("symlink-to-device", "a symlink out of the home"),
+])
+async def test_a_state_file_replaced_by_a_fifo_directory_or_symlink_is_refused(rig: Rig, target: str, kind: str, what: str) -> None:
+    """The engine neither hangs on a FIFO nor follows a link out of the home: it reports the
+    problem, keeps the last good handoff (or writes a good status) and the run goes on."""
+    outside = rig.tmp / "outside-fifo"
+    if not outside.exists():
+        os.mkfifo(outside)
+    link_to = {"symlink-to-fifo": str(outside), "symlink-to-device": "/dev/zero"}.get(kind, "")
+    doc = {"max_rounds": 2, "links": [
+        {"name": "good", "command": [sys.executable, "-c",
+                                     "import os; open(os.environ['LLMAUTO_HANDOFF'], 'a').write('good line\\n')"]},
+        {"name": "vandal", "command": [sys.executable, "-c", SABOTAGE, target, kind.split("-")[0], link_to]},
+        {"name": "after", "model": "claude-sonnet-4-6", "prompt": "carry on"},
+    ]}
+    write_chain(rig.home, "sab", doc)
+    await rig.engine.start_chain("sab", origin="test")
+    outcome = await asyncio.wait_for(rig.engine.wait("sab"), 30)
+    assert outcome.status == "COMPLETED"
+    files = rig.files("sab")
+    assert files.handoff.is_file() and not files.handoff.is_symlink()
+    assert files.status.is_file() and not files.status.is_symlink()
+    assert (files.read_handoff().text or "").count("good line") == 2
+    assert files.read_status() == "COMPLETED"
+    problems = [e.data["problem"] for e in await rig.events("sab") if e.kind == ev.HANDOFF_PROBLEM]
+    if target == "handoff.md":
+        assert len(problems) == 2 and all(p.startswith(f"handoff.md is {what}") for p in problems), problems
+    else:
+        assert problems == [f"status.txt has an unknown word {f'<{what.upper()}>'!r}"] * 2
+    rows = await rig.store.link_runs("sab")
+    assert [(r.link, r.error_class) for r in rows] == [("good", "ok"), ("vandal", "ok"), ("after", "ok")] * 2
+    if kind == "directory":  # moved aside, not deleted
+        kept = [p for p in files.dir.iterdir() if p.name.startswith(f".{target}.not-a-file-")]
+        assert kept and all((p / "inside.txt").read_text() == "mine" for p in kept)
