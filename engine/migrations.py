@@ -181,4 +181,10 @@ MIGRATIONS: tuple[str, ...] = (
     -- a dead holder's pid does not keep the chain's lease.
     ALTER TABLE leases ADD COLUMN pid_start TEXT;
     """,
+    # m004_handoff_same_as
+    """
+    -- A history row whose text equals the chain's latest stored version keeps no copy of it: it
+    -- names that version instead (content ''), so rounds and links still map to a handoff.
+    ALTER TABLE handoffs ADD COLUMN same_as INTEGER;
+    """,
 )

@@ -514,10 +514,7 @@ class Store:
             )
             if handoff is not None:
                 link_run_id, round_no, link, content = handoff
-                await db.execute(
-                    "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (state.chain, run_id, link_run_id, round_no, link, self.stamp(), content),
-                )
+                await self._add_handoff(db, state.chain, run_id, link_run_id, round_no, link, content)
             return [await self._insert_event(db, state.chain, run_id, ev) for ev in evs]
 
     async def skip_link(
@@ -579,25 +576,43 @@ class Store:
     # ---- handoff history -----------------------------------------------------------------
     async def save_handoff(self, chain: str, run_id: int | None, link_run_id: int | None, round_no: int, link: str, content: str) -> None:
         async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chain, run_id, link_run_id, round_no, link, self.stamp(), content),
-            )
+            await self._add_handoff(db, chain, run_id, link_run_id, round_no, link, content)
+
+    async def _add_handoff(
+        self, db: Writer, chain: str, run_id: int | None, link_run_id: int | None, round_no: int, link: str, content: str,
+    ) -> None:
+        """Record the handoff after a link (or at a run's start). The same text as the chain's
+        latest version is not stored again: the row names that version (`same_as`), so `handoff
+        NAME N` still finds the handoff of every round, and `diff` compares real changes."""
+        content = scrub(content, self.secrets)  # compared as it is stored
+        latest = await (await db.execute(
+            "SELECT id, content FROM handoffs WHERE chain = ? AND same_as IS NULL ORDER BY id DESC LIMIT 1", (chain,)
+        )).fetchone()
+        same_as = latest["id"] if latest is not None and latest["content"] == content else None
+        await db.execute(
+            "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content, same_as) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (chain, run_id, link_run_id, round_no, link, self.stamp(), "" if same_as is not None else content, same_as),
+        )
 
     async def handoff_versions(self, chain: str, limit: int = 2) -> list[HandoffVersion]:
-        rows = await self._fetchall("SELECT * FROM handoffs WHERE chain = ? ORDER BY id DESC LIMIT ?", (chain, limit))
+        """The chain's latest distinct versions, newest first."""
+        rows = await self._fetchall(
+            f"SELECT {_HANDOFF_COLUMNS} FROM handoffs h WHERE h.chain = ? AND h.same_as IS NULL ORDER BY h.id DESC LIMIT ?",
+            (chain, limit),
+        )
         return [HandoffVersion.from_row(r) for r in rows]
 
     async def handoff_after_round(self, chain: str, round_no: int) -> HandoffVersion | None:
         row = await self._fetchone(
-            "SELECT * FROM handoffs WHERE chain = ? AND round = ? ORDER BY id DESC LIMIT 1", (chain, round_no)
+            f"SELECT {_HANDOFF_RESOLVED} WHERE h.chain = ? AND h.round = ? ORDER BY h.id DESC LIMIT 1", (chain, round_no)
         )
         return HandoffVersion.from_row(row) if row else None
 
     async def handoff_before(self, chain: str, link_run_id: int) -> HandoffVersion | None:
         """The last version taken before that link run started (for re-running it after a crash)."""
         row = await self._fetchone(
-            "SELECT * FROM handoffs WHERE chain = ? AND (link_run_id IS NULL OR link_run_id < ?) ORDER BY id DESC LIMIT 1",
+            f"SELECT {_HANDOFF_RESOLVED} WHERE h.chain = ? AND (h.link_run_id IS NULL OR h.link_run_id < ?) "
+            "ORDER BY h.id DESC LIMIT 1",
             (chain, link_run_id),
         )
         return HandoffVersion.from_row(row) if row else None
@@ -692,6 +707,14 @@ class Store:
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         return await self._fetchall(sql, params)
+
+
+# A history row with its text: its own, or that of the version it repeats (`same_as`).
+_HANDOFF_COLUMNS = "h.id, h.chain, h.run_id, h.link_run_id, h.round, h.link, h.ts, h.content"
+_HANDOFF_RESOLVED = (
+    "h.id, h.chain, h.run_id, h.link_run_id, h.round, h.link, h.ts, COALESCE(o.content, h.content) AS content "
+    "FROM handoffs h LEFT JOIN handoffs o ON o.id = h.same_as"
+)
 
 
 def _replace(st: ChainState, **changes: Any) -> ChainState:
