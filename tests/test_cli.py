@@ -11,6 +11,7 @@ import itertools
 import json
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -117,16 +118,23 @@ async def test_stop_now_kills_a_hanging_agent_quickly(cli: Cli, home: Path) -> N
     assert "killed" in log.stdout
 
 
-async def test_ctrl_c_stops_the_foreground_run_and_records_why(cli: Cli) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_ctrl_c_stops_the_foreground_run_and_records_why(cli: Cli, sig: signal.Signals) -> None:
+    """Ctrl-C (or SIGTERM) of a foreground run: the stop is recorded, then the process exits
+    128 + the signal's number, as shells expect of a program a signal ended."""
     write_chain(cli.home, "int", dict(LOOP, max_rounds=0))
     cli.scenario_is({"default": {"hang": True}})
     runner = cli.spawn("chain", "start", "int")
     await wait_for_lease(cli.home, "int", runner.pid)
-    runner.send_signal(signal.SIGINT)
+    runner.send_signal(sig)
     out, err = runner.communicate(timeout=30)
-    assert "interrupted from the terminal (SIGINT)" in err + out
+    assert runner.returncode == 128 + sig.value, err
+    assert f"interrupted from the terminal ({sig.name})" in err + out
     status = cli.run("chain", "status", "int")
-    assert "int: STOPPED" in status.stdout and "SIGINT" in status.stdout
+    assert "int: STOPPED" in status.stdout and sig.name in status.stdout
+    async with Store.open(cli.home / "state" / "llmauto.db") as store:
+        run = (await store.last_runs("int", 1))[0]
+        assert (run.status, run.stop_reason) == ("STOPPED", f"interrupted from the terminal ({sig.name})")
 
 
 async def test_background_start_outlives_the_command(cli: Cli) -> None:
@@ -287,3 +295,33 @@ async def test_a_lease_held_by_a_zombie_is_taken_over(cli: Cli) -> None:
     finally:
         parent.kill()
         await parent.wait()
+
+
+def test_log_into_a_pipe_closed_early_exits_0_quietly(cli: Cli) -> None:
+    """`llmauto chain log NAME | head -1`: more output than a pipe holds, the reader leaves after
+    one line; llmauto ends with 0 and no traceback."""
+    write_chain(cli.home, "long-log", LOOP)
+
+    async def fill() -> None:
+        async with Store.open(cli.home / "state" / "llmauto.db") as store, store.transaction() as db:
+            for i in range(3000):
+                await db.execute(
+                    "INSERT INTO link_runs (run_id, chain, round, link_index, link, role, model, status, "
+                    "error_class, started_at, ended_at, duration_s) VALUES (1, 'long-log', ?, 0, 'worker', "
+                    "'worker', 'claude-sonnet-4-6', 'done', 'ok', ?, ?, 1.5)",
+                    (i + 1, store.stamp(), store.stamp()),
+                )
+
+    asyncio.run(fill())
+    with subprocess.Popen([sys.executable, "-m", "engine", "chain", "log", "long-log", "3000"], env=cli.env,
+                          cwd=cli.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            assert b"worker" in proc.stdout.readline()
+            proc.stdout.close()
+            err = proc.stderr.read()
+            assert proc.wait(timeout=30) == 0
+            assert err == b""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
