@@ -30,6 +30,7 @@ from engine.events import EventBus
 from engine.marble import MarbleRun, RunControl, RunDeps, RunOutcome
 from engine.runner import (
     AgentRunner,
+    BudgetedRunner,
     SubprocessRunner,
     kill_group,
     process_is,
@@ -172,7 +173,15 @@ class Engine:
             def waiting_for_slot() -> None:
                 self._note_slot_wait(run)
 
-            deps = replace(self.deps, slots=WaitingSlots(self.slots, waiting_for_slot))
+            def budget_left() -> float | None:
+                if chain.max_cost_usd is None:
+                    return None
+                return chain.max_cost_usd - run.cost
+
+            deps = replace(
+                self.deps, slots=WaitingSlots(self.slots, waiting_for_slot),
+                runner=BudgetedRunner(self.deps.runner, budget_left),
+            )
             run = MarbleRun(deps, chain, control, origin=origin, chat_id=chat_id, requested_by=requested_by, owner=self.owner)
             task = asyncio.create_task(self._drive(run, state), name=f"chain-{chain.name}")
             self._runs[chain.name] = (run, task)

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from engine.runner import Invocation, SubprocessRunner, agent_env, claude_argv, live_group_members
+from engine.runner import (
+    Invocation,
+    SubprocessRunner,
+    agent_env,
+    budget_arg,
+    claude_argv,
+    live_group_members,
+    with_budget,
+)
 from engine.stream import ErrorClass, LinkResult, Progress
 from tests.fakes.claude_env import fake_claude_bin, fake_env, read_log, write_scenario
 
@@ -248,3 +256,27 @@ async def test_a_slot_held_by_a_killed_process_is_free_again(tmp_path: Path) -> 
         if holder.returncode is None:
             holder.kill()
         await holder.wait()
+
+
+# ---- --max-budget-usd ------------------------------------------------------------------------
+async def test_a_link_over_its_budget_ends_with_the_budget_class(rig: Rig) -> None:
+    rig.scenario_is({"default": {"cost": 0.5}})
+    argv = with_budget(claude_argv(fake_claude_bin(), model="claude-sonnet-4-6", permission_mode=None,
+                                   allowed_tools=("Read",)), 0.2)
+    result = await rig.run(argv=argv)
+    assert result.error_class is ErrorClass.BUDGET, result
+    assert result.error_message == "Reached maximum budget ($0.2)"
+    assert result.cost_usd == pytest.approx(0.5)
+    within = await rig.run(argv=with_budget(argv, 2.5))
+    assert within.ok and read_log(rig.log)[-1]["argv"].count("--max-budget-usd") == 1
+
+
+def test_budget_argv() -> None:
+    base = claude_argv("claude", model="m", permission_mode=None, allowed_tools=("Read", "Write"))
+    capped = with_budget(base, 1.23456)
+    assert capped[:7] == ("claude", "-p", "--output-format", "stream-json", "--verbose", "--max-budget-usd", "1.2346")
+    assert capped[7:] == base[5:]  # before the variadic --allowedTools, which would swallow it
+    assert with_budget(capped, 0.5).count("--max-budget-usd") == 1 and "0.5" in with_budget(capped, 0.5)
+    assert [budget_arg(x) for x in (2.0, 0.1, 0.00001, -1.0)] == ["2", "0.1", "0.0001", "0.0001"]
+    assert claude_argv("claude", model=None, permission_mode=None, allowed_tools=None, max_budget_usd=3.0) == (
+        "claude", "-p", "--output-format", "stream-json", "--verbose", "--max-budget-usd", "3")

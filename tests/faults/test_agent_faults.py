@@ -20,7 +20,7 @@ from engine.settings import Settings
 from engine.statefiles import ChainFiles
 from engine.store import Store
 from tests.conftest import make_settings, write_chain
-from tests.fakes.claude_env import write_scenario
+from tests.fakes.claude_env import read_log, write_scenario
 
 
 class GateSleeper:
@@ -291,3 +291,30 @@ async def test_a_state_file_replaced_by_a_fifo_directory_or_symlink_is_refused(r
     if kind == "directory":  # moved aside, not deleted
         kept = [p for p in files.dir.iterdir() if p.name.startswith(f".{target}.not-a-file-")]
         assert kept and all((p / "inside.txt").read_text() == "mine" for p in kept)
+
+
+async def test_each_claude_call_is_capped_at_the_budget_left(home: Path, tmp_path: Path) -> None:
+    """max_cost_usd $1: the worker spends $0.30, so the reviewer runs with --max-budget-usd 0.7;
+    it overspends, claude ends it (error class budget) and the budget rule stops the chain."""
+    scenario_path, log = tmp_path / "scenario.json", tmp_path / "calls.jsonl"
+    write_scenario(scenario_path, {"links": {"worker": {"cost": 0.3}, "reviewer": {"cost": 0.9}}})
+    settings = make_settings(home, environ={
+        "FAKE_CLAUDE_SCENARIO": str(scenario_path), "FAKE_CLAUDE_LOG": str(log),
+        "CLAUDE_CONFIG_DIR": str(tmp_path / "cfg"), "FAKE_CLAUDE_PYTHON": sys.executable,
+    })
+    write_chain(home, "budget", {"max_rounds": 5, "max_cost_usd": 1.0, "links": [
+        {"name": "worker", "model": "claude-sonnet-4-6", "prompt": "work"},
+        {"name": "tests", "command": [sys.executable, "-c", "print('green')"]},
+        {"name": "reviewer", "role": "reviewer", "model": "claude-sonnet-4-6", "prompt": "review"},
+    ]})
+    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+        await engine.start_chain("budget", origin="test")
+        outcome = await asyncio.wait_for(engine.wait("budget"), 30)
+        rows = await store.link_runs("budget")
+        finished = [e for e in await store.chain_events("budget") if e.kind == ev.LINK_FINISHED]
+    assert (outcome.status, outcome.reason) == ("COMPLETED", "budget of $1.00 used ($1.20)")
+    assert [(r.link, r.error_class) for r in rows] == [("worker", "ok"), ("tests", "ok"), ("reviewer", "budget")]
+    assert rows[2].error_message == "Reached maximum budget ($0.7)"
+    assert finished[-1].data["error_class"] == "budget"
+    budgets = [c["argv"][c["argv"].index("--max-budget-usd") + 1] for c in read_log(log)]
+    assert budgets == ["1", "0.7"]
