@@ -10,7 +10,8 @@ processes it is whoever polls first).
 
 `FileSlots` is an `asyncio.Semaphore` as far as its users see (`async with slots:`), so the run
 loop does not know whether its cap is local or home-wide. The lock files are opened close-on-exec
-(Python's default), so an agent never inherits, and never outlives its run holding, a slot.
+(Python's default), so an agent never inherits, and never outlives its run holding, a slot. A
+slot released in this process wakes its waiters at once, without waiting for the next poll.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class FileSlots(asyncio.Semaphore):
         self.poll_s = poll_s
         self._held: list[int] = []  # fds of the slot files this process holds locked
         self._turn = asyncio.Lock()  # waiters of this process, in order
+        self._freed = asyncio.Event()  # a slot of this process was released
 
     def _try_take(self) -> bool:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -73,12 +75,16 @@ class FileSlots(asyncio.Semaphore):
         once (to tell people why nothing happens)."""
         async with self._turn:
             told = False
-            while not self._try_take():
+            while True:
+                self._freed.clear()
+                if self._try_take():
+                    return True
                 if not told and on_wait is not None:
                     told = True
                     on_wait()
-                await asyncio.sleep(self.poll_s)
-            return True
+                # A slot freed in this process wakes the waiter at once; other processes' are polled.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._freed.wait(), self.poll_s)
 
     def release(self) -> None:
         if not self._held:
@@ -87,6 +93,7 @@ class FileSlots(asyncio.Semaphore):
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+        self._freed.set()
 
 
 class WaitingSlots(asyncio.Semaphore):

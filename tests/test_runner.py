@@ -280,3 +280,16 @@ def test_budget_argv() -> None:
     assert [budget_arg(x) for x in (2.0, 0.1, 0.00001, -1.0)] == ["2", "0.1", "0.0001", "0.0001"]
     assert claude_argv("claude", model=None, permission_mode=None, allowed_tools=None, max_budget_usd=3.0) == (
         "claude", "-p", "--output-format", "stream-json", "--verbose", "--max-budget-usd", "3")
+
+
+async def test_a_slot_released_in_this_process_is_handed_on_without_polling(tmp_path: Path) -> None:
+    from engine.slots import FileSlots
+
+    slots = FileSlots(tmp_path, 1, poll_s=60)  # a poll would outlast the test
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0.01)
+    slots.release()
+    await asyncio.wait_for(waiter, 5)
+    assert slots.held == 1
+    slots.release()
