@@ -40,7 +40,7 @@ from engine.settings import Settings
 from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles
 from engine.statefiles import remove as remove_state_file
-from engine.store import ChainState, Lease, LinkRunRow, NewEvent, Overview, RunRow, Store
+from engine.store import ChainState, Lease, LinkRunRow, NewEvent, Overview, RunRow, Store, scrub
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +460,9 @@ class Engine:
         )
 
     async def handoff_text(self, name: str, round_no: int | None = None) -> tuple[str, str]:
-        """(title, text) of the current handoff, or of the one after `round_no`."""
+        """(title, text) of the current handoff, or of the one after `round_no`. The file is the
+        agents' own: what it shows is scrubbed of secrets like everything the store keeps, since it
+        goes to chats and terminals."""
         self.load(name)
         if round_no is not None:
             version = await self.store.handoff_after_round(name, round_no)
@@ -473,7 +475,7 @@ class Engine:
             if versions:
                 return f"{name}: last good handoff ({read.problem})", versions[0].content
             raise LlmautoError(f"{name}: no handoff yet ({read.problem})")
-        return f"{name}: current handoff", read.text
+        return f"{name}: current handoff", scrub(read.text, self.store.secrets)
 
     async def handoff_diff(self, name: str) -> str:
         self.load(name)
