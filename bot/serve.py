@@ -91,7 +91,7 @@ async def run_serve(
     fatal: list[BaseException] = []
     async with AsyncExitStack() as stack:
         stack.enter_context(logsafe.protect(settings.secrets()))
-        store = await stack.enter_async_context(Store.open(settings.db_path))
+        store = await stack.enter_async_context(Store.open(settings.db_path, secrets=settings.secrets()))
         engine = await stack.enter_async_context(Engine(settings, store, shutdown_kills_links=shutdown_kills_links))
         scheduler = await stack.enter_async_context(Scheduler(settings, engine))
         outbox = OutboxStore(store)

@@ -118,6 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`llmauto chain log NAME | head -1`): it has what it wanted.
+        _discard_stdout()
+        return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what is still buffered
+    does not fail on the closed pipe once more (and print a traceback)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -128,7 +144,7 @@ async def _with_engine(settings: Settings, body: Callable[[Engine], Coroutine[An
     from engine.engine import Engine
     from engine.store import Store
 
-    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+    async with Store.open(settings.db_path, secrets=settings.secrets()) as store, Engine(settings, store) as engine:
         return await body(engine)
 
 

@@ -1,9 +1,12 @@
 """The engine facade: what the CLI, the bot and the scheduler call.
 
-`Engine` owns the running chains of this process (one task each), the global cap on agent
-processes, the leases that keep a chain in one process at a time, and a poller that carries requests
-from other processes (a CLI `stop` while `serve` runs the chain) to the runs here. It is an async
-context manager: leaving it stops (or lets finish) the runs and releases the leases.
+`Engine` owns the running chains of this process (one task each), its share of the home-wide cap
+on agent processes (`engine/slots.py`), the leases that keep a chain in one process at a time
+(holder = pid and start time), and a poller that carries requests from other processes (a CLI
+`stop` while `serve` runs the chain) to the runs here. Each run gets the shared dependencies plus
+two of its own: its view of the slots (which reports a wait) and a runner that caps every claude
+call at the chain's budget left (`--max-budget-usd`). It is an async context manager: leaving it
+stops (or lets finish) the runs and releases the leases.
 """
 
 from __future__ import annotations
@@ -30,13 +33,17 @@ from engine.events import EventBus
 from engine.marble import MarbleRun, RunControl, RunDeps, RunOutcome
 from engine.runner import (
     AgentRunner,
+    BudgetedRunner,
     SubprocessRunner,
     kill_group,
+    process_is,
     process_start_token,
 )
 from engine.settings import Settings
+from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles
-from engine.store import ChainState, LinkRunRow, NewEvent, Overview, RunRow, Store
+from engine.statefiles import remove as remove_state_file
+from engine.store import ChainState, Lease, LinkRunRow, NewEvent, Overview, RunRow, Store, scrub
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +90,11 @@ class Engine:
         self.store = store
         self.bus = bus or EventBus()
         self.clock = clock or SystemClock()
+        # The cap on agent processes holds across every process of this home (serve, chain start).
+        self.slots = FileSlots(settings.state_dir / "slots", settings.max_parallel_links)
         self.deps = RunDeps(
             settings=settings, store=store, bus=self.bus, runner=runner or SubprocessRunner(),
-            clock=self.clock, sleeper=sleeper or RealSleeper(),
-            slots=asyncio.Semaphore(settings.max_parallel_links),
+            clock=self.clock, sleeper=sleeper or RealSleeper(), slots=self.slots,
         )
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -95,6 +103,7 @@ class Engine:
         self._starting: set[str] = set()
         self._defs: dict[str, tuple[tuple[int, int], ChainDef | None, str | None]] = {}
         self._background: asyncio.Task[None] | None = None
+        self._notes: set[asyncio.Task[None]] = set()  # events emitted from sync callbacks
         self._closed = False
         self.on_run_end: list[Callable[[str, RunOutcome], None]] = []
 
@@ -116,6 +125,8 @@ class Engine:
             run.control.request_shutdown(kill_links=self.shutdown_kills_links)
         if self._runs:
             await asyncio.gather(*(task for _, task in self._runs.values()), return_exceptions=True)
+        if self._notes:
+            await asyncio.gather(*self._notes, return_exceptions=True)
         if self._background is not None:
             self._background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,7 +172,20 @@ class Engine:
                 await self.store.release_lease(chain.name, self.owner)
                 raise
             control = RunControl()
-            run = MarbleRun(self.deps, chain, control, origin=origin, chat_id=chat_id, requested_by=requested_by, owner=self.owner)
+
+            def waiting_for_slot() -> None:
+                self._note_slot_wait(run)
+
+            def budget_left() -> float | None:
+                if chain.max_cost_usd is None:
+                    return None
+                return chain.max_cost_usd - run.cost
+
+            deps = replace(
+                self.deps, slots=WaitingSlots(self.slots, waiting_for_slot),
+                runner=BudgetedRunner(self.deps.runner, budget_left),
+            )
+            run = MarbleRun(deps, chain, control, origin=origin, chat_id=chat_id, requested_by=requested_by, owner=self.owner)
             task = asyncio.create_task(self._drive(run, state), name=f"chain-{chain.name}")
             self._runs[chain.name] = (run, task)
             task.add_done_callback(functools.partial(self._run_done, chain.name))
@@ -173,6 +197,15 @@ class Engine:
         if task.done() and not run.ready.is_set():
             task.result()  # raises what went wrong before the run was recorded
         return run.run_id
+
+    def _note_slot_wait(self, run: MarbleRun) -> None:
+        """A link of `run` waits because every agent slot of the home is taken: say so (once per
+        wait), so a chain that seems idle explains itself."""
+        task = asyncio.create_task(self._emit(
+            run.chain.name, run.run_id, ev.WAITING_SLOT, link=run.current_link, slots=self.slots.count,
+        ))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
 
     @staticmethod
     def _next_run_state(state: ChainState) -> ChainState:
@@ -214,21 +247,21 @@ class Engine:
     # ---- leases & recovery ---------------------------------------------------------------
     async def _take_lease(self, chain: str) -> str | None:
         current = await self.store.lease(chain)
-        dead = current is None or self._lease_dead(current.host, current.pid, current.heartbeat_at)
-        held = await self.store.try_acquire_lease(chain, owner=self.owner, host=self.host, pid=os.getpid(), holder_dead=dead)
+        dead = current is None or self._lease_dead(current)
+        held = await self.store.try_acquire_lease(
+            chain, owner=self.owner, host=self.host, pid=os.getpid(), holder_dead=dead,
+            pid_start=process_start_token(os.getpid()),
+        )
         if held is None:
             return None
         return f"pid {held.pid} on {held.host}"
 
-    def _lease_dead(self, host: str, pid: int, heartbeat_at: str) -> bool:
-        if host == self.host and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                pass
-        age = (self.clock.now() - datetime.fromisoformat(heartbeat_at)).total_seconds()
+    def _lease_dead(self, lease: Lease) -> bool:
+        """A holder on this host is dead when its pid is gone, a zombie, or now another process
+        (a different start time: the pid was reused); anywhere, when its heartbeat is stale."""
+        if lease.host == self.host and lease.pid != os.getpid() and not process_is(lease.pid, lease.pid_start):
+            return True
+        age = (self.clock.now() - datetime.fromisoformat(lease.heartbeat_at)).total_seconds()
         return age > LEASE_STALE_S
 
     async def _recover(self, chain: str) -> None:
@@ -279,7 +312,7 @@ class Engine:
                 names.append(name)
             elif run.status == "RUNNING":
                 lease = await self.store.lease(name)
-                if lease is None or self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+                if lease is None or self._lease_dead(lease):
                     names.append(name)
         return sorted(names)
 
@@ -345,7 +378,7 @@ class Engine:
         lease = await self.store.lease(name)
         if lease is None or lease.owner == self.owner:
             return None
-        if self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+        if self._lease_dead(lease):
             return None
         return f"pid {lease.pid} on {lease.host}"
 
@@ -356,8 +389,7 @@ class Engine:
         await self.store.reset_chain(name)
         files = ChainFiles(self.settings.state_dir, name)
         for path in (files.handoff, files.status, files.round_counter, files.start_time):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            remove_state_file(path)
         files.ensure()
         files.write_status("READY")
         await self._emit(name, None, ev.WARNING, message=f"{name} was reset: it starts over from round 1")
@@ -403,7 +435,7 @@ class Engine:
         here = self.is_running_here(name)
         elsewhere = None
         lease = snap.leases.get(name)
-        if not here and lease is not None and lease.owner != self.owner and not self._lease_dead(lease.host, lease.pid, lease.heartbeat_at):
+        if not here and lease is not None and lease.owner != self.owner and not self._lease_dead(lease):
             elsewhere = f"pid {lease.pid} on {lease.host}"
         running = snap.running.get(name)
         current = running if running is not None and (here or elsewhere) else None
@@ -431,7 +463,9 @@ class Engine:
         )
 
     async def handoff_text(self, name: str, round_no: int | None = None) -> tuple[str, str]:
-        """(title, text) of the current handoff, or of the one after `round_no`."""
+        """(title, text) of the current handoff, or of the one after `round_no`. The file is the
+        agents' own: what it shows is scrubbed of secrets like everything the store keeps, since it
+        goes to chats and terminals."""
         self.load(name)
         if round_no is not None:
             version = await self.store.handoff_after_round(name, round_no)
@@ -444,7 +478,7 @@ class Engine:
             if versions:
                 return f"{name}: last good handoff ({read.problem})", versions[0].content
             raise LlmautoError(f"{name}: no handoff yet ({read.problem})")
-        return f"{name}: current handoff", read.text
+        return f"{name}: current handoff", scrub(read.text, self.store.secrets)
 
     async def handoff_diff(self, name: str) -> str:
         self.load(name)

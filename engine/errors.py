@@ -9,6 +9,10 @@ LlmautoError
  +-- ChainBusy            the chain already runs (in this or another process)
  +-- ScheduleError        a schedule expression or id is wrong
  +-- StoreError           the database cannot be used (locked, disk full, corrupt)
+
+A link that fails is not an exception either: its outcome carries an error class
+(`engine.stream.ErrorClass`): ok, timeout, auth, rate_limited, overloaded, api_error, stalled,
+crashed, not_found, killed, budget (claude stopped at --max-budget-usd, the chain's budget left).
 """
 
 from __future__ import annotations

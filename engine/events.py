@@ -78,3 +78,7 @@ class EventBus:
                     # Make room: drop the oldest item (stored events can be re-read from the store).
                     queue.get_nowait()
                     queue.put_nowait(event)
+
+
+# Stored kinds added later.
+WAITING_SLOT = "waiting_slot"  # a link waits for a free agent slot (LLMAUTO_MAX_PARALLEL_LINKS)

@@ -7,12 +7,14 @@ was on the next start. `stop`, `status`, `handoff` and `log` work from another t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
 
 from engine import events as ev
 from engine.engine import Engine
+from engine.errors import LlmautoError
 from engine.settings import Settings
 from engine.store import Store
 from engine.textview import event_line, progress_line
@@ -21,32 +23,49 @@ PROGRESS_EVERY_S = 5.0  # when stdout is not a terminal
 
 
 async def run_foreground(settings: Settings, name: str) -> int:
-    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+    """Run the chain here until it ends. Exit code 0 or 1 by how it ended; 128 + the signal's
+    number when a signal stopped it (130 for Ctrl-C, 143 for SIGTERM), once the stop is recorded."""
+    async with Store.open(settings.db_path, secrets=settings.secrets()) as store, Engine(settings, store) as engine:
         engine.load(name)
         queue = engine.bus.subscribe()
         loop = asyncio.get_running_loop()
-        stopping = False
-        pending: set[asyncio.Future[str]] = set()
+        signalled: signal.Signals | None = None
+        stop_sent = False
+        pending: set[asyncio.Future[None]] = set()
 
-        def on_signal(signame: str) -> None:
-            nonlocal stopping
-            if stopping:
+        def reason() -> str:
+            return f"interrupted from the terminal ({signalled.name if signalled else '?'})"
+
+        async def stop() -> None:
+            nonlocal stop_sent
+            with contextlib.suppress(LlmautoError):  # not running yet: sent again once it is
+                await engine.stop_chain(name, reason(), now=True, by="cli")
+                stop_sent = True
+
+        def on_signal(sig: signal.Signals) -> None:
+            nonlocal signalled
+            if signalled is not None:
                 return
-            stopping = True
-            reason = f"interrupted from the terminal ({signame})"
-            print(f"\n{name}: stopping now: {reason}", file=sys.stderr)
-            task = asyncio.ensure_future(engine.stop_chain(name, reason, now=True, by="cli"))
+            signalled = sig
+            print(f"\n{name}: stopping now: {reason()}", file=sys.stderr)
+            task = asyncio.ensure_future(stop())
             pending.add(task)
             task.add_done_callback(pending.discard)
 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, on_signal, sig.name)
+            loop.add_signal_handler(sig, on_signal, sig)
         try:
             await engine.start_chain(name, origin="cli", requested_by="cli")
+            if pending:
+                await asyncio.gather(*pending)
+            if signalled is not None and not stop_sent:
+                await stop()  # the signal came while the run was being set up
             outcome = await _watch(engine, name, queue)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+        if signalled is not None:
+            return 128 + signalled.value
         return 1 if outcome in ("FAILED", "BLOCKED") else 0
 
 

@@ -175,4 +175,16 @@ MIGRATIONS: tuple[str, ...] = (
     -- are not "missed" when llmauto starts again.
     ALTER TABLE schedules ADD COLUMN armed_at TEXT;
     """,
+    # m003_lease_pid_start
+    """
+    -- The lease holder's start time (/proc/PID/stat field 22): a live process that merely reuses
+    -- a dead holder's pid does not keep the chain's lease.
+    ALTER TABLE leases ADD COLUMN pid_start TEXT;
+    """,
+    # m004_handoff_same_as
+    """
+    -- A history row whose text equals the chain's latest stored version keeps no copy of it: it
+    -- names that version instead (content ''), so rounds and links still map to a handoff.
+    ALTER TABLE handoffs ADD COLUMN same_as INTEGER;
+    """,
 )

@@ -16,7 +16,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -290,9 +290,12 @@ def claude_argv(
     fallback_model: str | None = None,
     resume: str | None = None,
     session_id: str | None = None,
+    max_budget_usd: float | None = None,
 ) -> tuple[str, ...]:
     """The argv of one headless claude call (prompt on stdin)."""
     argv = [claude_bin, "-p", "--output-format", "stream-json", "--verbose"]
+    if max_budget_usd is not None:
+        argv += ["--max-budget-usd", budget_arg(max_budget_usd)]
     if model:
         argv += ["--model", model]
     if fallback_model and fallback_model != model:
@@ -306,6 +309,46 @@ def claude_argv(
     elif session_id:
         argv += ["--session-id", session_id]
     return tuple(argv)
+
+
+def budget_arg(usd: float) -> str:
+    """A dollar amount for --max-budget-usd: plain decimal, to the hundredth of a cent."""
+    return f"{max(usd, 0.0001):.4f}".rstrip("0").rstrip(".")
+
+
+def with_budget(argv: Sequence[str], usd: float) -> tuple[str, ...]:
+    """A claude argv with `--max-budget-usd usd` (replacing one already there)."""
+    out = list(argv)
+    if "--max-budget-usd" in out:
+        at = out.index("--max-budget-usd")
+        del out[at : at + 2]
+    # Right after -p & co., before any variadic option (--allowedTools) could swallow it.
+    at = out.index("--verbose") + 1 if "--verbose" in out else len(out)
+    out[at:at] = ["--max-budget-usd", budget_arg(usd)]
+    return tuple(out)
+
+
+class BudgetedRunner:
+    """Caps each claude call at what the run may still spend (`budget_left()`, None: no cap), so
+    one link cannot overspend the chain's max_cost_usd: claude ends it with error_max_budget_usd
+    (error class `budget`) and the run's budget rule stops the chain. Command links are not capped."""
+
+    def __init__(self, inner: AgentRunner, budget_left: Callable[[], float | None]) -> None:
+        self.inner = inner
+        self.budget_left = budget_left
+
+    async def run(
+        self,
+        inv: Invocation,
+        *,
+        on_progress: ProgressCallback,
+        on_spawn: SpawnCallback,
+        kill: asyncio.Event,
+    ) -> LinkResult:
+        left = self.budget_left() if inv.kind == "claude" else None
+        if left is not None:
+            inv = replace(inv, argv=with_budget(inv.argv, left))
+        return await self.inner.run(inv, on_progress=on_progress, on_spawn=on_spawn, kill=kill)
 
 
 # Variables never handed to agents unless a chain's env_allow names them.
@@ -331,6 +374,27 @@ def agent_env(
     env.update(link_env)
     env.update(llmauto_vars)
     return env
+
+
+def process_is(pid: int, start_token: str | None) -> bool:
+    """Is `pid` alive and still the process that had `start_token` (when given)? A dead pid, a
+    zombie, or another process that reuses the pid: False. Without /proc, only liveness counts."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            rest = handle.read().decode("ascii", "replace").rsplit(")", 1)[-1].split()
+    except FileNotFoundError:
+        return False  # gone between the two looks
+    except OSError:
+        return True
+    if rest and rest[0] == "Z":
+        return False
+    return start_token is None or (len(rest) > 19 and rest[19] == start_token)
 
 
 def process_start_token(pid: int) -> str | None:

@@ -311,7 +311,7 @@ async def overnight_summary(store: Store, since: datetime, *, tz: str | None = N
 # ---- the `llmauto schedule ...` commands -----------------------------------------------------
 async def cli(settings: Settings, action: str, args: argparse.Namespace) -> int:
     """add | after | list | remove | pause | resume; usage errors raise (main() exits 2)."""
-    async with Store.open(settings.db_path) as store:
+    async with Store.open(settings.db_path, secrets=settings.secrets()) as store:
         book = ScheduleBook(store, settings)
         if action == "add":
             text = " ".join(args.cron)

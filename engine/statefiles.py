@@ -4,13 +4,21 @@
 writes them atomically (temp file in the same folder, fsync, rename) so an agent or a crash never
 sees half a file; it reads them bounded, so an agent that writes hundreds of MB cannot make the
 engine read them into memory whole.
+
+Agents can also replace a file by something that is not one: a FIFO (opening it would block until
+someone writes), a directory, a device, or a symlink to anywhere. Reads look first (`lstat`), open
+with O_NONBLOCK | O_NOFOLLOW and check again (`fstat`), and refuse anything but a regular file
+inside the home, as a reported problem; the engine then puts the last good handoff back. Writes
+replace such an entry (a directory is moved aside, never deleted: it is the agent's).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +30,8 @@ MAX_STATUS_BYTES = 256
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old or the new file, never a mix."""
+    """Write `text` to `path` so that readers see the old or the new file, never a mix. A symlink,
+    FIFO or device at `path` is replaced (not written through); a directory is moved aside."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -30,11 +39,79 @@ def atomic_write(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        move_aside_if_directory(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def move_aside_if_directory(path: Path) -> None:
+    """A directory where a state file belongs cannot be renamed over: move it to a hidden name
+    next to it (the agent may want its contents back)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    os.rename(path, path.with_name(f".{path.name}.not-a-file-{uuid.uuid4().hex[:8]}"))
+
+
+def remove(path: Path) -> None:
+    """Remove a state file, whatever an agent put in its place."""
+    move_aside_if_directory(path)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+class NotAFile(OSError):
+    """The path is not a regular file the engine may read: `what` it is instead, and the
+    `problem` as reported."""
+
+    def __init__(self, path: Path, what: str, detail: str = "") -> None:
+        self.what = what
+        self.problem = f"{path.name} is {what}{detail}"
+        super().__init__(self.problem)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    return "something else"
+
+
+def open_regular(path: Path, root: Path | None) -> int:
+    """A read-only fd of `path` if it is a regular file, reached directly or through symlinks
+    that stay inside `root` (None: no symlink at all). Never blocks, never follows a link out.
+    Raises FileNotFoundError, NotAFile, or another OSError."""
+    target = path
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        resolved = Path(os.path.realpath(path))
+        if root is None or not resolved.is_relative_to(os.path.realpath(root)):
+            raise NotAFile(path, "a symlink out of the home", f" (to {resolved})")
+        target = resolved
+        st = os.lstat(target)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAFile(path, _kind(st.st_mode), ", not a regular file")
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # swapped between the look and the open
+            raise NotAFile(path, _kind(mode), ", not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @dataclass(frozen=True)
@@ -46,17 +123,22 @@ class HandoffRead:
     size: int = 0
 
 
-def read_bounded(path: Path, limit: int) -> HandoffRead:
+def read_bounded(path: Path, limit: int, root: Path | None = None) -> HandoffRead:
+    """The handoff's text, or the problem that makes it unusable. Symlinks are followed only
+    while they stay inside `root`."""
     try:
-        size = path.stat().st_size
+        fd = open_regular(path, root)
     except FileNotFoundError:
         return HandoffRead(None, "handoff.md is missing (deleted?)")
+    except NotAFile as exc:
+        return HandoffRead(None, exc.problem)
     except OSError as exc:
         return HandoffRead(None, f"handoff.md cannot be read: {exc.strerror}")
-    if size > limit:
-        return HandoffRead(None, f"handoff.md is {size:,} bytes, over the {limit:,}-byte limit", size)
     try:
-        with path.open("rb") as handle:
+        with os.fdopen(fd, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                return HandoffRead(None, f"handoff.md is {size:,} bytes, over the {limit:,}-byte limit", size)
             raw = handle.read(limit + 1)
     except OSError as exc:
         return HandoffRead(None, f"handoff.md cannot be read: {exc.strerror}")
@@ -72,9 +154,11 @@ def read_bounded(path: Path, limit: int) -> HandoffRead:
 
 
 class ChainFiles:
-    """The state folder of one chain."""
+    """The state folder of one chain; symlinks in it are followed only inside `home` (by default
+    the folder above `state_dir`)."""
 
-    def __init__(self, state_dir: Path, chain: str) -> None:
+    def __init__(self, state_dir: Path, chain: str, home: Path | None = None) -> None:
+        self.home = home or state_dir.parent
         self.dir = state_dir / chain
         self.handoff = self.dir / "handoff.md"
         self.status = self.dir / "status.txt"
@@ -85,15 +169,23 @@ class ChainFiles:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def read_handoff(self, limit: int = MAX_HANDOFF_BYTES) -> HandoffRead:
-        return read_bounded(self.handoff, limit)
+        return read_bounded(self.handoff, limit, self.home)
 
     def write_handoff(self, text: str) -> None:
         atomic_write(self.handoff, text)
 
     def read_status(self) -> str | None:
-        """The first word of status.txt, upper-cased; None when missing or empty."""
+        """The first word of status.txt, upper-cased; None when missing or empty. A status.txt
+        that is not a regular file reads as `<WHAT IT IS>` (e.g. `<A FIFO>`): not a status word,
+        so the run reports it and writes a good one in its place."""
         try:
-            with self.status.open("rb") as handle:
+            fd = open_regular(self.status, self.home)
+        except NotAFile as exc:
+            return f"<{exc.what.upper()}>"
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "rb") as handle:
                 raw = handle.read(MAX_STATUS_BYTES)
         except OSError:
             return None

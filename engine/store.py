@@ -5,6 +5,11 @@ timeout (several processes share the file: `serve`, a foreground `chain start`, 
 applies the numbered migrations, and offers intention-revealing methods. Writes that belong
 together (a link's result, the chain's counters, the handoff version and the events) commit in one
 transaction, so a crash leaves either all of them or none: no round is counted twice.
+
+Secrets never reach the file: opened with `secrets=settings.secrets()`, the store replaces each of
+them by `[redacted]` in every text it writes (event payloads, handoff versions, link results and
+errors, outbox messages: every parameter of every write goes through `Writer`), whatever an agent
+echoed into its handoff or its answer.
 """
 
 from __future__ import annotations
@@ -25,6 +30,43 @@ from engine.clock import Clock, SystemClock
 from engine.errors import StoreError
 from engine.events import Event
 from engine.migrations import MIGRATIONS
+
+REDACTED = "[redacted]"
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret replaced by [redacted] (`secrets` longest first)."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrub_value(value: Any, secrets: Sequence[str]) -> Any:
+    """Strings anywhere in a JSON-like value (dict keys included), scrubbed."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, Mapping):
+        return {scrub_value(k, secrets): scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_value(v, secrets) for v in value)
+    return value
+
+
+class Writer:
+    """The connection as the body of a transaction sees it: every text parameter is scrubbed of
+    the store's secrets on its way into the database."""
+
+    def __init__(self, conn: aiosqlite.Connection, secrets: Sequence[str]) -> None:
+        self._conn = conn
+        self._secrets = secrets
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> aiosqlite.Cursor:
+        if self._secrets:
+            parameters = [scrub(p, self._secrets) if isinstance(p, str) else p for p in parameters]
+        return await self._conn.execute(sql, parameters)
 
 
 def utc_iso(when: datetime | None = None) -> str:
@@ -122,6 +164,7 @@ class Lease(_Row):
     pid: int
     acquired_at: str
     heartbeat_at: str
+    pid_start: str | None = None  # the holder's start time (see runner.process_start_token)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,13 +196,19 @@ class Overview:
 
 class Store:
     """One aiosqlite connection, owned here; use `async with Store.open(path) as store:`.
-    Every time it records comes from `clock` (tests pass a ManualClock)."""
+    Every time it records comes from `clock` (tests pass a ManualClock); no text it writes holds
+    one of `secrets`."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock | None = None) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, path: Path, clock: Clock | None = None, secrets: Sequence[str] = (),
+    ) -> None:
         self._conn = conn
         self.path = path
         self.clock: Clock = clock or SystemClock()
         self._lock = asyncio.Lock()
+        # Longest first, so a secret that contains another is redacted whole.
+        self.secrets: tuple[str, ...] = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self._writer = Writer(conn, self.secrets)
 
     def stamp(self) -> str:
         """Now, as the store records times (UTC ISO 8601, milliseconds)."""
@@ -168,7 +217,9 @@ class Store:
     # ---- lifecycle -------------------------------------------------------------------------
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path, *, busy_timeout_ms: int = 15_000, clock: Clock | None = None) -> AsyncIterator[Store]:
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int = 15_000, clock: Clock | None = None, secrets: Sequence[str] = (),
+    ) -> AsyncIterator[Store]:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = await aiosqlite.connect(str(path), isolation_level=None)
@@ -176,7 +227,7 @@ class Store:
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
         try:
             conn.row_factory = aiosqlite.Row
-            store = cls(conn, path, clock)
+            store = cls(conn, path, clock, secrets)
             await store._setup(busy_timeout_ms)
             yield store
         finally:
@@ -197,7 +248,7 @@ class Store:
             raise StoreError(f"the database {self.path} cannot be used: {exc}") from exc
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Writer]:
         """BEGIN IMMEDIATE ... COMMIT, serialized within this process; errors become StoreError.
 
         Safe against cancellation at any point: aiosqlite runs each statement in its thread even
@@ -213,7 +264,7 @@ class Store:
                 await self._rollback()
                 raise
             try:
-                yield self._conn
+                yield self._writer
             except BaseException:
                 await self._rollback()
                 raise
@@ -263,16 +314,19 @@ class Store:
 
     # ---- events --------------------------------------------------------------------------
     async def _insert_event(
-        self, db: aiosqlite.Connection, chain: str | None, run_id: int | None, ev: NewEvent
+        self, db: Writer, chain: str | None, run_id: int | None, ev: NewEvent
     ) -> Event:
         ts = self.stamp()
-        data = json.dumps(dict(ev.data), default=str, ensure_ascii=False)
+        # Scrubbed as a value (not as JSON text, where a secret could appear escaped); the event
+        # published in this process is the scrubbed one too.
+        payload = scrub_value(dict(ev.data), self.secrets)
+        data = json.dumps(payload, default=str, ensure_ascii=False)
         cur = await db.execute(
             "INSERT INTO events (run_id, chain, kind, ts, data) VALUES (?, ?, ?, ?, ?)",
             (run_id, chain, ev.kind, ts, data),
         )
         assert cur.lastrowid is not None
-        return Event(id=cur.lastrowid, kind=ev.kind, chain=chain, run_id=run_id, ts=ts, data=dict(ev.data))
+        return Event(id=cur.lastrowid, kind=ev.kind, chain=chain, run_id=run_id, ts=ts, data=payload)
 
     async def add_events(self, chain: str | None, run_id: int | None, evs: Sequence[NewEvent]) -> list[Event]:
         async with self.transaction() as db:
@@ -305,7 +359,7 @@ class Store:
         rows = await self._fetchall("SELECT * FROM chain_state")
         return {r["chain"]: ChainState.from_row(r) for r in rows}
 
-    async def _put_state(self, db: aiosqlite.Connection, st: ChainState) -> None:
+    async def _put_state(self, db: Writer, st: ChainState) -> None:
         names = [f.name for f in fields(ChainState) if f.name != "updated_at"]
         values = [getattr(st, n) for n in names]
         await db.execute(
@@ -434,7 +488,7 @@ class Store:
                                     input_tokens=input_tokens, output_tokens=output_tokens, turns=turns,
                                     session_id=session_id, exit_code=exit_code, excerpt=excerpt)
 
-    async def _finish_link(self, db: aiosqlite.Connection, link_run_id: int, **v: Any) -> None:
+    async def _finish_link(self, db: Writer, link_run_id: int, **v: Any) -> None:
         await db.execute(
             "UPDATE link_runs SET status = ?, model = COALESCE(?, model), error_class = ?, error_message = ?, "
             "ended_at = ?, duration_s = ?, cost_usd = ?, input_tokens = ?, output_tokens = ?, turns = ?, "
@@ -460,10 +514,7 @@ class Store:
             )
             if handoff is not None:
                 link_run_id, round_no, link, content = handoff
-                await db.execute(
-                    "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (state.chain, run_id, link_run_id, round_no, link, self.stamp(), content),
-                )
+                await self._add_handoff(db, state.chain, run_id, link_run_id, round_no, link, content)
             return [await self._insert_event(db, state.chain, run_id, ev) for ev in evs]
 
     async def skip_link(
@@ -525,25 +576,43 @@ class Store:
     # ---- handoff history -----------------------------------------------------------------
     async def save_handoff(self, chain: str, run_id: int | None, link_run_id: int | None, round_no: int, link: str, content: str) -> None:
         async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chain, run_id, link_run_id, round_no, link, self.stamp(), content),
-            )
+            await self._add_handoff(db, chain, run_id, link_run_id, round_no, link, content)
+
+    async def _add_handoff(
+        self, db: Writer, chain: str, run_id: int | None, link_run_id: int | None, round_no: int, link: str, content: str,
+    ) -> None:
+        """Record the handoff after a link (or at a run's start). The same text as the chain's
+        latest version is not stored again: the row names that version (`same_as`), so `handoff
+        NAME N` still finds the handoff of every round, and `diff` compares real changes."""
+        content = scrub(content, self.secrets)  # compared as it is stored
+        latest = await (await db.execute(
+            "SELECT id, content FROM handoffs WHERE chain = ? AND same_as IS NULL ORDER BY id DESC LIMIT 1", (chain,)
+        )).fetchone()
+        same_as = latest["id"] if latest is not None and latest["content"] == content else None
+        await db.execute(
+            "INSERT INTO handoffs (chain, run_id, link_run_id, round, link, ts, content, same_as) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (chain, run_id, link_run_id, round_no, link, self.stamp(), "" if same_as is not None else content, same_as),
+        )
 
     async def handoff_versions(self, chain: str, limit: int = 2) -> list[HandoffVersion]:
-        rows = await self._fetchall("SELECT * FROM handoffs WHERE chain = ? ORDER BY id DESC LIMIT ?", (chain, limit))
+        """The chain's latest distinct versions, newest first."""
+        rows = await self._fetchall(
+            f"SELECT {_HANDOFF_COLUMNS} FROM handoffs h WHERE h.chain = ? AND h.same_as IS NULL ORDER BY h.id DESC LIMIT ?",
+            (chain, limit),
+        )
         return [HandoffVersion.from_row(r) for r in rows]
 
     async def handoff_after_round(self, chain: str, round_no: int) -> HandoffVersion | None:
         row = await self._fetchone(
-            "SELECT * FROM handoffs WHERE chain = ? AND round = ? ORDER BY id DESC LIMIT 1", (chain, round_no)
+            f"SELECT {_HANDOFF_RESOLVED} WHERE h.chain = ? AND h.round = ? ORDER BY h.id DESC LIMIT 1", (chain, round_no)
         )
         return HandoffVersion.from_row(row) if row else None
 
     async def handoff_before(self, chain: str, link_run_id: int) -> HandoffVersion | None:
         """The last version taken before that link run started (for re-running it after a crash)."""
         row = await self._fetchone(
-            "SELECT * FROM handoffs WHERE chain = ? AND (link_run_id IS NULL OR link_run_id < ?) ORDER BY id DESC LIMIT 1",
+            f"SELECT {_HANDOFF_RESOLVED} WHERE h.chain = ? AND (h.link_run_id IS NULL OR h.link_run_id < ?) "
+            "ORDER BY h.id DESC LIMIT 1",
             (chain, link_run_id),
         )
         return HandoffVersion.from_row(row) if row else None
@@ -573,7 +642,9 @@ class Store:
     async def leases(self) -> list[Lease]:
         return [Lease.from_row(r) for r in await self._fetchall("SELECT * FROM leases")]
 
-    async def try_acquire_lease(self, chain: str, *, owner: str, host: str, pid: int, holder_dead: bool) -> Lease | None:
+    async def try_acquire_lease(
+        self, chain: str, *, owner: str, host: str, pid: int, holder_dead: bool, pid_start: str | None = None,
+    ) -> Lease | None:
         """Take the chain's lease; returns the other holder's lease when it is held and alive."""
         async with self.transaction() as db:
             row = await (await db.execute("SELECT * FROM leases WHERE chain = ?", (chain,))).fetchone()
@@ -581,8 +652,9 @@ class Store:
                 return Lease.from_row(row)
             now = self.stamp()
             await db.execute(
-                "INSERT OR REPLACE INTO leases (chain, owner, host, pid, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (chain, owner, host, pid, now, now),
+                "INSERT OR REPLACE INTO leases (chain, owner, host, pid, pid_start, acquired_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chain, owner, host, pid, pid_start, now, now),
             )
             return None
 
@@ -635,6 +707,14 @@ class Store:
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         return await self._fetchall(sql, params)
+
+
+# A history row with its text: its own, or that of the version it repeats (`same_as`).
+_HANDOFF_COLUMNS = "h.id, h.chain, h.run_id, h.link_run_id, h.round, h.link, h.ts, h.content"
+_HANDOFF_RESOLVED = (
+    "h.id, h.chain, h.run_id, h.link_run_id, h.round, h.link, h.ts, COALESCE(o.content, h.content) AS content "
+    "FROM handoffs h LEFT JOIN handoffs o ON o.id = h.same_as"
+)
 
 
 def _replace(st: ChainState, **changes: Any) -> ChainState:

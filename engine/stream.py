@@ -28,6 +28,7 @@ class ErrorClass(StrEnum):
     CRASHED = "crashed"
     NOT_FOUND = "not_found"
     KILLED = "killed"  # stopped on purpose (`stop --now`, shutdown)
+    BUDGET = "budget"  # claude stopped at --max-budget-usd (the chain's max_cost_usd left)
 
 
 # Failures that say nothing about the prompt: worth a retry on the fallback model.
@@ -241,6 +242,10 @@ class StreamParser:
             tail = stderr_tail.strip().splitlines()[-1:] or [f"exit code {exit_code}"]
             return ErrorClass.CRASHED, f"no result (exit {exit_code}): {tail[0][:300]}"
         subtype = str(res.get("subtype") or "")
+        if subtype == "error_max_budget_usd":
+            errors = res.get("errors")
+            said = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], str) else ""
+            return ErrorClass.BUDGET, said[:300] or "the link's budget (--max-budget-usd) is used up"
         if res.get("is_error") is True or subtype.startswith("error"):
             lowered = text.lower()
             if status == 401 or self.assistant_error == "authentication_failed" or "authenticate" in lowered or "not logged in" in lowered or "invalid api key" in lowered:

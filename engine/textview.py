@@ -98,6 +98,8 @@ def event_line(event: Event) -> str | None:
         return f"  ! BLOCKED at {d.get('link')}: {d.get('question')}"
     if k == "waiting_limit":
         return f"  … usage limit: waiting until {d.get('until')}" + ("" if d.get("reset_known") else " (backoff)")
+    if k == "waiting_slot":
+        return f"  … {d.get('link')} waits for a free agent slot (all {d.get('slots')} in use)"
     if k in ("handoff_problem", "warning"):
         return f"  ! {d.get('problem') or d.get('message')}"
     if k == "run_finished":

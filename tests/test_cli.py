@@ -7,12 +7,19 @@ deterministic; waiting is done on the store (the run recorded, the lease taken),
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from engine.cli import main
+from engine.runner import process_start_token
 from engine.store import Store
 from tests.conftest import write_chain
 from tests.helpers import Cli, gone, wait_for_lease
@@ -111,16 +118,23 @@ async def test_stop_now_kills_a_hanging_agent_quickly(cli: Cli, home: Path) -> N
     assert "killed" in log.stdout
 
 
-async def test_ctrl_c_stops_the_foreground_run_and_records_why(cli: Cli) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_ctrl_c_stops_the_foreground_run_and_records_why(cli: Cli, sig: signal.Signals) -> None:
+    """Ctrl-C (or SIGTERM) of a foreground run: the stop is recorded, then the process exits
+    128 + the signal's number, as shells expect of a program a signal ended."""
     write_chain(cli.home, "int", dict(LOOP, max_rounds=0))
     cli.scenario_is({"default": {"hang": True}})
     runner = cli.spawn("chain", "start", "int")
     await wait_for_lease(cli.home, "int", runner.pid)
-    runner.send_signal(signal.SIGINT)
+    runner.send_signal(sig)
     out, err = runner.communicate(timeout=30)
-    assert "interrupted from the terminal (SIGINT)" in err + out
+    assert runner.returncode == 128 + sig.value, err
+    assert f"interrupted from the terminal ({sig.name})" in err + out
     status = cli.run("chain", "status", "int")
-    assert "int: STOPPED" in status.stdout and "SIGINT" in status.stdout
+    assert "int: STOPPED" in status.stdout and sig.name in status.stdout
+    async with Store.open(cli.home / "state" / "llmauto.db") as store:
+        run = (await store.last_runs("int", 1))[0]
+        assert (run.status, run.stop_reason) == ("STOPPED", f"interrupted from the terminal ({sig.name})")
 
 
 async def test_background_start_outlives_the_command(cli: Cli) -> None:
@@ -182,3 +196,132 @@ def test_main_in_process_maps_errors_to_exit_codes(home: Path, capsys: pytest.Ca
     (home / "chains" / "broken.json").write_text("{not json", encoding="utf-8")
     assert main(["--home", str(home), "chain", "validate", "broken"]) == 2
     assert "invalid JSON" in capsys.readouterr().err
+
+
+# A command link that holds its agent slot until the test lets it go, recording its span like
+# the fake claude does.
+GATE = (
+    "import json, os, time; start = time.time()\n"
+    "while not os.path.exists(os.environ['GATE']): time.sleep(0.01)\n"
+    "open(os.environ['FAKE_CLAUDE_SPANS'], 'a').write(json.dumps({'chain': os.environ['LLMAUTO_CHAIN'], "
+    "'link': os.environ['LLMAUTO_LINK'], 'start': start, 'end': time.time()}) + '\\n')"
+)
+
+
+async def test_max_parallel_links_holds_across_processes(cli: Cli, tmp_path: Path) -> None:
+    """Two `chain start` processes, cap 1: their agents never overlap in time, and the chain that
+    has to wait says so."""
+    spans, gate = tmp_path / "spans.jsonl", tmp_path / "gate"
+    cli.env.update(LLMAUTO_MAX_PARALLEL_LINKS="1", FAKE_CLAUDE_SPANS=str(spans), GATE=str(gate))
+    write_chain(cli.home, "one", {"max_rounds": 1, "links": [
+        {"name": "a1", "command": [sys.executable, "-c", GATE]},
+        {"name": "a2", "model": "claude-sonnet-4-6", "prompt": "work"}]})
+    write_chain(cli.home, "two", {"max_rounds": 1, "links": [
+        {"name": "b1", "model": "claude-sonnet-4-6", "prompt": "work"},
+        {"name": "b2", "model": "claude-sonnet-4-6", "prompt": "work"}]})
+    cli.scenario_is({"default": {"sleep": 0.3}})
+    one = cli.spawn("chain", "start", "one")
+    await wait_for_lease(cli.home, "one", one.pid)
+    two = cli.spawn("chain", "start", "two")
+    async with Store.open(cli.home / "state" / "llmauto.db") as store:
+        async def two_waits() -> None:
+            while not any(e.kind == "waiting_slot" for e in await store.chain_events("two")):
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(two_waits(), 30)
+    gate.touch()
+    (_, err_one), (out_two, err_two) = one.communicate(timeout=60), two.communicate(timeout=60)
+    assert (one.returncode, two.returncode) == (0, 0), err_one + err_two
+    calls = sorted((json.loads(line) for line in spans.read_text().splitlines()), key=lambda c: c["start"])
+    assert sorted(c["link"] for c in calls) == ["a1", "a2", "b1", "b2"]
+    for before, after in itertools.pairwise(calls):
+        assert after["start"] >= before["end"], f"{after} started while {before} ran"
+    assert "b1 waits for a free agent slot (all 1 in use)" in out_two
+
+
+async def _fabricate_lease(home: Path, chain: str, pid: int, pid_start: str | None) -> None:
+    """A fresh lease of `chain` held by `pid` on this host, as if that process ran the chain."""
+    async with Store.open(home / "state" / "llmauto.db") as store:
+        now = store.stamp()
+        await store.execute(
+            "INSERT OR REPLACE INTO leases (chain, owner, host, pid, pid_start, acquired_at, heartbeat_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chain, f"{socket.gethostname()}:{pid}:fabricated", socket.gethostname(), pid, pid_start, now, now),
+        )
+
+
+async def test_a_lease_whose_pid_was_reused_is_taken_over(cli: Cli) -> None:
+    """The holder's pid is alive but belongs to another process now (its start time differs):
+    the lease is dead and a new start takes it over; with the holder's own start time, refused."""
+    write_chain(cli.home, "reuse", dict(LOOP, max_rounds=1))
+    cli.scenario_is({})
+    sleeper = await asyncio.create_subprocess_exec("sleep", "1000")
+    try:
+        real_start = process_start_token(sleeper.pid)
+        assert real_start is not None
+        await _fabricate_lease(cli.home, "reuse", sleeper.pid, real_start)
+        refused = cli.run("chain", "start", "reuse")
+        assert refused.returncode == 1
+        assert f"already running in another process (pid {sleeper.pid}" in refused.stderr
+
+        await _fabricate_lease(cli.home, "reuse", sleeper.pid, str(int(real_start) + 1))
+        taken = cli.run("chain", "start", "reuse")
+        assert taken.returncode == 0, taken.stderr
+        assert "COMPLETED" in taken.stdout
+    finally:
+        sleeper.kill()
+        await sleeper.wait()
+
+
+ZOMBIE_MAKER = "import subprocess, time; p = subprocess.Popen(['true']); print(p.pid, flush=True); time.sleep(1000)"
+
+
+async def test_a_lease_held_by_a_zombie_is_taken_over(cli: Cli) -> None:
+    write_chain(cli.home, "zombie", dict(LOOP, max_rounds=1))
+    cli.scenario_is({})
+    # A parent that never reaps its exited child: the child stays a zombie with its start time.
+    parent = await asyncio.create_subprocess_exec(sys.executable, "-c", ZOMBIE_MAKER, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        zombie = int(await asyncio.wait_for(parent.stdout.readline(), 10))
+        deadline = time.monotonic() + 10
+        while not gone(zombie):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        start = process_start_token(zombie)
+        assert start is not None
+        await _fabricate_lease(cli.home, "zombie", zombie, start)
+        taken = cli.run("chain", "start", "zombie")
+        assert taken.returncode == 0, taken.stderr
+    finally:
+        parent.kill()
+        await parent.wait()
+
+
+def test_log_into_a_pipe_closed_early_exits_0_quietly(cli: Cli) -> None:
+    """`llmauto chain log NAME | head -1`: more output than a pipe holds, the reader leaves after
+    one line; llmauto ends with 0 and no traceback."""
+    write_chain(cli.home, "long-log", LOOP)
+
+    async def fill() -> None:
+        async with Store.open(cli.home / "state" / "llmauto.db") as store, store.transaction() as db:
+            for i in range(3000):
+                await db.execute(
+                    "INSERT INTO link_runs (run_id, chain, round, link_index, link, role, model, status, "
+                    "error_class, started_at, ended_at, duration_s) VALUES (1, 'long-log', ?, 0, 'worker', "
+                    "'worker', 'claude-sonnet-4-6', 'done', 'ok', ?, ?, 1.5)",
+                    (i + 1, store.stamp(), store.stamp()),
+                )
+
+    asyncio.run(fill())
+    with subprocess.Popen([sys.executable, "-m", "engine", "chain", "log", "long-log", "3000"], env=cli.env,
+                          cwd=cli.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            assert b"worker" in proc.stdout.readline()
+            proc.stdout.close()
+            err = proc.stderr.read()
+            assert proc.wait(timeout=30) == 0
+            assert err == b""
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -492,3 +492,36 @@ async def test_run_end_callbacks_see_the_chain_no_longer_running(home: Path, har
     await harness.run("cb")
     await done.wait()
     assert seen == [("cb", "COMPLETED", False)]
+
+
+async def test_handoff_history_keeps_no_duplicates_but_every_round(home: Path, harness: Harness) -> None:
+    """A second pass starts with the handoff the first left: no second copy of it is stored, yet
+    the handoff after round 1 of that pass is still found, and diff compares real changes."""
+    write_chain(home, "dedup", dict(WORKER_REVIEWER, max_rounds=1))
+    harness.runner.script("worker", lambda c: (c.append_handoff("\nworker was here"), ok())[1])
+    assert (await harness.run("dedup")).status == "COMPLETED"
+    assert (await harness.run("dedup")).status == "COMPLETED"  # nothing changes the handoff
+    store = harness.store
+    versions = await store.handoff_versions("dedup", 10)
+    assert len(versions) == 2  # the first start's snapshot, the worker's change: nothing twice
+    assert versions[0].content.endswith("worker was here") and not versions[1].content.endswith("worker was here")
+    rows = await store.query("SELECT run_id, link, content, same_as FROM handoffs WHERE chain = 'dedup' ORDER BY id")
+    assert [(r["link"], r["same_as"]) for r in rows] == [("(start)", None), ("worker", None), ("(start)", versions[0].id)]
+    assert rows[2]["content"] == ""
+    second_run = (await store.last_runs("dedup", 1))[0].id
+    after_round_1 = await store.handoff_after_round("dedup", 1)
+    assert after_round_1 is not None and after_round_1.run_id == second_run
+    assert after_round_1.content == versions[0].content
+    assert "+worker was here" in await harness.engine.handoff_diff("dedup")
+
+
+async def test_a_version_equal_to_the_latest_is_recorded_by_reference(store: Store) -> None:
+    await store.save_handoff("c", None, None, 1, "a", "same text")
+    await store.save_handoff("c", None, None, 2, "b", "same text")
+    await store.save_handoff("c", None, None, 3, "c", "other text")
+    await store.save_handoff("c", None, None, 4, "d", "same text")  # equal to an older one: a new version
+    assert [v.content for v in await store.handoff_versions("c", 10)] == ["same text", "other text", "same text"]
+    for round_no, text in ((1, "same text"), (2, "same text"), (3, "other text"), (4, "same text")):
+        found = await store.handoff_after_round("c", round_no)
+        assert found is not None and found.content == text
+    assert (await store.query("SELECT COUNT(*) FROM handoffs WHERE content = 'same text'"))[0][0] == 2

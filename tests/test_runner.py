@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from engine.runner import Invocation, SubprocessRunner, agent_env, claude_argv, live_group_members
+from engine.runner import (
+    Invocation,
+    SubprocessRunner,
+    agent_env,
+    budget_arg,
+    claude_argv,
+    live_group_members,
+    with_budget,
+)
 from engine.stream import ErrorClass, LinkResult, Progress
 from tests.fakes.claude_env import fake_claude_bin, fake_env, read_log, write_scenario
 
@@ -194,3 +202,94 @@ def test_claude_argv() -> None:
     assert argv == ("claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "m",
                     "--fallback-model", "f", "--permission-mode", "acceptEdits", "--allowedTools", "Read Write",
                     "--resume", "S")
+
+
+# ---- the home-wide cap on agent processes (engine/slots.py) ---------------------------------
+HOLD_SLOT = (
+    "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+    "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1000)"
+)
+
+
+async def test_slots_are_shared_between_holders_and_handed_on_in_order(tmp_path: Path) -> None:
+    from engine.slots import FileSlots
+
+    mine, other = FileSlots(tmp_path, 1, poll_s=0.01), FileSlots(tmp_path, 1, poll_s=0.01)
+    order: list[str] = []
+    waited: list[str] = []
+
+    async def worker(name: str) -> None:
+        await mine.acquire(lambda: waited.append(name))
+        order.append(name)
+        mine.release()
+
+    async with other:  # another holder (as if another process): everyone here waits
+        assert mine.locked()
+        tasks = [asyncio.create_task(worker(n)) for n in ("first", "second", "third")]
+        await asyncio.sleep(0.05)
+        assert order == [] and waited == ["first"]
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert order == ["first", "second", "third"]
+    assert not mine.locked() and mine.held == 0
+    with pytest.raises(ValueError):
+        mine.release()
+
+
+async def test_a_slot_held_by_a_killed_process_is_free_again(tmp_path: Path) -> None:
+    from engine.slots import FileSlots
+
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_SLOT, str(tmp_path / "slot-0.lock"), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"held\n"
+        slots = FileSlots(tmp_path, 1, poll_s=0.01)
+        assert slots.locked()
+        acquiring = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0.05)
+        assert not acquiring.done()
+        holder.kill()
+        await asyncio.wait_for(acquiring, 5)
+        assert slots.held == 1
+        slots.release()
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
+
+
+# ---- --max-budget-usd ------------------------------------------------------------------------
+async def test_a_link_over_its_budget_ends_with_the_budget_class(rig: Rig) -> None:
+    rig.scenario_is({"default": {"cost": 0.5}})
+    argv = with_budget(claude_argv(fake_claude_bin(), model="claude-sonnet-4-6", permission_mode=None,
+                                   allowed_tools=("Read",)), 0.2)
+    result = await rig.run(argv=argv)
+    assert result.error_class is ErrorClass.BUDGET, result
+    assert result.error_message == "Reached maximum budget ($0.2)"
+    assert result.cost_usd == pytest.approx(0.5)
+    within = await rig.run(argv=with_budget(argv, 2.5))
+    assert within.ok and read_log(rig.log)[-1]["argv"].count("--max-budget-usd") == 1
+
+
+def test_budget_argv() -> None:
+    base = claude_argv("claude", model="m", permission_mode=None, allowed_tools=("Read", "Write"))
+    capped = with_budget(base, 1.23456)
+    assert capped[:7] == ("claude", "-p", "--output-format", "stream-json", "--verbose", "--max-budget-usd", "1.2346")
+    assert capped[7:] == base[5:]  # before the variadic --allowedTools, which would swallow it
+    assert with_budget(capped, 0.5).count("--max-budget-usd") == 1 and "0.5" in with_budget(capped, 0.5)
+    assert [budget_arg(x) for x in (2.0, 0.1, 0.00001, -1.0)] == ["2", "0.1", "0.0001", "0.0001"]
+    assert claude_argv("claude", model=None, permission_mode=None, allowed_tools=None, max_budget_usd=3.0) == (
+        "claude", "-p", "--output-format", "stream-json", "--verbose", "--max-budget-usd", "3")
+
+
+async def test_a_slot_released_in_this_process_is_handed_on_without_polling(tmp_path: Path) -> None:
+    from engine.slots import FileSlots
+
+    slots = FileSlots(tmp_path, 1, poll_s=60)  # a poll would outlast the test
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0.01)
+    slots.release()
+    await asyncio.wait_for(waiter, 5)
+    assert slots.held == 1
+    slots.release()

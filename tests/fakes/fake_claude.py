@@ -45,6 +45,8 @@ BEHAVIOUR keys, all optional:
 Env FAKE_CLAUDE_LOG: append one JSON line per call (argv, stdin, prompt, cwd, pid, pgid, model,
 session_id, resumed, prior_prompts, link, round, env_keys, env (LLMAUTO_* and FAKE_*), started,
 call, behaviour_index, behaviour, early_error), written before any sleep or hang.
+Env FAKE_CLAUDE_SPANS: append one JSON line per call when it ends (pid, link, chain, start, end,
+exit_code; times from time.time()), to check how calls overlap in time.
 """
 
 from __future__ import annotations
@@ -1398,10 +1400,25 @@ def _max_turns(run, beh, finish, duration_ms, limit, denials, usage_block):  # t
     )
 
 
+def write_span(start: float, code: int) -> None:
+    path = os.environ.get("FAKE_CLAUDE_SPANS")
+    if not path:
+        return
+    record = {
+        "pid": os.getpid(), "link": os.environ.get("LLMAUTO_LINK", ""),
+        "chain": os.environ.get("LLMAUTO_CHAIN", ""), "start": start, "end": time.time(),
+        "exit_code": code,
+    }
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 if __name__ == "__main__":
+    span_start = time.time()
     try:
         code = main(sys.argv[1:])
     except BrokenPipeError:
         code = 1
     sys.stdout.flush()
+    write_span(span_start, code)
     sys.exit(code)

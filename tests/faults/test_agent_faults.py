@@ -4,6 +4,7 @@ limits, hangs, stalls, crashes, broken handoffs. The engine must record, report 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from engine.settings import Settings
 from engine.statefiles import ChainFiles
 from engine.store import Store
 from tests.conftest import make_settings, write_chain
-from tests.fakes.claude_env import write_scenario
+from tests.fakes.claude_env import read_log, write_scenario
 
 
 class GateSleeper:
@@ -234,3 +235,91 @@ async def test_a_pause_or_an_answer_during_a_limit_wait_does_not_end_the_wait(ri
     assert len(await rig.store.link_runs("lim4")) == 1  # the worker was not re-run early
     rig.sleeper.release.set()
     assert (await asyncio.wait_for(rig.engine.wait("lim4"), 30)).status == "COMPLETED"
+
+
+# Replaces a state file by something that is not a regular file (argv: file, kind, link target).
+SABOTAGE = """
+import os, sys
+path = os.path.join(os.environ['LLMAUTO_STATE_DIR'], sys.argv[1])
+if os.path.lexists(path):
+    os.remove(path)
+kind = sys.argv[2]
+if kind == 'fifo':
+    os.mkfifo(path)
+elif kind == 'directory':
+    os.mkdir(path)
+    open(os.path.join(path, 'inside.txt'), 'w').write('mine')
+elif kind == 'device':  # /dev/zero's twin: reading it never ends (needs root)
+    import stat
+    os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+else:
+    os.symlink(sys.argv[3], path)
+"""
+
+
+@pytest.mark.parametrize("target", ["handoff.md", "status.txt"])
+@pytest.mark.parametrize("kind, what", [
+    ("fifo", "a FIFO"), ("directory", "a directory"), ("device", "a device"),
+    ("symlink-to-fifo", "a symlink out of the home"), ("symlink-to-device", "a symlink out of the home"),
+])
+async def test_a_state_file_replaced_by_a_fifo_directory_or_symlink_is_refused(rig: Rig, target: str, kind: str, what: str) -> None:
+    """The engine neither hangs on a FIFO nor follows a link out of the home: it reports the
+    problem, keeps the last good handoff (or writes a good status) and the run goes on."""
+    if kind == "device" and os.geteuid() != 0:
+        pytest.skip("creating a device node needs root")
+    outside = rig.tmp / "outside-fifo"
+    if not outside.exists():
+        os.mkfifo(outside)
+    link_to = {"symlink-to-fifo": str(outside), "symlink-to-device": "/dev/zero"}.get(kind, "")
+    doc = {"max_rounds": 2, "links": [
+        {"name": "good", "command": [sys.executable, "-c",
+                                     "import os; open(os.environ['LLMAUTO_HANDOFF'], 'a').write('good line\\n')"]},
+        {"name": "vandal", "command": [sys.executable, "-c", SABOTAGE, target, kind.split("-")[0], link_to]},
+        {"name": "after", "model": "claude-sonnet-4-6", "prompt": "carry on"},
+    ]}
+    write_chain(rig.home, "sab", doc)
+    await rig.engine.start_chain("sab", origin="test")
+    outcome = await asyncio.wait_for(rig.engine.wait("sab"), 30)
+    assert outcome.status == "COMPLETED"
+    files = rig.files("sab")
+    assert files.handoff.is_file() and not files.handoff.is_symlink()
+    assert files.status.is_file() and not files.status.is_symlink()
+    assert (files.read_handoff().text or "").count("good line") == 2
+    assert files.read_status() == "COMPLETED"
+    problems = [e.data["problem"] for e in await rig.events("sab") if e.kind == ev.HANDOFF_PROBLEM]
+    if target == "handoff.md":
+        assert len(problems) == 2 and all(p.startswith(f"handoff.md is {what}") for p in problems), problems
+    else:
+        assert problems == [f"status.txt has an unknown word {f'<{what.upper()}>'!r}"] * 2
+    rows = await rig.store.link_runs("sab")
+    assert [(r.link, r.error_class) for r in rows] == [("good", "ok"), ("vandal", "ok"), ("after", "ok")] * 2
+    if kind == "directory":  # moved aside, not deleted
+        kept = [p for p in files.dir.iterdir() if p.name.startswith(f".{target}.not-a-file-")]
+        assert kept and all((p / "inside.txt").read_text() == "mine" for p in kept)
+
+
+async def test_each_claude_call_is_capped_at_the_budget_left(home: Path, tmp_path: Path) -> None:
+    """max_cost_usd $1: the worker spends $0.30, so the reviewer runs with --max-budget-usd 0.7;
+    it overspends, claude ends it (error class budget) and the budget rule stops the chain."""
+    scenario_path, log = tmp_path / "scenario.json", tmp_path / "calls.jsonl"
+    write_scenario(scenario_path, {"links": {"worker": {"cost": 0.3}, "reviewer": {"cost": 0.9}}})
+    settings = make_settings(home, environ={
+        "FAKE_CLAUDE_SCENARIO": str(scenario_path), "FAKE_CLAUDE_LOG": str(log),
+        "CLAUDE_CONFIG_DIR": str(tmp_path / "cfg"), "FAKE_CLAUDE_PYTHON": sys.executable,
+    })
+    write_chain(home, "budget", {"max_rounds": 5, "max_cost_usd": 1.0, "links": [
+        {"name": "worker", "model": "claude-sonnet-4-6", "prompt": "work"},
+        {"name": "tests", "command": [sys.executable, "-c", "print('green')"]},
+        {"name": "reviewer", "role": "reviewer", "model": "claude-sonnet-4-6", "prompt": "review"},
+    ]})
+    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+        await engine.start_chain("budget", origin="test")
+        outcome = await asyncio.wait_for(engine.wait("budget"), 30)
+        rows = await store.link_runs("budget")
+        finished = [e for e in await store.chain_events("budget") if e.kind == ev.LINK_FINISHED]
+    assert (outcome.status, outcome.reason) == ("COMPLETED", "budget of $1.00 used ($1.20)")
+    assert [(r.link, r.error_class) for r in rows] == [("worker", "ok"), ("tests", "ok"), ("reviewer", "budget")]
+    assert rows[2].error_message == "Reached maximum budget ($0.7)"
+    assert finished[-1].data["error_class"] == "budget"
+    budgets = [c["argv"][c["argv"].index("--max-budget-usd") + 1] for c in read_log(log)]
+    assert budgets == ["1", "0.7"]

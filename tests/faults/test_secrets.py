@@ -13,14 +13,18 @@ from pathlib import Path
 import pytest
 
 from engine.engine import Engine
+from engine.outbox_store import NewMessage, OutboxStore
 from engine.settings import Settings
-from engine.store import Store
+from engine.store import NewEvent, Store
 from tests.conftest import make_settings, write_chain
+from tests.helpers import Cli
 
 TOKEN = "123456789:AAH-secret-token-for-tests-only-XYZ"
 API_KEY = "sk-ant-secret-key-for-tests-0000"
 
 DUMP_ENV = "import os, json; print(json.dumps(dict(os.environ)))"
+# Also keeps what the agent saw outside the home (the store redacts it from what it records).
+DUMP_ENV_TO = "import os, json, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ))); print(json.dumps(dict(os.environ)))"
 
 
 async def test_no_secret_reaches_agents_files_db_or_logs(home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -29,17 +33,20 @@ async def test_no_secret_reaches_agents_files_db_or_logs(home: Path, tmp_path: P
         "TELEGRAM_BOT_TOKEN": TOKEN, "ANTHROPIC_API_KEY": API_KEY, "FAKE_CLAUDE_PYTHON": sys.executable,
         "CLAUDE_CONFIG_DIR": str(tmp_path / "cfg"),
     })
+    seen = tmp_path / "agent-env.json"
     write_chain(home, "leak", {"max_rounds": 1, "links": [
-        {"name": "dump", "command": [sys.executable, "-c", DUMP_ENV]},
+        {"name": "dump", "command": [sys.executable, "-c", DUMP_ENV_TO, str(seen)]},
         {"name": "agent", "model": "claude-sonnet-4-6", "prompt": "work"},
         {"name": "boom", "command": [sys.executable, "-c", "import os; raise SystemExit(os.environ.get('TELEGRAM_BOT_TOKEN', 'none'))"]},
     ]})
-    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+    async with Store.open(settings.db_path, secrets=settings.secrets()) as store, Engine(settings, store) as engine:
         await engine.start_chain("leak", origin="test")
         await asyncio.wait_for(engine.wait("leak"), 30)
         rows = await store.link_runs("leak")
-    assert TOKEN not in (rows[0].result_excerpt or "")
-    assert API_KEY in (rows[0].result_excerpt or "")  # the agents do get what they need
+    assert TOKEN not in (rows[0].result_excerpt or "") and TOKEN not in seen.read_text()
+    assert API_KEY in seen.read_text()  # the agents do get what they need
+    assert API_KEY not in (rows[0].result_excerpt or "")  # but the store does not keep it
+    assert '"ANTHROPIC_API_KEY": "[redacted]"' in (rows[0].result_excerpt or "")
     assert rows[2].error_message == "exit code 1: none"
     for path in home.rglob("*"):
         if path.is_file():
@@ -69,3 +76,65 @@ def test_world_readable_env_file_is_warned_about(home: Path) -> None:
     assert TOKEN not in repr(loaded)
     os.chmod(env_file, stat.S_IRUSR | stat.S_IWUSR)
     assert Settings.load({"LLMAUTO_HOME": str(home)}).warnings == ()
+
+
+# An agent that found the secrets and echoes them into the handoff, its answer and its errors.
+ECHO = (
+    "import os, sys; key = os.environ['ANTHROPIC_API_KEY']; "
+    "open(os.environ['LLMAUTO_HANDOFF'], 'a').write(f'key {key}\\n'); print('the key is', key); "
+    "sys.stderr.write(f'failed with {key}\\n'); raise SystemExit(3)"
+)
+
+
+async def test_secrets_an_agent_echoes_never_reach_the_database(cli: Cli, home: Path) -> None:
+    """A real `chain start`: the fake claude writes the bot token into the handoff and its answer, a
+    command echoes the API key into the handoff, stdout and its error. Afterwards no byte of the
+    database (main file, WAL, shared memory) nor of the engine's state files holds either; what
+    the store kept says [redacted] instead. (handoff.md itself is the agents' own file: it keeps
+    what they wrote.)"""
+    cli.env.update(TELEGRAM_BOT_TOKEN=TOKEN, ANTHROPIC_API_KEY=API_KEY)
+    write_chain(home, "echo", {"max_rounds": 1, "links": [
+        {"name": "agent", "model": "claude-sonnet-4-6", "prompt": "work"},
+        {"name": "echo", "command": [sys.executable, "-c", ECHO]},
+    ]})
+    cli.scenario_is({"links": {"agent": {
+        "handoff": f"# Plan\nfound the bot token {TOKEN}\n", "result": f"the token is {TOKEN}"}}})
+    out = cli.run("chain", "start", "echo")
+    assert out.returncode == 0, out.stderr
+    handoff = (home / "state" / "echo" / "handoff.md").read_text()
+    assert TOKEN in handoff and API_KEY in handoff  # the agents' own file, as they wrote it
+    state = home / "state"
+    db_files = [p for p in state.iterdir() if p.name.startswith("llmauto.db")]
+    assert {p.name for p in db_files} >= {"llmauto.db"}
+    for path in [*db_files, *(p for p in state.rglob("*") if p.is_file() and p.name != "handoff.md")]:
+        raw = path.read_bytes()
+        assert TOKEN.encode() not in raw and API_KEY.encode() not in raw, path
+    async with Store.open(state / "llmauto.db") as store:
+        agent, echo = (await store.link_runs("echo"))[:2]
+        assert agent.result_excerpt == "the token is [redacted]"
+        assert echo.result_excerpt == "the key is [redacted]"
+        assert echo.error_message == "exit code 3: failed with [redacted]"
+        versions = await store.handoff_versions("echo", 5)
+        assert "found the bot token [redacted]" in versions[0].content
+        assert "key [redacted]" in versions[0].content
+    for which in ("1", None):  # the version after round 1, and the file as it is now
+        shown = cli.run("chain", "handoff", "echo", *([which] if which else []))
+        assert shown.returncode == 0, shown.stderr
+        assert "found the bot token [redacted]" in shown.stdout and TOKEN not in shown.stdout
+        assert API_KEY not in shown.stdout
+
+
+async def test_every_write_of_the_store_is_scrubbed(settings: Settings) -> None:
+    """Events (nested, keys too) and the outbox, written through the store: redacted, also in
+    the event handed back for publishing."""
+    async with Store.open(settings.db_path, secrets=(TOKEN, API_KEY, "")) as store:
+        [event] = await store.add_events("c", None, [NewEvent("warning", {
+            "message": f"x {TOKEN} y", "nested": [{"k": API_KEY}], TOKEN: 1, "n": 2})])
+        assert event.data == {"message": "x [redacted] y", "nested": [{"k": "[redacted]"}], "[redacted]": 1, "n": 2}
+        assert (await store.events_after(0))[-1].data == event.data
+        outbox = OutboxStore(store)
+        await outbox.enqueue_now([NewMessage(chat_id=1, kind="reply", text=f"<b>{TOKEN}</b>", document=API_KEY)])
+        [row] = await outbox.pending()
+        assert (row.text, row.document) == ("<b>[redacted]</b>", "[redacted]")
+    raw = b"".join(p.read_bytes() for p in settings.state_dir.iterdir() if p.name.startswith("llmauto.db"))
+    assert TOKEN.encode() not in raw and API_KEY.encode() not in raw
