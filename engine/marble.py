@@ -355,6 +355,11 @@ class MarbleRun:
             cls = result.error_class
             if cls is ErrorClass.OK or cls is ErrorClass.KILLED:
                 return result, attempt, None
+            if cls is ErrorClass.BUDGET:
+                # claude stopped at --max-budget-usd: the budget is used even if its reported cost
+                # lands a cent short of it, so no further (tiny-budget) link is started.
+                return result, attempt, policy.Stop(
+                    "COMPLETED", f"budget of ${self.chain.max_cost_usd or 0:.2f} used (${self.cost:.2f})")
             if self.control.stop_requested or self.control.shutdown:
                 return result, attempt, None
             if link.continue_session and not resumed_fresh and "no conversation found" in (result.text + result.error_message).lower():

@@ -525,3 +525,14 @@ async def test_a_version_equal_to_the_latest_is_recorded_by_reference(store: Sto
         found = await store.handoff_after_round("c", round_no)
         assert found is not None and found.content == text
     assert (await store.query("SELECT COUNT(*) FROM handoffs WHERE content = 'same text'"))[0][0] == 2
+
+
+async def test_a_link_ended_by_its_budget_cap_ends_the_run_even_if_its_cost_lands_short(home: Path, harness: Harness) -> None:
+    """claude stops at --max-budget-usd between turns; should its reported cost be a little under the
+    budget left, the chain still stops instead of starting a link with a few cents of budget."""
+    write_chain(home, "bc", dict(WORKER_REVIEWER, max_rounds=5, max_cost_usd=1.0))
+    harness.runner.script("worker", lambda c: ok(cost=0.3))
+    harness.runner.script("reviewer", lambda c: fail(ErrorClass.BUDGET, "Reached maximum budget ($0.7)", cost_usd=0.69))
+    outcome = await harness.run("bc")
+    assert (outcome.status, outcome.reason) == ("COMPLETED", "budget of $1.00 used ($0.99)")
+    assert harness.runner.links_called() == ["worker", "reviewer"]
