@@ -24,7 +24,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot import render
-from bot.pacer import Pacer
+from bot.pacer import Pacer, retry_after_s
 from engine.outbox_store import OutboxRow, OutboxStore
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class OutboxSender:
         try:
             message = await send()
         except RetryAfter as exc:
-            seconds = float(exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds())
+            seconds = retry_after_s(exc)
             self.pacer.backoff(chat_id, seconds)
             await self.outbox.retry_later([r.id for r in rows], seconds, f"429: {exc}")
             return
@@ -234,7 +234,7 @@ class OutboxSender:
                                                    reply_markup=markup(row.buttons))
                 message_id = sent.message_id
         except RetryAfter as exc:
-            seconds = float(exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds())
+            seconds = retry_after_s(exc)
             self.pacer.backoff(row.chat_id, seconds)
             await self.outbox.retry_later([row.id], seconds, f"429: {exc}")
             return

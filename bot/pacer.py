@@ -5,7 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections import deque
+from datetime import timedelta
+
+from telegram.error import RetryAfter
+
+
+def retry_after_s(exc: RetryAfter) -> float:
+    """Seconds Telegram asked to wait. PTB 22 keeps them as a timedelta; its public
+    `retry_after` returns an int with a deprecation warning unless PTB_TIMEDELTA is set, so read
+    the timedelta as PTB's own retry loop does."""
+    value = getattr(exc, "_retry_after", None)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = exc.retry_after
+    return float(raw if isinstance(raw, int | float) else raw.total_seconds())
 
 
 class Pacer:

@@ -68,9 +68,19 @@ class Served:
             chat_type: str = "private") -> dict[str, Any]:
         return self.api.user_message(user_id=user, chat_id=chat, text=text, reply_to_message_id=reply_to, chat_type=chat_type)
 
-    async def answer(self, text: str, contains: str, *, user: int = OPERATOR, chat: int | None = None, **kw: Any) -> SentMessage:
+    async def answer(self, text: str, contains: str, *, user: int = OPERATOR, chat: int | None = None,
+                     timeout: float = 15.0, **kw: Any) -> SentMessage:
         sent = self.say(text, user=user, chat=chat, **kw)
-        return await self.api.wait_for_message(chat if chat is not None else user, contains, after=sent["message_id"])
+        return await self.api.wait_for_message(chat if chat is not None else user, contains, after=sent["message_id"],
+                                               timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PTB 22 warns (PTBDeprecationWarning) whenever it builds a RetryAfter unless PTB_TIMEDELTA is
+    set, and the test suite turns warnings into errors; opt in to its future behaviour (the bot
+    reads retry_after either way: `bot.pacer.retry_after_s`)."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
 
 
 @pytest.fixture

@@ -157,6 +157,8 @@ class FakeBotApi:
         self.arrived: list[str] = []
         # True: every getUpdates answers 409, as when another process polls the same token.
         self.conflict = False
+        # Errors to answer the next calls of a method with, in order (see `fail_next`).
+        self._failures: dict[str, list[ApiError]] = {}
         self._changed = asyncio.Condition()
         self._last_send: dict[int, float] = {}
         self._group_sends: dict[int, list[float]] = {}
@@ -250,6 +252,12 @@ class FakeBotApi:
             "message": self._bot_message_dict(msg), "data": data,
         }})
 
+    def fail_next(self, method: str, code: int = 429, *, retry_after: int | None = 1, times: int = 1) -> None:
+        """The next `times` calls of `method` fail (429 with retry_after by default)."""
+        description = f"Too Many Requests: retry after {retry_after}" if code == 429 else f"Error {code}"
+        self._failures.setdefault(method, []).extend(
+            ApiError(code, description, retry_after if code == 429 else None) for _ in range(times))
+
     def set_outage(self, mode: str | None, *, retry_after: int = 1) -> None:
         self.outage = mode
         self.retry_after = retry_after
@@ -336,6 +344,8 @@ class FakeBotApi:
             handler = getattr(self, f"m_{method}", None)
             if handler is None:
                 raise ApiError(404, "Not Found")
+            if self._failures.get(method):
+                raise self._failures[method].pop(0)
             result = await handler(params)
             status, payload = 200, {"ok": True, "result": result}
         except ApiError as exc:
