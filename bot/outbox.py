@@ -1,6 +1,7 @@
 """The outbox sender: delivers notifications in order per chat, paced, coalesced, retried.
 
-Per chat: BLOCKED alerts, questions and command answers that could not go at once come first,
+Per chat: command replies waiting for their turn go before anything here (see `bot.pacer`);
+then BLOCKED alerts, questions and command answers that could not go at once,
 each alone (a reply to one must map back to it); then the pending notes in order, coalesced into
 one message of up to 4096 characters; then run reports (several become one document). That keeps
 a chat fed by many chains within Telegram's flood limits; a report may arrive after later notes.
@@ -104,7 +105,7 @@ class OutboxSender:
         for chat_id, chat_rows in chats.items():
             if self.halt.is_set():
                 return 0.0
-            pace = self.pacer.delay(chat_id)
+            pace = self.pacer.delay(chat_id, behind_replies=True)
             if pace > 0:
                 wait = min(wait, pace)
                 continue
@@ -117,7 +118,7 @@ class OutboxSender:
                 wait = min(wait, row.next_attempt_at - now)
                 continue
             since = time.monotonic() - self._card_edit_at.get(row.card_key or "", -1e9)
-            pace = max(self.pacer.delay(row.chat_id), self.card_interval_s - since)
+            pace = max(self.pacer.delay(row.chat_id, behind_replies=True), self.card_interval_s - since)
             if pace > 0:
                 wait = min(wait, pace)
                 continue
