@@ -86,12 +86,14 @@ async def run_serve(
     *,
     ready: asyncio.Event | None = None,
     poll_timeout_s: float = 10.0,
-    shutdown_kills_links: bool = True,
+    shutdown_kills_links: bool | None = None,
     pacer: Pacer | None = None,
     on_ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
     on_engine: Callable[[Engine], None] | None = None,
 ) -> None:
     check(settings)
+    if shutdown_kills_links is None:  # LLMAUTO_ON_SHUTDOWN: interrupt (the default) or finish
+        shutdown_kills_links = settings.shutdown_kills_links
     fatal: list[BaseException] = []
     # The stack closes in reverse: polling stops; the outbox sender finishes its current send;
     # PTB stops (waiting for the handlers still running) and closes its HTTP clients, so no

@@ -28,7 +28,7 @@ async def test_shutdown_lets_a_send_in_flight_finish_before_the_http_client_clos
         gc.collect()
 
 
-async def test_a_second_poller_ends_this_serve_and_leaves_the_other_polling(served: Served, fake_api: FakeBotApi) -> None:
+async def test_a_second_poller_ends_serve_with_a_clear_message(served: Served, fake_api: FakeBotApi) -> None:
     """Telegram answers 409 to the earlier of two pollers: that serve stops, saying why, and
     sends no further getUpdates (one would cut off the other process's poll in turn)."""
     second = Served(fake_api, served.settings, served.home)
