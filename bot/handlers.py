@@ -43,6 +43,7 @@ from bot.commands import (
     schedule_id,
 )
 from bot.pacer import Pacer
+from bot.redact import Redactor
 from bot.replies import Replies
 from engine.engine import Engine
 from engine.errors import InvalidChain, LlmautoError
@@ -61,7 +62,8 @@ Ctx = ContextTypes.DEFAULT_TYPE
 
 class BotHandlers:
     def __init__(self, engine: Engine, book: ScheduleBook, outbox: OutboxStore, pacer: Pacer, access: Access,
-                 refresh_schedules: Callable[[], Awaitable[None]], wake: asyncio.Event | None = None) -> None:
+                 refresh_schedules: Callable[[], Awaitable[None]], wake: asyncio.Event | None = None, *,
+                 redact: Redactor) -> None:
         self.engine = engine
         self.settings = engine.settings
         self.book = book
@@ -69,7 +71,7 @@ class BotHandlers:
         self.pacer = pacer
         self.access = access
         self.refresh_schedules = refresh_schedules
-        self.replies = Replies(outbox, pacer, wake or asyncio.Event())
+        self.replies = Replies(outbox, pacer, wake or asyncio.Event(), redact=redact)
         self._refused: dict[tuple[int | None, int | None], float] = {}
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:

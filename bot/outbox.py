@@ -8,7 +8,8 @@ a chat fed by many chains within Telegram's flood limits; a report may arrive af
 The progress card is one message per chat (every run reporting there), edited in place at most
 every few seconds; "message is not modified" counts as done. A Telegram outage (network errors,
 5xx, 429 retry_after) delays rows, never drops them; a message Telegram refuses for good (bad
-request, blocked bot) is recorded with its error and skipped.
+request, blocked bot) is recorded with its error and skipped. Every text, caption and document
+is scrubbed of secrets on the way out (`bot.redact`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot import render
 from bot.pacer import Pacer, retry_after_s
+from bot.redact import Redactor
 from engine.outbox_store import OutboxRow, OutboxStore
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,10 @@ def plain(text: str) -> str:
 
 
 class OutboxSender:
-    def __init__(self, bot: Bot, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event, *,
+    def __init__(self, bot: Bot, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event, *, redact: Redactor,
                  card_interval_s: float = CARD_INTERVAL_S) -> None:
         self.bot = bot
+        self.redact = redact
         self.outbox = outbox
         self.pacer = pacer
         self.wake = wake
@@ -142,7 +145,7 @@ class OutboxSender:
             text = "\n\n".join(r.text for r in group)
             buttons = group[0].buttons if len(group) == 1 else None
             chains = {r.chain for r in group}
-            await self._deliver(group, lambda: self.bot.send_message(
+            await self._deliver(group, lambda: self._send_message(
                 chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons)),
                 kind=group[0].kind if len(group) == 1 else "notes", chain=chains.pop() if len(chains) == 1 else None,
                 plain_text=plain(text))
@@ -159,14 +162,18 @@ class OutboxSender:
             data = "\n\n---\n\n".join(d.document or "" for d in docs).encode("utf-8")
             caption = render.truncate("\n".join(d.text for d in docs), render.CAPTION_LIMIT)
             await self._deliver(docs, lambda: self.bot.send_document(
-                chat_id, document=data, filename=name, caption=caption, parse_mode=ParseMode.HTML),
+                chat_id, document=self.redact.data(data), filename=self.redact(name), caption=self.redact(caption),
+                parse_mode=ParseMode.HTML),
                 kind=head.kind, chain=head.chain if len(docs) == 1 else None, plain_text=None)
             if len(docs) > 1:
                 self.coalesced += len(docs) - 1
         else:
-            await self._deliver([head], lambda: self.bot.send_message(
+            await self._deliver([head], lambda: self._send_message(
                 chat_id, head.text, parse_mode=ParseMode.HTML, reply_markup=markup(head.buttons)),
                 kind=head.kind, chain=head.chain, plain_text=plain(head.text))
+
+    async def _send_message(self, chat_id: int, text: str, **kwargs: Any) -> Message:
+        return await self.bot.send_message(chat_id, self.redact(text), **kwargs)
 
     async def _deliver(self, rows: Sequence[OutboxRow], send: Any, *, kind: str, chain: str | None,
                        plain_text: str | None) -> None:
@@ -184,7 +191,7 @@ class OutboxSender:
             if "parse entities" in text and plain_text:
                 log.warning("message %s could not be parsed by Telegram; sending it as plain text", rows[0].id)
                 try:
-                    message = await self.bot.send_message(chat_id, render.truncate(plain_text))
+                    message = await self._send_message(chat_id, render.truncate(plain_text))
                 except TelegramError as again:
                     await self._give_up(rows, kind, chain, f"{exc} / {again}")
                     return
@@ -221,7 +228,7 @@ class OutboxSender:
         try:
             if message_id is not None:
                 try:
-                    await self.bot.edit_message_text(row.text, chat_id=row.chat_id, message_id=message_id,
+                    await self.bot.edit_message_text(self.redact(row.text), chat_id=row.chat_id, message_id=message_id,
                                                      parse_mode=ParseMode.HTML, reply_markup=markup(row.buttons))
                 except BadRequest as exc:
                     if "not modified" in str(exc).lower():
@@ -231,7 +238,7 @@ class OutboxSender:
                     else:
                         raise
             if message_id is None:
-                sent = await self.bot.send_message(row.chat_id, row.text, parse_mode=ParseMode.HTML,
+                sent = await self._send_message(row.chat_id, row.text, parse_mode=ParseMode.HTML,
                                                    reply_markup=markup(row.buttons))
                 message_id = sent.message_id
         except RetryAfter as exc:

@@ -2,7 +2,8 @@
 
 `Replies.send` answers an update: paced (the pacer the outbox shares), long text split at line ends
 (documents for long content are the caller's choice), tried again after a 429's `retry_after`,
-and when Telegram cannot be reached the answer is written to the outbox and sent later. Every message that concerns a chain is remembered
+and when Telegram cannot be reached the answer is written to the outbox and sent later. Text and
+documents are scrubbed of secrets first (`bot.redact`). Every message that concerns a chain is remembered
 (in memory at once, and in the store's `messages` table), so that a reply to it (a reason, an
 answer to a BLOCKED alert, `/stop_chain REASON`) maps back to its chain and kind.
 """
@@ -23,6 +24,7 @@ from bot import callbacks as cb
 from bot import render
 from bot.outbox import markup
 from bot.pacer import Pacer, retry_after_s
+from bot.redact import Redactor
 from engine.outbox_store import NewMessage, OutboxStore
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,9 @@ RECENT_MAX = 2000
 
 
 class Replies:
-    def __init__(self, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event) -> None:
+    def __init__(self, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event, *, redact: Redactor) -> None:
         self.outbox = outbox
+        self.redact = redact
         self.pacer = pacer
         self.wake = wake  # the outbox sender's
         # Messages this process just sent -> (chain, kind): a quick reply must not wait for the store.
@@ -52,6 +55,9 @@ class Replies:
         if chat is None:
             return None
         bot = update.get_bot()
+        text = self.redact(text)
+        if document is not None:
+            document = (self.redact(document[0]), self.redact(document[1]))
         parts = [render.truncate(text, render.CAPTION_LIMIT)] if document else render.split(text)
         message = None
         for i, part in enumerate(parts):

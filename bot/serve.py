@@ -32,6 +32,7 @@ from bot.notify import Notifier
 from bot.outbox import OutboxSender
 from bot.pacer import Pacer
 from bot.poller import Poller
+from bot.redact import Redactor
 from bot.summary import summary_loop
 from engine.clock import RealSleeper
 from engine.engine import Engine
@@ -108,8 +109,10 @@ async def run_serve(
         pacer = pacer or Pacer()
         wake = asyncio.Event()
         notifier = Notifier(settings, store, engine.bus, outbox, wake)
+        redact = Redactor(settings.secrets())  # for everything that goes to Telegram
         handlers = BotHandlers(engine, ScheduleBook(store, settings), outbox, pacer,
-                               Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake)
+                               Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake,
+                               redact=redact)
         clients = HttpClients(poll_timeout_s=poll_timeout_s)
         app = build_application(settings, handlers, clients)
         side_tasks: list[asyncio.Task[None]] = [asyncio.create_task(notifier.run(), name="notifier")]
@@ -125,7 +128,7 @@ async def run_serve(
         await announce_commands(app)
         await app.start()
         stack.push_async_callback(app.stop)
-        sender = OutboxSender(app.bot, outbox, pacer, wake)
+        sender = OutboxSender(app.bot, outbox, pacer, wake, redact=redact)
         sending = asyncio.create_task(sender.run(), name="outbox-sender")
         stack.push_async_callback(_wind_down, [sending], [stop.set, sender.halt.set, wake.set])
         poller = Poller(app.bot, app.update_queue, timeout_s=int(poll_timeout_s), allowed_updates=ALLOWED_UPDATES)
