@@ -28,8 +28,8 @@ from bot import logsafe
 from bot.app import App, HttpClients, announce_commands, build_application
 from bot.auth import Access
 from bot.handlers import BotHandlers
-from bot.notify import Notifier
-from bot.outbox import OutboxSender
+from bot.notify import CARD_REFRESH_S, Notifier
+from bot.outbox import CARD_INTERVAL_S, OutboxSender
 from bot.pacer import Pacer
 from bot.poller import Poller
 from bot.redact import Redactor
@@ -89,6 +89,8 @@ async def run_serve(
     poll_timeout_s: float = 10.0,
     shutdown_kills_links: bool | None = None,
     pacer: Pacer | None = None,
+    card_refresh_s: float = CARD_REFRESH_S,
+    card_interval_s: float = CARD_INTERVAL_S,
     on_ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
     on_engine: Callable[[Engine], None] | None = None,
 ) -> None:
@@ -108,7 +110,7 @@ async def run_serve(
         outbox = OutboxStore(store)
         pacer = pacer or Pacer()
         wake = asyncio.Event()
-        notifier = Notifier(settings, store, engine.bus, outbox, wake)
+        notifier = Notifier(settings, store, engine.bus, outbox, wake, card_refresh_s=card_refresh_s)
         redact = Redactor(settings.secrets())  # for everything that goes to Telegram
         handlers = BotHandlers(engine, ScheduleBook(store, settings), outbox, pacer,
                                Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake,
@@ -128,7 +130,7 @@ async def run_serve(
         await announce_commands(app)
         await app.start()
         stack.push_async_callback(app.stop)
-        sender = OutboxSender(app.bot, outbox, pacer, wake, redact=redact)
+        sender = OutboxSender(app.bot, outbox, pacer, wake, redact=redact, card_interval_s=card_interval_s)
         sending = asyncio.create_task(sender.run(), name="outbox-sender")
         stack.push_async_callback(_wind_down, [sending], [stop.set, sender.halt.set, wake.set])
         poller = Poller(app.bot, app.update_queue, timeout_s=int(poll_timeout_s), allowed_updates=ALLOWED_UPDATES)

@@ -40,7 +40,7 @@ class Served:
         self.task: asyncio.Task[None] | None = None
         self.parts: dict[str, Any] = {}
 
-    async def start(self, *, pacer: Pacer | None = None) -> None:
+    async def start(self, *, pacer: Pacer | None = None, **serve_kw: Any) -> None:
         self.stop = asyncio.Event()
         ready = asyncio.Event()
 
@@ -49,7 +49,7 @@ class Served:
 
         self.task = asyncio.create_task(run_serve(self.settings, self.stop, ready=ready, poll_timeout_s=1,
                                                   pacer=pacer or Pacer(per_chat_s=0.0, group_per_minute=1000, global_per_second=1000),
-                                                  on_ready=keep))
+                                                  on_ready=keep, **serve_kw))
         done, _ = await asyncio.wait({self.task, asyncio.ensure_future(ready.wait())}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
         if self.task in done:
             self.task.result()
