@@ -183,7 +183,11 @@ async def _connect(app: App, stop: asyncio.Event) -> bool:
 
 async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> None:
     """Chains whose run a crash or a shutdown cut off go on by themselves (LLMAUTO_RECOVERY=auto),
-    or the chat is asked first (ask): Resume or leave stopped."""
+    or the chat is asked first (ask): Resume or leave stopped. Without TELEGRAM_CHAT_ID there is
+    no chat to ask in: they go on by themselves, and the log says so."""
+    if settings.recovery == "ask" and settings.chat_id is None:
+        log.warning("LLMAUTO_RECOVERY=ask needs TELEGRAM_CHAT_ID (the chat to ask in), which is not set: "
+                    "interrupted chains are resumed automatically, as with LLMAUTO_RECOVERY=auto")
     for name in await engine.interrupted_chains():
         if settings.recovery == "ask" and settings.chat_id is not None:
             buttons = cb.keyboard(cb.row(cb.button("Resume", "start", name), cb.button("Leave stopped", "noop")))
@@ -194,6 +198,7 @@ async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> N
             continue
         try:
             run_id = await engine.start_chain(name, origin="recovery", chat_id=settings.chat_id, requested_by="recovery")
+            log.info("%s was interrupted (crash or shutdown); resumed where it was (run #%d)", name, run_id)
             if settings.chat_id is not None:
                 await outbox.enqueue_now([NewMessage(
                     chat_id=settings.chat_id, kind="note", chain=name, run_id=run_id,

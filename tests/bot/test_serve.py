@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
+import logging
+import sys
 import warnings
+from pathlib import Path
+
+import pytest
 
 from bot.serve import FatalBotError
 from engine.outbox_store import NewMessage
-from tests.bot.conftest import CHAT, Served
+from tests.bot.conftest import CHAT, OPERATOR, TOKEN, Served
+from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi
 
 
@@ -57,3 +64,25 @@ async def test_a_409_ends_serve_at_once_without_polling_again(served: Served, fa
     polls = [r.status for r in fake_api.requests("getUpdates")]
     assert polls.count(409) == 1 and polls[-1] == 409  # no retry, no confirming call after it
     assert fake_api.arrived.count("getUpdates") == len(polls)
+
+
+async def test_recovery_ask_without_a_chat_warns_and_resumes_by_itself(
+        home: Path, fake_api: FakeBotApi, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}), chat_id=CHAT,
+                             api_base_url=fake_api.base_url)
+    write_chain(home, "cut", {"max_rounds": 1, "links": [{"name": "w", "command": [sys.executable, "-c", "import time; time.sleep(30)"]}]})
+    first = Served(fake_api, settings, home)
+    await first.start()
+    await first.engine.start_chain("cut", origin="test")
+    await fake_api.wait_for(lambda api: any("Link: w" in m.plain for m in api.messages(CHAT)))
+    await first.shutdown()  # kills the link: the run is INTERRUPTED
+    caplog.set_level(logging.INFO, logger="bot.serve")
+    asking = Served(fake_api, dataclasses.replace(settings, recovery="ask", chat_id=None), home)
+    await asking.start()
+    try:
+        assert asking.engine.is_running_here("cut")
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "bot.serve"]
+        assert any("LLMAUTO_RECOVERY=ask needs TELEGRAM_CHAT_ID" in w and "resumed automatically" in w for w in warned)
+        assert any("cut was interrupted (crash or shutdown); resumed where it was" in r.getMessage() for r in caplog.records)
+    finally:
+        await asking.shutdown()
