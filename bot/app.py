@@ -10,6 +10,7 @@ from typing import Any
 from telegram import BotCommand
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
+from telegram.request import HTTPXRequest
 
 from bot.commands import COMMANDS
 from bot.handlers import BotHandlers
@@ -20,7 +21,22 @@ log = logging.getLogger(__name__)
 App = Application[Any, Any, Any, Any, Any, Any]
 
 
-def build_application(settings: Settings, handlers: BotHandlers, *, poll_timeout_s: float) -> App:
+class HttpClients:
+    """The two HTTP clients of the bot (one for long polling, one for everything else), owned here
+    so that `serve` closes them whatever happened: PTB closes them only in `Application.shutdown`,
+    which it skips when `initialize` never succeeded (Telegram unreachable at start)."""
+
+    def __init__(self, *, poll_timeout_s: float) -> None:
+        self.requests = HTTPXRequest(connection_pool_size=256)
+        self.get_updates = HTTPXRequest(connection_pool_size=1, read_timeout=poll_timeout_s + 10)
+
+    async def aclose(self) -> None:
+        """Idempotent: a client already closed (by PTB's shutdown) is left alone."""
+        await self.get_updates.shutdown()
+        await self.requests.shutdown()
+
+
+def build_application(settings: Settings, handlers: BotHandlers, clients: HttpClients) -> App:
     if not settings.telegram_token:
         raise ValueError("build_application needs settings.telegram_token")
     app = (
@@ -29,7 +45,9 @@ def build_application(settings: Settings, handlers: BotHandlers, *, poll_timeout
         .base_url(settings.api_base_url)
         .concurrent_updates(True)
         .job_queue(None)  # the engine's Scheduler owns the timing
-        .get_updates_read_timeout(poll_timeout_s + 10)
+        .updater(None)  # `bot.poller` polls (it stops at a 409 instead of retrying)
+        .request(clients.requests)
+        .get_updates_request(clients.get_updates)
         .build()
     )
     handlers.register(app)

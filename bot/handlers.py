@@ -43,6 +43,7 @@ from bot.commands import (
     schedule_id,
 )
 from bot.pacer import Pacer
+from bot.redact import Redactor
 from bot.replies import Replies
 from engine.engine import Engine
 from engine.errors import InvalidChain, LlmautoError
@@ -61,7 +62,8 @@ Ctx = ContextTypes.DEFAULT_TYPE
 
 class BotHandlers:
     def __init__(self, engine: Engine, book: ScheduleBook, outbox: OutboxStore, pacer: Pacer, access: Access,
-                 refresh_schedules: Callable[[], Awaitable[None]], wake: asyncio.Event | None = None) -> None:
+                 refresh_schedules: Callable[[], Awaitable[None]], wake: asyncio.Event | None = None, *,
+                 redact: Redactor) -> None:
         self.engine = engine
         self.settings = engine.settings
         self.book = book
@@ -69,7 +71,7 @@ class BotHandlers:
         self.pacer = pacer
         self.access = access
         self.refresh_schedules = refresh_schedules
-        self.replies = Replies(outbox, pacer, wake or asyncio.Event())
+        self.replies = Replies(outbox, pacer, wake or asyncio.Event(), redact=redact)
         self._refused: dict[tuple[int | None, int | None], float] = {}
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -78,6 +80,7 @@ class BotHandlers:
         app.add_handler(CommandHandler("start", self._command("help")))
         app.add_handler(CallbackQueryHandler(self.on_button))
         app.add_handler(MessageHandler(filters.REPLY & filters.TEXT & ~filters.COMMAND, self.on_reply))
+        app.add_handler(MessageHandler(filters.COMMAND, self.on_unknown_command))  # after every known one
 
     # ---- plumbing ------------------------------------------------------------------------
     def _command(self, name: str) -> Callable[[Update, Ctx], Coroutine[Any, Any, None]]:
@@ -93,14 +96,16 @@ class BotHandlers:
 
         return handle
 
-    async def _allowed(self, update: Update, action: str) -> bool:
+    async def _allowed(self, update: Update, action: str, *, shown: str | None = None) -> bool:
+        """May this update's sender do `action`? If not: logged (user id, chat, and what they
+        tried: the command, or `shown`), and refused."""
         user = update.effective_user
         user_id = user.id if user else None
         if self.access.may(user_id, action):
             return True
         chat = update.effective_chat
         chat_id = chat.id if chat else None
-        log.warning("refused %r from user %s in chat %s", action, user_id, chat_id)
+        log.warning("refused %r from user %s in chat %s", shown or action, user_id, chat_id)
         if update.callback_query is not None:
             await update.callback_query.answer(REFUSAL, show_alert=False)  # a popup: costs no message
             return False
@@ -136,6 +141,18 @@ class BotHandlers:
                     kind: str = "reply", document: tuple[str, str] | None = None, force_reply: bool = False) -> Message | None:
         return await self.replies.send(update, text, buttons=buttons, chain=chain, kind=kind, document=document,
                                        force_reply=force_reply)
+
+    async def on_unknown_command(self, update: Update, context: Ctx) -> None:
+        """A command no handler knows: refused (and logged) for strangers, a pointer to /help for
+        the others. Commands addressed to another bot in a group are not ours."""
+        message = update.effective_message
+        command = ((message.text or "").split() or [""])[0] if message else ""
+        name, _, addressee = command.partition("@")
+        if addressee and addressee.lower() != (context.bot.username or "").lower():
+            return
+        if not await self._allowed(update, "help", shown=f"{name[:33]} (unknown command)"):
+            return
+        await self.reply(update, f"Unknown command {render.esc(name[:33])}. /help lists the commands.")
 
     # ---- commands ------------------------------------------------------------------------
     async def cmd_help(self, update: Update, args: list[str]) -> None:
@@ -178,6 +195,9 @@ class BotHandlers:
 
     async def _ask_reason(self, update: Update, name: str) -> None:
         self.engine.load(name)
+        view = await self.engine.view(name)
+        if not (view.running_here or view.running_elsewhere):
+            raise UserError(f"<b>{render.esc(name)}</b> is not running: there is nothing to stop.")
         await self.reply(update, f"Why stop <b>{render.esc(name)}</b>? Reply to this message with the reason.",
                          chain=name, kind="reason", force_reply=True)
         stop_now = cb.button("Stop now", "stopnow", name)

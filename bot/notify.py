@@ -2,7 +2,8 @@
 the outbox rows they call for together with the new cursor, in one transaction: each event becomes
 its notifications exactly once, whatever crashes. It wakes on every in-process publish and also
 polls the database every half second for events other processes stored (one indexed query), such as a
-CLI foreground run. Progress events (never stored) only refresh the progress card."""
+CLI foreground run. Progress events (never stored) only refresh the progress card, which is also
+refreshed every `card_refresh_s` while a link runs, so that its elapsed time moves on."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bot import callbacks as cb
@@ -27,12 +29,19 @@ CURSOR = "notifier"
 POLL_S = 0.5
 MAX_RETRY_S = 30.0
 PROGRESS_CARD_EVERY_S = 2.0
+# A running link's card shows the time since the link started: refreshed this often even when no
+# event comes (a long link's card is not frozen), when the text changed (elapsed is shown in
+# minutes after the first one). The sender edits a card at most every CARD_INTERVAL_S anyway.
+CARD_REFRESH_S = 30.0
 CARD_EVENTS = frozenset({ev.RUN_STARTED, ev.LINK_STARTED, ev.LINK_FINISHED, ev.RUN_FINISHED, ev.ROUND_FINISHED})
 
 
 class Notifier:
-    def __init__(self, settings: Settings, store: Store, bus: EventBus, outbox: OutboxStore, wake: asyncio.Event) -> None:
+    def __init__(self, settings: Settings, store: Store, bus: EventBus, outbox: OutboxStore, wake: asyncio.Event, *,
+                 card_refresh_s: float = CARD_REFRESH_S, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.card_refresh_s = card_refresh_s
+        self.monotonic = monotonic
         self.store = store
         self.bus = bus
         self.outbox = outbox
@@ -41,6 +50,8 @@ class Notifier:
         self._cards: dict[int, dict[int, dict[str, Any]]] = {}  # chat -> run -> card state
         self._card_keys: dict[int, str] = {}
         self._progress_at: dict[int, float] = {}
+        self._card_at: dict[int, float] = {}  # chat -> when its card was last queued
+        self._card_text: dict[int, str] = {}
         self.caught_up = asyncio.Event()
         # Set to stop after the current step: never cancelled mid-transaction (see `serve`).
         self.halt = asyncio.Event()
@@ -73,6 +84,10 @@ class Notifier:
                         except Exception:  # a missed card refresh: the next one catches up
                             log.exception("notifier: progress card")
                     event = queue.get_nowait() if not queue.empty() else None
+                try:
+                    await self.refresh_cards()
+                except Exception:  # a missed refresh: the next one catches up
+                    log.exception("notifier: card refresh")
         finally:
             self.bus.unsubscribe(queue)
 
@@ -131,7 +146,7 @@ class Notifier:
             state.update(round=d.get("round", 1), max_rounds=d.get("max_rounds"))
         elif event.kind == ev.LINK_STARTED:
             state.update(link=d.get("link"), model=d.get("model"), round=d.get("round"), tool=None, turns=None,
-                         link_started_mono=time.monotonic())
+                         link_started_mono=self.monotonic())
         elif event.kind == ev.LINK_FINISHED:
             state.update(cost=d.get("run_cost_usd", state.get("cost")), tool=None)
         elif event.kind == ev.ROUND_FINISHED:
@@ -141,9 +156,13 @@ class Notifier:
         return state
 
     def _card(self, chat: int, event: Event) -> NewMessage:
+        return self._card_message(chat, event.chain, event.run_id, event.id or None)
+
+    def _card_message(self, chat: int, chain: str | None, run_id: int | None, event_id: int | None, *,
+                      queued: bool = True) -> NewMessage:
         runs = self._cards.get(chat, {})
         active = [st for st in runs.values() if not st.get("finished")]
-        now = time.monotonic()
+        now = self.monotonic()
         parts = [render.card(st, now) for st in sorted(runs.values(), key=lambda st: (bool(st.get("finished")), str(st.get("chain"))))]
         text = "\n\n".join(parts)
         if len(text) > render.LIMIT:
@@ -155,9 +174,29 @@ class Notifier:
                 size += len(part) + 2
             text = "\n\n".join(shown) + f"\n\n… and {len(parts) - len(shown)} more"
         buttons = cb.chain_buttons(str(active[0]["chain"])) if len(active) == 1 else None
-        return NewMessage(chat_id=chat, kind="card", chain=event.chain if len(runs) == 1 else None, run_id=event.run_id,
-                          event_id=event.id or None, text=text, buttons=buttons,
-                          card_key=self._card_keys.get(chat, f"card:{chat}:{event.run_id}"))
+        if queued:
+            self._card_at[chat], self._card_text[chat] = now, text
+        return NewMessage(chat_id=chat, kind="card", chain=chain if len(runs) == 1 else None, run_id=run_id,
+                          event_id=event_id, text=text, buttons=buttons,
+                          card_key=self._card_keys.get(chat, f"card:{chat}:{run_id}"))
+
+    async def refresh_cards(self) -> None:
+        """Queue the card of every chat with a running link whose card was last queued at least
+        `card_refresh_s` ago, if its text changed (the elapsed time, in practice)."""
+        now = self.monotonic()
+        due: list[NewMessage] = []
+        for chat, runs in self._cards.items():
+            running = [(run_id, st) for run_id, st in runs.items() if not st.get("finished") and st.get("link")]
+            if not running or now - self._card_at.get(chat, -1e9) < self.card_refresh_s:
+                continue
+            run_id, state = running[0]
+            card = self._card_message(chat, state.get("chain"), run_id, None, queued=False)
+            if card.text != self._card_text.get(chat):
+                self._card_at[chat], self._card_text[chat] = now, card.text
+                due.append(card)
+        if due:
+            await self.outbox.enqueue_now(due)
+            self.wake.set()
 
     async def _messages(self, event: Event) -> list[NewMessage]:
         chat = await self._chat_of(event)
@@ -197,9 +236,10 @@ class Notifier:
             return
         if event.data.get("tool"):
             state.update(tool=f"{event.data.get('tool')} {event.data.get('target') or ''}".strip(), turns=event.data.get("turns"))
-        now = time.monotonic()
+        now = self.monotonic()
         if now - self._progress_at.get(chat, 0.0) < PROGRESS_CARD_EVERY_S:
             return
         self._progress_at[chat] = now
         await self.outbox.enqueue_now([self._card(chat, event)])
         self.wake.set()
+

@@ -1,13 +1,15 @@
 """The outbox sender: delivers notifications in order per chat, paced, coalesced, retried.
 
-Per chat: BLOCKED alerts, questions and command answers that could not go at once come first,
+Per chat: command replies waiting for their turn go before anything here (see `bot.pacer`);
+then BLOCKED alerts, questions and command answers that could not go at once,
 each alone (a reply to one must map back to it); then the pending notes in order, coalesced into
 one message of up to 4096 characters; then run reports (several become one document). That keeps
 a chat fed by many chains within Telegram's flood limits; a report may arrive after later notes.
 The progress card is one message per chat (every run reporting there), edited in place at most
 every few seconds; "message is not modified" counts as done. A Telegram outage (network errors,
 5xx, 429 retry_after) delays rows, never drops them; a message Telegram refuses for good (bad
-request, blocked bot) is recorded with its error and skipped.
+request, blocked bot) is recorded with its error and skipped. Every text, caption and document
+is scrubbed of secrets on the way out (`bot.redact`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot import render
-from bot.pacer import Pacer
+from bot.pacer import Pacer, retry_after_s
+from bot.redact import Redactor
 from engine.outbox_store import OutboxRow, OutboxStore
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,10 @@ def plain(text: str) -> str:
 
 
 class OutboxSender:
-    def __init__(self, bot: Bot, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event, *,
+    def __init__(self, bot: Bot, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event, *, redact: Redactor,
                  card_interval_s: float = CARD_INTERVAL_S) -> None:
         self.bot = bot
+        self.redact = redact
         self.outbox = outbox
         self.pacer = pacer
         self.wake = wake
@@ -104,7 +108,7 @@ class OutboxSender:
         for chat_id, chat_rows in chats.items():
             if self.halt.is_set():
                 return 0.0
-            pace = self.pacer.delay(chat_id)
+            pace = self.pacer.delay(chat_id, behind_replies=True)
             if pace > 0:
                 wait = min(wait, pace)
                 continue
@@ -117,7 +121,7 @@ class OutboxSender:
                 wait = min(wait, row.next_attempt_at - now)
                 continue
             since = time.monotonic() - self._card_edit_at.get(row.card_key or "", -1e9)
-            pace = max(self.pacer.delay(row.chat_id), self.card_interval_s - since)
+            pace = max(self.pacer.delay(row.chat_id, behind_replies=True), self.card_interval_s - since)
             if pace > 0:
                 wait = min(wait, pace)
                 continue
@@ -141,7 +145,7 @@ class OutboxSender:
             text = "\n\n".join(r.text for r in group)
             buttons = group[0].buttons if len(group) == 1 else None
             chains = {r.chain for r in group}
-            await self._deliver(group, lambda: self.bot.send_message(
+            await self._deliver(group, lambda: self._send_message(
                 chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup(buttons)),
                 kind=group[0].kind if len(group) == 1 else "notes", chain=chains.pop() if len(chains) == 1 else None,
                 plain_text=plain(text))
@@ -158,14 +162,18 @@ class OutboxSender:
             data = "\n\n---\n\n".join(d.document or "" for d in docs).encode("utf-8")
             caption = render.truncate("\n".join(d.text for d in docs), render.CAPTION_LIMIT)
             await self._deliver(docs, lambda: self.bot.send_document(
-                chat_id, document=data, filename=name, caption=caption, parse_mode=ParseMode.HTML),
+                chat_id, document=self.redact.data(data), filename=self.redact(name), caption=self.redact(caption),
+                parse_mode=ParseMode.HTML),
                 kind=head.kind, chain=head.chain if len(docs) == 1 else None, plain_text=None)
             if len(docs) > 1:
                 self.coalesced += len(docs) - 1
         else:
-            await self._deliver([head], lambda: self.bot.send_message(
+            await self._deliver([head], lambda: self._send_message(
                 chat_id, head.text, parse_mode=ParseMode.HTML, reply_markup=markup(head.buttons)),
                 kind=head.kind, chain=head.chain, plain_text=plain(head.text))
+
+    async def _send_message(self, chat_id: int, text: str, **kwargs: Any) -> Message:
+        return await self.bot.send_message(chat_id, self.redact(text), **kwargs)
 
     async def _deliver(self, rows: Sequence[OutboxRow], send: Any, *, kind: str, chain: str | None,
                        plain_text: str | None) -> None:
@@ -174,7 +182,7 @@ class OutboxSender:
         try:
             message = await send()
         except RetryAfter as exc:
-            seconds = float(exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds())
+            seconds = retry_after_s(exc)
             self.pacer.backoff(chat_id, seconds)
             await self.outbox.retry_later([r.id for r in rows], seconds, f"429: {exc}")
             return
@@ -183,7 +191,7 @@ class OutboxSender:
             if "parse entities" in text and plain_text:
                 log.warning("message %s could not be parsed by Telegram; sending it as plain text", rows[0].id)
                 try:
-                    message = await self.bot.send_message(chat_id, render.truncate(plain_text))
+                    message = await self._send_message(chat_id, render.truncate(plain_text))
                 except TelegramError as again:
                     await self._give_up(rows, kind, chain, f"{exc} / {again}")
                     return
@@ -220,7 +228,7 @@ class OutboxSender:
         try:
             if message_id is not None:
                 try:
-                    await self.bot.edit_message_text(row.text, chat_id=row.chat_id, message_id=message_id,
+                    await self.bot.edit_message_text(self.redact(row.text), chat_id=row.chat_id, message_id=message_id,
                                                      parse_mode=ParseMode.HTML, reply_markup=markup(row.buttons))
                 except BadRequest as exc:
                     if "not modified" in str(exc).lower():
@@ -230,11 +238,11 @@ class OutboxSender:
                     else:
                         raise
             if message_id is None:
-                sent = await self.bot.send_message(row.chat_id, row.text, parse_mode=ParseMode.HTML,
+                sent = await self._send_message(row.chat_id, row.text, parse_mode=ParseMode.HTML,
                                                    reply_markup=markup(row.buttons))
                 message_id = sent.message_id
         except RetryAfter as exc:
-            seconds = float(exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds())
+            seconds = retry_after_s(exc)
             self.pacer.backoff(row.chat_id, seconds)
             await self.outbox.retry_later([row.id], seconds, f"429: {exc}")
             return

@@ -1,8 +1,9 @@
 """Answers in a chat, and the way back from a reply to the chain it concerns.
 
 `Replies.send` answers an update: paced (the pacer the outbox shares), long text split at line ends
-(documents for long content are the caller's choice), and when Telegram cannot be reached the
-answer is written to the outbox and sent later. Every message that concerns a chain is remembered
+(documents for long content are the caller's choice), tried again after a 429's `retry_after`,
+and when Telegram cannot be reached the answer is written to the outbox and sent later. Text and
+documents are scrubbed of secrets first (`bot.redact`). Every message that concerns a chain is remembered
 (in memory at once, and in the store's `messages` table), so that a reply to it (a reason, an
 answer to a BLOCKED alert, `/stop_chain REASON`) maps back to its chain and kind.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import ForceReply, Message, Update
@@ -21,18 +23,24 @@ from telegram.error import BadRequest, NetworkError, RetryAfter
 from bot import callbacks as cb
 from bot import render
 from bot.outbox import markup
-from bot.pacer import Pacer
+from bot.pacer import Pacer, retry_after_s
+from bot.redact import Redactor
 from engine.outbox_store import NewMessage, OutboxStore
 
 log = logging.getLogger(__name__)
 
 RECORD_WAIT_S = 2.0
+# A reply that Telegram answers with 429 is tried again after `retry_after`, up to this many
+# times in all, when the wait is at most REPLY_WAIT_MAX_S; otherwise it goes to the outbox.
+REPLY_ATTEMPTS = 3
+REPLY_WAIT_MAX_S = 30.0
 RECENT_MAX = 2000
 
 
 class Replies:
-    def __init__(self, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event) -> None:
+    def __init__(self, outbox: OutboxStore, pacer: Pacer, wake: asyncio.Event, *, redact: Redactor) -> None:
         self.outbox = outbox
+        self.redact = redact
         self.pacer = pacer
         self.wake = wake  # the outbox sender's
         # Messages this process just sent -> (chain, kind): a quick reply must not wait for the store.
@@ -47,19 +55,24 @@ class Replies:
         if chat is None:
             return None
         bot = update.get_bot()
+        text = self.redact(text)
+        if document is not None:
+            document = (self.redact(document[0]), self.redact(document[1]))
         parts = [render.truncate(text, render.CAPTION_LIMIT)] if document else render.split(text)
         message = None
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            await self.pacer.acquire(chat.id)
-            try:
+
+            async def send_part(part: str = part, last: bool = last) -> Message:
                 if document is not None:
-                    message = await bot.send_document(chat.id, document=document[1].encode(), filename=document[0],
-                                                      caption=part, parse_mode=ParseMode.HTML)
-                else:
-                    reply_markup: Any = ForceReply(selective=True) if force_reply else markup(buttons)
-                    message = await bot.send_message(chat.id, part, parse_mode=ParseMode.HTML,
-                                                     reply_markup=reply_markup if last else None)
+                    return await bot.send_document(chat.id, document=document[1].encode(), filename=document[0],
+                                                   caption=part, parse_mode=ParseMode.HTML)
+                reply_markup: Any = ForceReply(selective=True) if force_reply else markup(buttons)
+                return await bot.send_message(chat.id, part, parse_mode=ParseMode.HTML,
+                                              reply_markup=reply_markup if last else None)
+
+            try:
+                message = await self._paced(chat.id, send_part)
             except BadRequest:
                 raise
             except (RetryAfter, NetworkError) as exc:
@@ -77,6 +90,23 @@ class Replies:
                 del self._recent[key]
         self._recorded.set()
         return message
+
+    async def _paced(self, chat_id: int, send: Callable[[], Awaitable[Message]]) -> Message:
+        """Send in the chat's turn. A 429 is honoured: nothing goes to the chat (replies and the
+        outbox alike) before its `retry_after`, and then the answer is tried again, as long as
+        the wait is short enough for someone waiting for an answer; a longer one raises
+        RetryAfter (the caller hands the answer to the outbox, which waits as long as needed)."""
+        for attempt in range(REPLY_ATTEMPTS):
+            await self.pacer.acquire(chat_id)
+            try:
+                return await send()
+            except RetryAfter as exc:
+                seconds = retry_after_s(exc)
+                self.pacer.backoff(chat_id, seconds)
+                if attempt == REPLY_ATTEMPTS - 1 or seconds > REPLY_WAIT_MAX_S:
+                    raise
+                log.info("reply to chat %s: 429, retrying in %.0f s", chat_id, seconds)
+        raise AssertionError("unreachable")
 
     async def replied_chain(self, update: Update) -> tuple[str | None, str | None]:
         """(chain, kind) of the bot message this update replies to, or (None, None)."""

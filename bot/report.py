@@ -1,13 +1,22 @@
 """The run report: a Markdown document sent when a run ends (rounds, links, outcomes, time and
-cost per link and per role, BLOCKED events, the stop reason, the final handoff)."""
+cost per link and per role, BLOCKED events, the stop reason, the final handoff).
+
+The handoff shown is the run's own last version from the store's history, not the chain's
+current one: the report may be built after a later run has changed it (the notifier catching up
+after a restart). It goes in a code fence longer than any run of backticks inside it, so that
+the handoff arrives verbatim."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 from engine import events as ev
 from engine.prompts import format_duration
-from engine.store import Store
+from engine.store import HandoffVersion, RunRow, Store
+
+# How far back in the chain's handoff history to look for the run's last version.
+HISTORY_MAX = 1024
 
 
 async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None:
@@ -24,6 +33,7 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
         f"- started: {run.started_at[:19].replace('T', ' ')} UTC from {run.origin}"
         + (f" by {run.requested_by}" if run.requested_by else ""),
         f"- ended: {(run.ended_at or '')[:19].replace('T', ' ')} UTC",
+        f"- rounds counted: {rounds_line(events)}",
         f"- links run: {len(ran)} (skipped: {len(links) - len(ran)}), total cost ${run.cost_usd:.4f}",
         "", "## Links", "", "| round | link | role | model | outcome | time | cost | tokens in/out |",
         "|---|---|---|---|---|---|---|---|",
@@ -50,8 +60,38 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
         lines += ["", "## Incidents", ""]
         lines += [f"- {e.ts[:19].replace('T', ' ')} {e.kind}: {e.data.get('problem') or e.data.get('message') or e.data.get('until') or ''}"
                   for e in problems]
-    versions = await store.handoff_versions(run.chain, 1)
-    if versions:
-        lines += ["", "## Final handoff", "", "```", versions[0].content.replace("```", "ʼʼʼ"), "```"]
+    final = await run_final_handoff(store, run)
+    if final is not None:
+        mark = fence(final.content)
+        lines += ["", "## Final handoff", "", mark, final.content.rstrip("\n"), mark]
     caption = f"{run.chain}: run #{run.id} {run.status}, {len(ran)} links, ${run.cost_usd:.2f}"
     return f"report-{run.chain}-run{run.id}.md", "\n".join(lines) + "\n", caption
+
+
+def fence(content: str) -> str:
+    """A backtick fence longer than any run of backticks in `content` (CommonMark)."""
+    longest = max((len(m) for m in re.findall(r"`+", content)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def rounds_line(events: list[ev.Event]) -> str:
+    """"3 / 5" (rounds that count toward max_rounds / max_rounds), from the run's own events."""
+    started = next((e for e in events if e.kind == ev.RUN_STARTED), None)
+    finished = next((e for e in reversed(events) if e.kind == ev.RUN_FINISHED), None)
+    counted = finished.data.get("rounds_counted") if finished else None
+    total = started.data.get("max_rounds") if started else None
+    return f"{counted if counted is not None else '?'} / {total if total else 'unlimited'}"
+
+
+async def run_final_handoff(store: Store, run: RunRow) -> HandoffVersion | None:
+    """The last handoff version this run recorded (newest first in the chain's history; usually
+    the first one looked at)."""
+    limit = 4
+    while True:
+        versions = await store.handoff_versions(run.chain, limit)
+        for version in versions:
+            if version.run_id == run.id:
+                return version
+        if len(versions) < limit or limit >= HISTORY_MAX:
+            return None
+        limit *= 4

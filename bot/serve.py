@@ -1,10 +1,11 @@
 """`llmauto serve`: the engine, the scheduler and the Telegram bot in one process.
 
-One AsyncExitStack owns everything and closes it in reverse: the bot stops polling, the notifier
-and the sender stop, the scheduler stops firing, the engine stops (or lets finish) the running
-links and records how each run ended; notifications not yet sent stay in the outbox for the next
-start. If Telegram is unreachable at start, the engine and scheduler work anyway while the bot
-keeps trying to connect. A second process polling the same token (409 Conflict) ends serve with a
+One AsyncExitStack owns everything and closes it in reverse: the bot stops polling, the outbox
+sender finishes its current send, the Application stops (after the handlers still running) and
+closes its HTTP clients, the notifier stops, the scheduler stops firing, the engine stops (or lets
+finish) the running links and records how each run ended; notifications not yet sent stay in the
+outbox for the next start. If Telegram is unreachable at start, the engine and scheduler work
+anyway while the bot keeps trying to connect. A second process polling the same token (409 Conflict) ends serve with a
 clear message instead of a loop.
 """
 
@@ -20,16 +21,18 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
+from telegram.error import Conflict, InvalidToken, NetworkError
 
 from bot import callbacks as cb
 from bot import logsafe
-from bot.app import App, announce_commands, build_application
+from bot.app import App, HttpClients, announce_commands, build_application
 from bot.auth import Access
 from bot.handlers import BotHandlers
-from bot.notify import Notifier
-from bot.outbox import OutboxSender
+from bot.notify import CARD_REFRESH_S, Notifier
+from bot.outbox import CARD_INTERVAL_S, OutboxSender
 from bot.pacer import Pacer
+from bot.poller import Poller
+from bot.redact import Redactor
 from bot.summary import summary_loop
 from engine.clock import RealSleeper
 from engine.engine import Engine
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 
 CONNECT_BACKOFF_MAX_S = 60.0
 WIND_DOWN_S = 15.0
+# The update types the handlers use (commands and replies are messages; buttons callback queries).
+ALLOWED_UPDATES = ["message", "callback_query"]
 
 
 class FatalBotError(LlmautoError):
@@ -82,13 +87,21 @@ async def run_serve(
     *,
     ready: asyncio.Event | None = None,
     poll_timeout_s: float = 10.0,
-    shutdown_kills_links: bool = True,
+    shutdown_kills_links: bool | None = None,
     pacer: Pacer | None = None,
+    card_refresh_s: float = CARD_REFRESH_S,
+    card_interval_s: float = CARD_INTERVAL_S,
     on_ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
     on_engine: Callable[[Engine], None] | None = None,
 ) -> None:
     check(settings)
+    if shutdown_kills_links is None:  # LLMAUTO_ON_SHUTDOWN: interrupt (the default) or finish
+        shutdown_kills_links = settings.shutdown_kills_links
     fatal: list[BaseException] = []
+    # The stack closes in reverse: polling stops; the outbox sender finishes its current send;
+    # PTB stops (waiting for the handlers still running) and closes its HTTP clients, so no
+    # request is ever in flight on a closed client; then the notifier and the summary (they
+    # only write to the store), the scheduler, the engine, and the store last.
     async with AsyncExitStack() as stack:
         stack.enter_context(logsafe.protect(settings.secrets()))
         store = await stack.enter_async_context(Store.open(settings.db_path, secrets=settings.secrets()))
@@ -97,13 +110,16 @@ async def run_serve(
         outbox = OutboxStore(store)
         pacer = pacer or Pacer()
         wake = asyncio.Event()
-        notifier = Notifier(settings, store, engine.bus, outbox, wake)
+        notifier = Notifier(settings, store, engine.bus, outbox, wake, card_refresh_s=card_refresh_s)
+        redact = Redactor(settings.secrets())  # for everything that goes to Telegram
         handlers = BotHandlers(engine, ScheduleBook(store, settings), outbox, pacer,
-                               Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake)
-        app = build_application(settings, handlers, poll_timeout_s=poll_timeout_s)
-        tasks: list[asyncio.Task[None]] = [asyncio.create_task(notifier.run(), name="notifier")]
-        halts: list[Callable[[], None]] = [stop.set, notifier.halt.set]
-        stack.push_async_callback(_wind_down, tasks, halts)
+                               Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake,
+                               redact=redact)
+        clients = HttpClients(poll_timeout_s=poll_timeout_s)
+        app = build_application(settings, handlers, clients)
+        side_tasks: list[asyncio.Task[None]] = [asyncio.create_task(notifier.run(), name="notifier")]
+        stack.push_async_callback(_wind_down, side_tasks, [stop.set, notifier.halt.set])
+        stack.push_async_callback(clients.aclose)
 
         await _recover(engine, outbox, settings)
         if on_engine is not None:
@@ -114,24 +130,16 @@ async def run_serve(
         await announce_commands(app)
         await app.start()
         stack.push_async_callback(app.stop)
-
-        def on_poll_error(exc: TelegramError) -> None:
-            if isinstance(exc, Conflict | InvalidToken):
-                fatal.append(exc)
-                stop.set()
-            else:
-                log.info("polling Telegram failed (%s); retrying", type(exc).__name__)
-
-        assert app.updater is not None
-        await app.updater.start_polling(poll_interval=0, timeout=int(poll_timeout_s), error_callback=on_poll_error,
-                                        allowed_updates=["message", "callback_query"])
-        stack.push_async_callback(_stop_updater, app)
-        sender = OutboxSender(app.bot, outbox, pacer, wake)
-        halts += [sender.halt.set, wake.set]
-        tasks.append(asyncio.create_task(sender.run(), name="outbox-sender"))
+        sender = OutboxSender(app.bot, outbox, pacer, wake, redact=redact, card_interval_s=card_interval_s)
+        sending = asyncio.create_task(sender.run(), name="outbox-sender")
+        stack.push_async_callback(_wind_down, [sending], [stop.set, sender.halt.set, wake.set])
+        poller = Poller(app.bot, app.update_queue, timeout_s=int(poll_timeout_s), allowed_updates=ALLOWED_UPDATES)
+        polling = asyncio.create_task(_poll(poller, fatal, stop), name="poller")
+        stack.push_async_callback(_wind_down, [polling], [stop.set, poller.halt.set])
         if settings.summary_at and settings.chat_id is not None:
-            tasks.append(asyncio.create_task(
+            side_tasks.append(asyncio.create_task(
                 summary_loop(settings, store, outbox, wake, engine.clock, RealSleeper(), stop), name="summary"))
+        tasks = [*side_tasks, sending, polling]
         log.info("serving: %d chains, %d allowed users", len(engine.chain_names()), len(settings.allowed_user_ids))
         if on_ready is not None:
             result = on_ready({"engine": engine, "sender": sender, "notifier": notifier, "scheduler": scheduler})
@@ -175,7 +183,11 @@ async def _connect(app: App, stop: asyncio.Event) -> bool:
 
 async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> None:
     """Chains whose run a crash or a shutdown cut off go on by themselves (LLMAUTO_RECOVERY=auto),
-    or the chat is asked first (ask): Resume or leave stopped."""
+    or the chat is asked first (ask): Resume or leave stopped. Without TELEGRAM_CHAT_ID there is
+    no chat to ask in: they go on by themselves, and the log says so."""
+    if settings.recovery == "ask" and settings.chat_id is None:
+        log.warning("LLMAUTO_RECOVERY=ask needs TELEGRAM_CHAT_ID (the chat to ask in), which is not set: "
+                    "interrupted chains are resumed automatically, as with LLMAUTO_RECOVERY=auto")
     for name in await engine.interrupted_chains():
         if settings.recovery == "ask" and settings.chat_id is not None:
             buttons = cb.keyboard(cb.row(cb.button("Resume", "start", name), cb.button("Leave stopped", "noop")))
@@ -186,6 +198,7 @@ async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> N
             continue
         try:
             run_id = await engine.start_chain(name, origin="recovery", chat_id=settings.chat_id, requested_by="recovery")
+            log.info("%s was interrupted (crash or shutdown); resumed where it was (run #%d)", name, run_id)
             if settings.chat_id is not None:
                 await outbox.enqueue_now([NewMessage(
                     chat_id=settings.chat_id, kind="note", chain=name, run_id=run_id,
@@ -197,9 +210,13 @@ async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> N
                                                      text=f"⚠️ <b>{html.escape(name)}</b> could not be resumed: {html.escape(str(exc))}")])
 
 
-async def _stop_updater(app: App) -> None:
-    if app.updater is not None and app.updater.running:
-        await app.updater.stop()
+async def _poll(poller: Poller, fatal: list[BaseException], stop: asyncio.Event) -> None:
+    """Polling that cannot go on (409: another process polls this token; 401) ends serve."""
+    try:
+        await poller.run()
+    except (Conflict, InvalidToken) as exc:
+        fatal.append(exc)
+        stop.set()
 
 
 async def _wind_down(tasks: list[asyncio.Task[None]], halts: list[Callable[[], None]]) -> None:

@@ -83,6 +83,9 @@ class Settings:
     timezone: str | None = None
     # After a crash, `serve` resumes interrupted chains by itself ("auto") or asks in the chat ("ask").
     recovery: str = "auto"
+    # On SIGTERM, `serve` kills the running links at once ("interrupt": they run again on the next
+    # start) or lets each finish its current link first ("finish", at most the link's timeout).
+    on_shutdown: str = "interrupt"
     # "HH:MM": the chat gets a summary of what ran since the last one, every day at that time.
     summary_at: str | None = None
     # The environment the engine was started with (after .env), handed to agents minus secrets.
@@ -104,6 +107,10 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.state_dir / "llmauto.db"
+
+    @property
+    def shutdown_kills_links(self) -> bool:
+        return self.on_shutdown == "interrupt"
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log, a message, a state file or an agent."""
@@ -150,11 +157,15 @@ class Settings:
         recovery = merged.get("LLMAUTO_RECOVERY", "").strip().lower() or "auto"
         if recovery not in ("auto", "ask"):
             raise ConfigError(f"LLMAUTO_RECOVERY: expected auto or ask, got {recovery!r}")
+        on_shutdown = merged.get("LLMAUTO_ON_SHUTDOWN", "").strip().lower() or "interrupt"
+        if on_shutdown not in ("interrupt", "finish"):
+            raise ConfigError(f"LLMAUTO_ON_SHUTDOWN: expected interrupt or finish, got {on_shutdown!r}")
         summary_at = merged.get("LLMAUTO_SUMMARY_AT", "").strip() or None
         if summary_at is not None and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", summary_at):
             raise ConfigError(f"LLMAUTO_SUMMARY_AT: expected a time like 07:30, got {summary_at!r}")
         return cls(
             recovery=recovery,
+            on_shutdown=on_shutdown,
             summary_at=summary_at,
             home=home,
             telegram_token=merged.get("TELEGRAM_BOT_TOKEN", "").strip() or None,

@@ -40,7 +40,7 @@ class Served:
         self.task: asyncio.Task[None] | None = None
         self.parts: dict[str, Any] = {}
 
-    async def start(self, *, pacer: Pacer | None = None) -> None:
+    async def start(self, *, pacer: Pacer | None = None, **serve_kw: Any) -> None:
         self.stop = asyncio.Event()
         ready = asyncio.Event()
 
@@ -49,7 +49,7 @@ class Served:
 
         self.task = asyncio.create_task(run_serve(self.settings, self.stop, ready=ready, poll_timeout_s=1,
                                                   pacer=pacer or Pacer(per_chat_s=0.0, group_per_minute=1000, global_per_second=1000),
-                                                  on_ready=keep))
+                                                  on_ready=keep, **serve_kw))
         done, _ = await asyncio.wait({self.task, asyncio.ensure_future(ready.wait())}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
         if self.task in done:
             self.task.result()
@@ -68,9 +68,19 @@ class Served:
             chat_type: str = "private") -> dict[str, Any]:
         return self.api.user_message(user_id=user, chat_id=chat, text=text, reply_to_message_id=reply_to, chat_type=chat_type)
 
-    async def answer(self, text: str, contains: str, *, user: int = OPERATOR, chat: int | None = None, **kw: Any) -> SentMessage:
+    async def answer(self, text: str, contains: str, *, user: int = OPERATOR, chat: int | None = None,
+                     timeout: float = 15.0, **kw: Any) -> SentMessage:
         sent = self.say(text, user=user, chat=chat, **kw)
-        return await self.api.wait_for_message(chat if chat is not None else user, contains, after=sent["message_id"])
+        return await self.api.wait_for_message(chat if chat is not None else user, contains, after=sent["message_id"],
+                                               timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PTB 22 warns (PTBDeprecationWarning) whenever it builds a RetryAfter unless PTB_TIMEDELTA is
+    set, and the test suite turns warnings into errors; opt in to its future behaviour (the bot
+    reads retry_after either way: `bot.pacer.retry_after_s`)."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.handlers import UserError, chain_arg
-from tests.bot.conftest import CHAT, OPERATOR, Served, append_line
+from tests.bot.conftest import CHAT, OPERATOR, STRANGER, Served, append_line
 from tests.conftest import write_chain
 
 
@@ -205,3 +206,30 @@ def test_chain_argument_parser(text: str) -> None:
         assert len(str(exc)) < 200
     else:
         assert name == text and 1 <= len(name) <= 64 and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+
+
+async def test_stop_chain_of_a_chain_that_is_not_running_says_so(served: Served) -> None:
+    loop_chain(served.home, "idle")
+    asked = await served.answer("/stop_chain idle", "idle is not running")
+    assert asked.plain == "idle is not running: there is nothing to stop."
+    with_reason = await served.answer("/stop_chain idle because", "not running")
+    assert "idle is not running" in with_reason.plain
+    assert not any("Why stop" in m.plain for m in served.api.messages(CHAT))
+
+
+async def test_unknown_commands_get_a_pointer_or_a_logged_refusal(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    hint = await served.answer("/frobnicate now", "Unknown command")
+    assert hint.plain == "Unknown command /frobnicate. /help lists the commands."
+    served.api.add_chat(STRANGER)
+    refusal = await served.answer("/frobnicate", "not allowed", user=STRANGER)
+    assert refusal.plain == "Sorry, you are not allowed to use this bot."
+    assert f"refused '/frobnicate (unknown command)' from user {STRANGER} in chat {STRANGER}" in caplog.text
+    served.say("/help@some_other_bot")  # addressed to another bot: not ours
+    served.say("/help")
+    await served.api.wait_for_message(CHAT, "marble runs", after=hint.message_id)
+    assert not any("Unknown command /help" in m.plain for m in served.api.messages(CHAT))
+
+
+async def test_get_updates_asks_only_for_the_update_types_used(served: Served) -> None:
+    polls = await served.api.wait_for(lambda api: api.requests("getUpdates"))
+    assert {p.params.get("allowed_updates") for p in polls} == {'["message", "callback_query"]'}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.pacer import Pacer
-from bot.serve import FatalBotError, check, run_serve
+from bot.serve import check, run_serve
 from engine.errors import ConfigError
 from tests.bot.conftest import CHAT, GROUP, OPERATOR, STRANGER, TOKEN, VIEWER, Served, append_line
 from tests.conftest import make_settings, write_chain
@@ -129,7 +129,8 @@ async def test_twenty_chains_into_one_chat_within_flood_limits(home: Path) -> No
             write_chain(home, f"c{i:02d}", {"max_rounds": 2, "links": [
                 {"name": "w", "command": append_line("- step"), "telegram_update": True}]})
         served = Served(api, settings, home)
-        await served.start(pacer=Pacer(per_chat_s=0.25, group_per_minute=19, global_per_second=25))
+        # 0.1 s above the fake's limit: a request held up on its way (a loaded machine) is no 429.
+        await served.start(pacer=Pacer(per_chat_s=0.3, group_per_minute=19, global_per_second=25))
         try:
             for i in range(20):
                 await served.engine.start_chain(f"c{i:02d}", origin="test")
@@ -176,21 +177,6 @@ def test_serve_refuses_to_start_without_token_or_allow_list(home: Path) -> None:
     from engine.cli import main
 
     assert main(["--home", str(home), "serve"]) == 2
-
-
-async def test_a_second_poller_ends_serve_with_a_clear_message(served: Served, fake_api: FakeBotApi) -> None:
-    """Telegram answers 409 to the earlier of two pollers: that serve stops, saying why."""
-    second = Served(fake_api, served.settings, served.home)
-    await second.start()
-    try:
-        assert served.task is not None
-        done, _ = await asyncio.wait({served.task}, timeout=30)
-        assert done, "the first serve should have stopped"
-        error = served.task.exception()
-        assert isinstance(error, FatalBotError)
-        assert "another process is polling this bot token" in str(error)
-    finally:
-        await second.shutdown()
 
 
 async def test_scheduled_run_starts_and_reports_into_the_chat(served: Served) -> None:

@@ -16,6 +16,7 @@ from bot import logsafe, render
 from bot.auth import Access
 from bot.commands import UserError, handoff_args, log_args, schedule_id
 from bot.pacer import Pacer
+from bot.redact import Redactor
 from engine.store import Store
 from tests.fakes.botapi import ApiError, parsed_length
 
@@ -234,7 +235,7 @@ async def test_a_reply_that_cannot_be_sent_waits_in_the_outbox(store: Store) -> 
         return None
 
     handlers = BotHandlers(SimpleNamespace(settings=None), None, outbox, Pacer(per_chat_s=0),  # type: ignore[arg-type]
-                           Access(frozenset({1}), frozenset()), refresh, wake)
+                           Access(frozenset({1}), frozenset()), refresh, wake, redact=Redactor(()))
     assert await handlers.reply(update, "⏹ x: stopping", chain="x", buttons=cb.chain_buttons("x")) is None
     (row,) = await outbox.pending()
     assert (row.chat_id, row.kind, row.chain, row.text) == (42, "reply", "x", "⏹ x: stopping")

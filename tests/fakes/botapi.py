@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, unquote
 
 ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code",
                 "pre", "blockquote", "tg-emoji"}
+CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 
 
@@ -150,12 +151,21 @@ class FakeBotApi:
         self.answered_callbacks: list[dict[str, Any]] = []
         self.outage: str | None = None
         self.retry_after = 1
+        # Seconds to hold the answer to a method (a slow Telegram); `arrived` lists every request
+        # as it comes in, before it is answered.
+        self.slow: dict[str, float] = {}
+        self.arrived: list[str] = []
+        # True: every getUpdates answers 409, as when another process polls the same token.
+        self.conflict = False
+        # Errors to answer the next calls of a method with, in order (see `fail_next`).
+        self._failures: dict[str, list[ApiError]] = {}
         self._changed = asyncio.Condition()
         self._last_send: dict[int, float] = {}
         self._group_sends: dict[int, list[float]] = {}
         self._global_sends: list[float] = []
         self._polling: asyncio.Future[None] | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[asyncio.Task[Any]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> FakeBotApi:
@@ -163,10 +173,17 @@ class FakeBotApi:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Close the listening socket and every connection, and wait until they are closed: a
+        socket left for the garbage collector would be a ResourceWarning in some later test."""
         assert self._server is not None
         self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
         for writer in list(self._writers):
             writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
         await self._server.wait_closed()
 
     @property
@@ -235,6 +252,12 @@ class FakeBotApi:
             "message": self._bot_message_dict(msg), "data": data,
         }})
 
+    def fail_next(self, method: str, code: int = 429, *, retry_after: int | None = 1, times: int = 1) -> None:
+        """The next `times` calls of `method` fail (429 with retry_after by default)."""
+        description = f"Too Many Requests: retry after {retry_after}" if code == 429 else f"Error {code}"
+        self._failures.setdefault(method, []).extend(
+            ApiError(code, description, retry_after if code == 429 else None) for _ in range(times))
+
     def set_outage(self, mode: str | None, *, retry_after: int = 1) -> None:
         self.outage = mode
         self.retry_after = retry_after
@@ -271,6 +294,9 @@ class FakeBotApi:
     # ---- HTTP ------------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
         try:
             while True:
                 try:
@@ -292,9 +318,11 @@ class FakeBotApi:
         except (ConnectionError, asyncio.CancelledError):
             return
         finally:
-            self._writers.discard(writer)
+            self._connections.discard(task)  # type: ignore[arg-type]
             with contextlib.suppress(Exception):
                 writer.close()
+                await writer.wait_closed()
+            self._writers.discard(writer)
 
     async def _dispatch(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         match = re.fullmatch(r"/bot([^/]+)/(\w+)", path.split("?")[0])
@@ -302,6 +330,10 @@ class FakeBotApi:
             return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
         token, method = unquote(match.group(1)), match.group(2)
         params = _parse_body(headers.get("content-type", ""), body)
+        self.arrived.append(method)
+        await self._notify()
+        if self.slow.get(method):
+            await asyncio.sleep(self.slow[method])
         try:
             if token != self.token:
                 raise ApiError(401, "Unauthorized")
@@ -312,6 +344,8 @@ class FakeBotApi:
             handler = getattr(self, f"m_{method}", None)
             if handler is None:
                 raise ApiError(404, "Not Found")
+            if self._failures.get(method):
+                raise self._failures[method].pop(0)
             result = await handler(params)
             status, payload = 200, {"ok": True, "result": result}
         except ApiError as exc:
@@ -436,8 +470,10 @@ class FakeBotApi:
         return True
 
     async def m_getUpdates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.conflict:
+            raise ApiError(409, CONFLICT)
         if self._polling is not None and not self._polling.done():
-            self._polling.set_exception(ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"))
+            self._polling.set_exception(ApiError(409, CONFLICT))
         me: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._polling = me
         offset = int(p.get("offset", 0) or 0)

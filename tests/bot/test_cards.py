@@ -1,0 +1,80 @@
+"""The progress card of a running link is refreshed while the link runs: its elapsed time moves
+on, never more often than allowed, and not when the text would not change."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import sys
+
+from bot.notify import Notifier
+from engine import events as ev
+from engine.events import Event, EventBus
+from engine.outbox_store import OutboxStore
+from engine.settings import Settings
+from engine.store import Store
+from tests.bot.conftest import CHAT, OPERATOR, TOKEN, Served
+from tests.conftest import make_settings, write_chain
+from tests.fakes.botapi import FakeBotApi
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def event(kind: str, **data: object) -> Event:
+    return Event(id=0, kind=kind, chain="long", run_id=7, ts="2026-01-01T00:00:00+00:00", data=data)
+
+
+async def test_the_card_of_a_running_link_is_refreshed_when_its_elapsed_time_changes(settings: Settings, store: Store) -> None:
+    clock = Clock()
+    outbox = OutboxStore(store)
+    notifier = Notifier(settings, store, EventBus(), outbox, asyncio.Event(), card_refresh_s=30, monotonic=clock)
+    for e in (event(ev.RUN_STARTED, round=1, max_rounds=3), event(ev.LINK_STARTED, link="w", model="opus", round=1)):
+        notifier._card_state(CHAT, e)
+    notifier._card(CHAT, e)  # the card as the LINK_STARTED event queued it
+
+    async def refreshed_at(t: float) -> str | None:
+        clock.now = 1000.0 + t
+        await notifier.refresh_cards()
+        rows = await outbox.pending()
+        for row in rows:
+            await outbox.mark_sent([row], 1, kind="card", chain="long", run_id=7, card_key=row.card_key)
+        return rows[-1].text if rows else None
+
+    assert await refreshed_at(10) is None  # the interval has not passed
+    assert "Link: <b>w</b> (opus) · 31s" in (await refreshed_at(31) or "")
+    assert await refreshed_at(40) is None
+    assert "· 1m" in (await refreshed_at(65) or "")
+    assert await refreshed_at(100) is None  # interval passed, but it would still say 1m
+    assert "· 2m" in (await refreshed_at(125) or "")
+    notifier._card_state(CHAT, event(ev.RUN_FINISHED, status="COMPLETED"))
+    assert await refreshed_at(500) is None  # nothing runs: nothing to refresh
+
+
+async def test_a_long_links_card_is_edited_in_place_as_time_passes(home: object, fake_api: FakeBotApi) -> None:
+    settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}), chat_id=CHAT,
+                             api_base_url=fake_api.base_url)
+    write_chain(settings.home, "long", {"max_rounds": 1, "links": [
+        {"name": "w", "command": [sys.executable, "-c", "import time; time.sleep(4)"]}]})
+    served = Served(fake_api, settings, settings.home)
+    await served.start(card_refresh_s=0.5, card_interval_s=0.8)
+    try:
+        await served.engine.start_chain("long", origin="test")
+        card = await fake_api.wait_for(lambda api: next((m for m in api.messages(CHAT) if len(m.edits) >= 3), None),
+                                       timeout=15)
+        shown = [float(x) for x in re.findall(r"Link: w \(command\) · ([\d.]+)s", "\n".join([*card.edits[1:], card.plain])
+                                                                                   .replace("<b>", "").replace("</b>", ""))]
+        assert len(shown) >= 2 and shown == sorted(shown) and shown[-1] > shown[0]
+        edits = [r.at for r in fake_api.requests("editMessageText") if r.status == 200]
+        # never more often than the sender allows (0.8 s here; 0.2 s of slack for answer times)
+        assert all(b - a >= 0.6 for a, b in itertools.pairwise(edits))
+        assert not [r for r in fake_api.rejected if "not modified" in r[2]]
+        await served.engine.wait("long")
+    finally:
+        await served.shutdown()
