@@ -13,10 +13,7 @@ from collections import defaultdict
 
 from engine import events as ev
 from engine.prompts import format_duration
-from engine.store import HandoffVersion, RunRow, Store
-
-# How far back in the chain's handoff history to look for the run's last version.
-HISTORY_MAX = 1024
+from engine.store import Store
 
 
 async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None:
@@ -60,7 +57,7 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
         lines += ["", "## Incidents", ""]
         lines += [f"- {e.ts[:19].replace('T', ' ')} {e.kind}: {e.data.get('problem') or e.data.get('message') or e.data.get('until') or ''}"
                   for e in problems]
-    final = await run_final_handoff(store, run)
+    final = await store.run_final_handoff(run.id)
     if final is not None:
         mark = fence(final.content)
         lines += ["", "## Final handoff", "", mark, final.content.rstrip("\n"), mark]
@@ -81,17 +78,3 @@ def rounds_line(events: list[ev.Event]) -> str:
     counted = finished.data.get("rounds_counted") if finished else None
     total = started.data.get("max_rounds") if started else None
     return f"{counted if counted is not None else '?'} / {total if total else 'unlimited'}"
-
-
-async def run_final_handoff(store: Store, run: RunRow) -> HandoffVersion | None:
-    """The last handoff version this run recorded (newest first in the chain's history; usually
-    the first one looked at)."""
-    limit = 4
-    while True:
-        versions = await store.handoff_versions(run.chain, limit)
-        for version in versions:
-            if version.run_id == run.id:
-                return version
-        if len(versions) < limit or limit >= HISTORY_MAX:
-            return None
-        limit *= 4

@@ -602,6 +602,11 @@ class Store:
         )
         return [HandoffVersion.from_row(r) for r in rows]
 
+    async def run_final_handoff(self, run_id: int) -> HandoffVersion | None:
+        """The last handoff version a run recorded (a repeat of an earlier version resolved to it)."""
+        row = await self._fetchone(f"SELECT {_HANDOFF_RESOLVED} WHERE h.run_id = ? ORDER BY h.id DESC LIMIT 1", (run_id,))
+        return HandoffVersion.from_row(row) if row else None
+
     async def handoff_after_round(self, chain: str, round_no: int) -> HandoffVersion | None:
         row = await self._fetchone(
             f"SELECT {_HANDOFF_RESOLVED} WHERE h.chain = ? AND h.round = ? ORDER BY h.id DESC LIMIT 1", (chain, round_no)

@@ -527,6 +527,21 @@ async def test_a_version_equal_to_the_latest_is_recorded_by_reference(store: Sto
     assert (await store.query("SELECT COUNT(*) FROM handoffs WHERE content = 'same text'"))[0][0] == 2
 
 
+
+async def test_a_runs_final_handoff_is_found_even_when_it_repeats_an_earlier_run(home: Path, harness: Harness) -> None:
+    """What the run report shows: a run that changed nothing recorded a reference to the version
+    before it, and that reference resolves to the text."""
+    write_chain(home, "fh", dict(WORKER_REVIEWER, max_rounds=1))
+    harness.runner.default = lambda c: (c.write_handoff("# fh\nthe work\n"), ok())[1]
+    first = await harness.run("fh")
+    harness.runner.default = lambda c: ok()  # the second pass leaves the handoff as it is
+    second = await harness.run("fh")
+    assert first.run_id != second.run_id
+    for outcome in (first, second):
+        final = await harness.store.run_final_handoff(outcome.run_id)
+        assert final is not None and final.content == "# fh\nthe work\n" and final.run_id == outcome.run_id
+    assert await harness.store.run_final_handoff(second.run_id + 1) is None
+
 async def test_a_link_ended_by_its_budget_cap_ends_the_run_even_if_its_cost_lands_short(home: Path, harness: Harness) -> None:
     """claude stops at --max-budget-usd between turns; should its reported cost be a little under the
     budget left, the chain still stops instead of starting a link with a few cents of budget."""
