@@ -129,9 +129,12 @@ def chain_names(home: Path) -> list[str]:
 
 def load_chain(
     home: Path, name_or_file: str, *, tz: tzinfo | None = None, global_defaults: GlobalDefaults | None = None,
+    allow_file: bool = False,
 ) -> ChainDef:
-    """Load and validate a chain by name (chains/NAME.json) or from a .json file path."""
-    looks_like_file = name_or_file.endswith(".json") and ("/" in name_or_file or Path(name_or_file).is_file())
+    """Load and validate a chain by name (chains/NAME.json) or, with `allow_file` (only `chain
+    validate` uses it: it checks a candidate before it is copied in), from a .json file path. Whatever
+    runs is always a name inside chains/, never a file from elsewhere."""
+    looks_like_file = allow_file and name_or_file.endswith(".json") and ("/" in name_or_file or Path(name_or_file).is_file())
     if looks_like_file:
         path = Path(name_or_file).expanduser()
         if not path.is_file():

@@ -255,7 +255,7 @@ async def cmd_handoff(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     from engine.chains import load_chain
 
-    chain = load_chain(settings.home, args.name_or_file)
+    chain = load_chain(settings.home, args.name_or_file, allow_file=True)
     for warning in chain.warnings:
         print(f"warning: {warning}")
     kinds = ", ".join(f"{link.name} ({link.role}, {'command' if link.is_command else link.model})" for link in chain.links)

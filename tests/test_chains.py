@@ -225,7 +225,15 @@ def test_chain_file_symlinked_outside_chains_is_refused(home: Path, tmp_path: Pa
 def test_validate_a_file_path(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "candidate.json"
     path.write_text(json.dumps({"links": [LINK]}), encoding="utf-8")
-    assert load_chain(home, str(path)).name == "candidate"
+    assert load_chain(home, str(path), allow_file=True).name == "candidate"
+
+
+def test_a_file_path_is_only_validated_never_loaded_to_run(home: Path, tmp_path: Path) -> None:
+    """What the engine starts is a name inside chains/: a path to a .json elsewhere is refused."""
+    path = tmp_path / "outside.json"
+    path.write_text(json.dumps({"links": [LINK]}), encoding="utf-8")
+    with pytest.raises(BadChainName):
+        load_chain(home, str(path))
 
 
 @pytest.mark.parametrize("name", ["worker-reviewer-loop", "controller-assigns", "demo"])
