@@ -175,4 +175,10 @@ MIGRATIONS: tuple[str, ...] = (
     -- are not "missed" when llmauto starts again.
     ALTER TABLE schedules ADD COLUMN armed_at TEXT;
     """,
+    # m00N_schedule_queued_at (appended after the other branch's migrations when merged)
+    """
+    -- A cron firing with overlap `queue` that found its chain running: the slot waiting to start
+    -- when that run ends, kept across restarts of serve (NULL: nothing waiting).
+    ALTER TABLE schedules ADD COLUMN queued_at TEXT;
+    """,
 )

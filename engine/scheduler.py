@@ -11,8 +11,13 @@ Firing one slot (`fire`), under one lock so two firings never race each other in
     second scheduler on the same database or a catch-up racing APScheduler at the same instant;
  2. `engine.start_chain(origin="schedule")`, then SCHEDULE_FIRED; when the chain is still running,
     `skip` records SCHEDULE_SKIPPED with the reason and `queue` keeps one start waiting for the
-    run's end (at most one per chain: never a burst); any other reason it cannot start
-    (invalid chain, store trouble) is a SCHEDULE_SKIPPED too, so the chat is told.
+    run's end (at most one per chain: never a burst), told as SCHEDULE_QUEUED; any other reason it
+    cannot start (invalid chain, store trouble) is a SCHEDULE_SKIPPED too, so the chat is told.
+
+A queued start is kept in the store (`schedules.queued_at`), so it survives a restart of serve: at
+start the waiting starts are loaded; one whose chain is free starts at once (its run ended while
+serve was down), one whose run was interrupted waits for the resumed run to end, one whose chain
+runs in another process waits for that run's RUN_FINISHED.
 
 Missed firings (serve was down, or the machine slept): when a schedule is loaded, and when a job
 comes due late, the slots since the last one handled (or since it was added or resumed) are
@@ -21,7 +26,8 @@ one SCHEDULE_MISSED event with their number.
 
 `after` schedules fire from `engine.on_run_end` for runs in this process, and from the
 RUN_FINISHED events other processes write (a foreground `llmauto chain start`). A run that ends
-INTERRUPTED (shutdown, crash) did not finish: it neither fires `after` schedules nor a queued start.
+INTERRUPTED (shutdown, crash) did not finish: it neither fires `after` schedules nor a queued start
+(which keeps waiting for the resumed run).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from engine.cron import ScheduleSpec, next_fire_times
 from engine.engine import Engine
 from engine.errors import ChainBusy, LlmautoError
 from engine.marble import RunOutcome
-from engine.schedules import Schedule, ScheduleBook
+from engine.schedules import Schedule, ScheduleBook, queued_slot
 from engine.settings import Settings
 from engine.store import NewEvent
 
@@ -114,6 +120,7 @@ class Scheduler:
             self._data_version = await self.store.data_version()
             self.engine.on_run_end.append(self._on_run_end)
             self._aps.start()
+            await self._load_queued()
             await self.refresh()  # loads the rows, catches up missed slots, registers the jobs
         except BaseException:
             await self.aclose()
@@ -147,6 +154,20 @@ class Scheduler:
         self._queued.clear()
 
     # ---- loading -------------------------------------------------------------------------
+    async def _load_queued(self) -> None:
+        """The starts that were waiting when serve stopped: start those whose chain is free now."""
+        interrupted = set(await self.engine.interrupted_chains())
+        for schedule in await self.book.list():
+            slot = queued_slot(schedule)
+            if slot is None:
+                continue
+            if not schedule.enabled or schedule.chain in self._queued:  # at most one per chain
+                await self.book.unqueue(schedule.id)
+                continue
+            self._queued[schedule.chain] = (schedule.id, slot)
+            if schedule.chain not in interrupted:
+                self._spawn(self._start_queued(schedule.chain, None), f"queued-{schedule.chain}")
+
     async def refresh(self) -> None:
         """Re-read the schedules now: register new and resumed ones (after catching up what they
         missed), drop removed and paused ones."""
@@ -277,17 +298,24 @@ class Scheduler:
                 chain, origin="schedule", chat_id=chat_id, requested_by=f"schedule #{schedule.id}",
             )
         except ChainBusy as exc:
+            if extra.get("queued"):  # a waiting start found the chain busy again: it keeps waiting
+                self._queued.setdefault(chain, (schedule.id, slot))
+                return None
             if schedule.overlap == "queue" and chain not in self._queued:
                 self._queued[chain] = (schedule.id, slot)
-                await self.book.record_fire(schedule.id, when=slot, run_id=None,
-                                            outcome=f"queued: {exc}; starts when that run ends")
+                await self.book.queue(schedule.id, when=slot, outcome=f"queued: {exc}; starts when that run ends")
+                await self._emit(schedule, None, ev.SCHEDULE_QUEUED, slot, {**extra, "reason": str(exc)})
                 return None
             reason = f"{exc} (a start is already queued)" if chain in self._queued else str(exc)
             await self._skipped(schedule, slot, reason, extra)
             return None
         except LlmautoError as exc:
+            if extra.get("queued"):
+                await self.book.unqueue(schedule.id)
             await self._skipped(schedule, slot, str(exc), extra)
             return None
+        if extra.get("queued"):
+            await self.book.unqueue(schedule.id)
         await self._emit(schedule, run_id, ev.SCHEDULE_FIRED, slot, extra)
         await self.book.record_fire(schedule.id, when=slot, outcome=f"started run #{run_id}", run_id=run_id)
         return run_id
@@ -322,20 +350,28 @@ class Scheduler:
             self._spawn(self._run_ended(chain, outcome.run_id, outcome.status), f"after-{chain}")
 
     async def _run_ended(self, chain: str, run_id: int, status: str) -> None:
-        if status == "INTERRUPTED":
-            self._queued.pop(chain, None)
+        if status == "INTERRUPTED":  # not finished: a queued start waits for the resumed run
             return
         await asyncio.sleep(0)  # let the ending run's task finish, so the chain is free here
-        waiting = self._queued.pop(chain, None)
-        if waiting is not None:
-            schedule_id, slot = waiting
-            async with self._fire_lock:
-                schedule = await self._current(schedule_id)
-                if schedule is not None and schedule.enabled:
-                    await self._launch(schedule, slot, {"queued": True, "queued_behind_run": run_id})
+        await self._start_queued(chain, run_id)
         for schedule in await self.book.list():
             if schedule.kind == "after" and schedule.enabled and schedule.after_chain == chain:
                 await self._fire_after(schedule, run_id, status)
+
+    async def _start_queued(self, chain: str, behind_run: int | None) -> None:
+        """Start the chain's waiting start, if any (it keeps waiting when the chain is busy)."""
+        waiting = self._queued.pop(chain, None)
+        if waiting is None:
+            return
+        schedule_id, slot = waiting
+        async with self._fire_lock:
+            schedule = await self._current(schedule_id)
+            if schedule is None or not schedule.enabled or schedule.queued_at is None:
+                if schedule is not None:
+                    await self.book.unqueue(schedule_id)
+                return
+            extra: dict[str, Any] = {"queued": True, "queued_behind_run": behind_run}
+            await self._launch(schedule, slot, extra)
 
     async def _fire_after(self, schedule: Schedule, run_id: int, status: str) -> None:
         now = self.clock.now()

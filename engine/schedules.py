@@ -12,6 +12,8 @@ Two bookkeeping columns make firing safe across restarts and processes:
   never starts two runs, even with two schedulers on one database.
 - `armed_at` is when the schedule was added or last resumed: firings before it (or while it was
   paused) are not "missed" when `serve` starts again.
+- `queued_at` is the slot of a firing (overlap `queue`) that found the chain running and waits to
+  start when that run ends, even across a restart of `serve`; pausing the schedule drops it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Schedule:
     last_outcome: str | None
     last_run_id: int | None
     armed_at: str | None = None
+    queued_at: str | None = None  # UTC ISO of a slot waiting for the running run to end
 
     @classmethod
     def from_row(cls, row: Any) -> Schedule:
@@ -194,7 +197,7 @@ class ScheduleBook:
                     "UPDATE schedules SET enabled = 1, armed_at = ? WHERE id = ?", (utc_iso(now or self.store.clock.now()), schedule_id)
                 )
             else:
-                await self.store.execute("UPDATE schedules SET enabled = 0 WHERE id = ?", (schedule_id,))
+                await self.store.execute("UPDATE schedules SET enabled = 0, queued_at = NULL WHERE id = ?", (schedule_id,))
         return await self.get(schedule_id)
 
     async def claim(self, schedule_id: int, when: datetime, *, strict: bool = True) -> Schedule | None:
@@ -222,6 +225,25 @@ class ScheduleBook:
             "ELSE last_fire END, last_outcome = ?, last_run_id = COALESCE(?, last_run_id) WHERE id = ?",
             (stamp, stamp, outcome[:500], run_id, schedule_id),
         )
+
+
+    async def queue(self, schedule_id: int, *, when: datetime, outcome: str) -> None:
+        """Keep the slot `when` waiting to start when the chain's running run ends (one UPDATE with
+        what `record_fire` notes, so a crash leaves both or neither)."""
+        stamp = utc_iso(when)
+        await self.store.execute(
+            "UPDATE schedules SET last_fire = CASE WHEN last_fire IS NULL OR last_fire < ? THEN ? "
+            "ELSE last_fire END, last_outcome = ?, queued_at = ? WHERE id = ?",
+            (stamp, stamp, outcome[:500], stamp, schedule_id),
+        )
+
+    async def unqueue(self, schedule_id: int) -> None:
+        """The waiting start was made (or dropped)."""
+        await self.store.execute("UPDATE schedules SET queued_at = NULL WHERE id = ?", (schedule_id,))
+
+
+def queued_slot(schedule: Schedule) -> datetime | None:
+    return _parse_iso(schedule.queued_at) if schedule.queued_at else None
 
 
 def _check_overlap(overlap: str) -> None:

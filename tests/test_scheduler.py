@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.date import DateTrigger
 
+from bot import render
 from engine import events as ev
 from engine.clock import ManualClock
 from engine.engine import Engine
@@ -150,6 +151,115 @@ async def test_overlap_queue_starts_once_right_after_the_running_one(rig: Rig) -
         assert fired.data["scheduled_for"] == T0.isoformat()
         await asyncio.wait_for(rig.engine.wait("nightly"), 10)
     assert await rig.runs("nightly") == 2
+
+
+async def test_a_queued_start_is_told_to_the_chat_and_kept_in_the_store(rig: Rig) -> None:
+    schedule = await add(rig, overlap="queue")
+    rig.runner.gates["work"] = gate = asyncio.Event()
+    async with rig.scheduler() as scheduler:
+        await rig.engine.start_chain("nightly", origin="test")
+        await rig.runner.started.wait()
+        assert await scheduler.fire(schedule.id, T0) is None
+        queued = await rig.next_event(ev.SCHEDULE_QUEUED)
+        assert (queued.chain, queued.data["schedule_id"], queued.data["chat_id"]) == ("nightly", schedule.id, 99)
+        assert queued.data["scheduled_for"] == T0.isoformat()
+        assert render.event_text("nightly", queued.kind, queued.data) == (
+            "⏳ <b>nightly</b> is still running; the scheduled run starts when it ends")
+        assert (await rig.book.get(schedule.id)).queued_at == "2026-11-24T12:00:00.000+00:00"
+        gate.set()
+        await rig.next_event(ev.SCHEDULE_FIRED)
+        assert (await rig.book.get(schedule.id)).queued_at is None
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+
+
+async def test_a_queued_start_survives_a_scheduler_restart(rig: Rig) -> None:
+    schedule = await add(rig, overlap="queue")
+    rig.runner.gates["work"] = gate = asyncio.Event()
+    first = await rig.engine.start_chain("nightly", origin="test")
+    await rig.runner.started.wait()
+    async with rig.scheduler() as scheduler:
+        assert await scheduler.fire(schedule.id, T0) is None
+    async with rig.scheduler():  # the chain still runs: the start keeps waiting
+        await asyncio.sleep(0)
+        assert await rig.events(ev.SCHEDULE_FIRED) == []
+        gate.set()
+        fired = await rig.next_event(ev.SCHEDULE_FIRED)
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+    assert (fired.data["queued"], fired.data["queued_behind_run"], fired.data["scheduled_for"]) == (
+        True, first, T0.isoformat())
+    assert await rig.runs("nightly") == 2
+    assert (await rig.book.get(schedule.id)).queued_at is None
+    async with rig.scheduler():  # handled: nothing more starts
+        await asyncio.sleep(0.05)
+    assert await rig.runs("nightly") == 2
+
+
+async def test_a_queued_start_whose_run_ended_while_serve_was_down_starts_at_once(rig: Rig) -> None:
+    schedule = await add(rig, overlap="queue")
+    rig.runner.gates["work"] = gate = asyncio.Event()
+    await rig.engine.start_chain("nightly", origin="test")
+    await rig.runner.started.wait()
+    async with rig.scheduler() as scheduler:
+        assert await scheduler.fire(schedule.id, T0) is None
+    gate.set()
+    await asyncio.wait_for(rig.engine.wait("nightly"), 10)  # ends while no scheduler runs
+    async with rig.scheduler():
+        fired = await rig.next_event(ev.SCHEDULE_FIRED)
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+    assert (fired.data["queued"], fired.data["queued_behind_run"]) == (True, None)
+    assert await rig.runs("nightly") == 2
+
+
+async def test_a_queued_start_waits_for_the_run_resumed_after_a_full_restart(home: Path) -> None:
+    """serve stops (the run is INTERRUPTED), starts again and resumes the run: the queued start
+    goes after the resumed run has ended, once."""
+    write_chain(home, "nightly", ONCE)
+    settings = make_settings(home, chat_id=99)
+    clock = ManualClock(T0)
+    runner = ScriptedRunner()
+    runner.gates["work"] = gate = asyncio.Event()
+    async with Store.open(settings.db_path) as store:
+        book = ScheduleBook(store, settings)
+        schedule, _ = await book.add_cron("nightly", "0 2 * * *", overlap="queue", now=T0)
+        async with Engine(settings, store, runner=runner) as engine:
+            await engine.start_chain("nightly", origin="test")
+            await runner.started.wait()
+            async with Scheduler(settings, engine, clock=clock) as scheduler:
+                assert await scheduler.fire(schedule.id, T0) is None
+        [first] = await store.last_runs("nightly")
+        assert first.status == "INTERRUPTED"
+        assert (await book.get(schedule.id)).queued_at is not None
+        gate.set()
+        async with Engine(settings, store, runner=runner) as engine, Scheduler(settings, engine, clock=clock):
+            events = engine.bus.subscribe()
+            assert await engine.interrupted_chains() == ["nightly"]
+            await asyncio.sleep(0.05)
+            assert await store.last_runs("nightly") == [first]  # not before the run is resumed
+            resumed = await engine.start_chain("nightly", origin="recovery")  # what serve's recovery does
+            async with asyncio.timeout(10):
+                while (event := await events.get()).kind != ev.SCHEDULE_FIRED:
+                    pass
+            await asyncio.wait_for(engine.wait("nightly"), 10)
+        assert event.data["queued_behind_run"] == resumed
+        runs = await store.last_runs("nightly")
+        assert [(r.origin, r.status) for r in runs][1:] == [("recovery", runs[1].status), ("test", "INTERRUPTED")]
+        assert runs[0].origin == "schedule" and runs[0].id == event.run_id
+        assert (await book.get(schedule.id)).queued_at is None
+
+
+async def test_pausing_a_schedule_drops_its_queued_start(rig: Rig) -> None:
+    schedule = await add(rig, overlap="queue")
+    rig.runner.gates["work"] = gate = asyncio.Event()
+    async with rig.scheduler() as scheduler:
+        await rig.engine.start_chain("nightly", origin="test")
+        await rig.runner.started.wait()
+        assert await scheduler.fire(schedule.id, T0) is None
+        await rig.book.set_enabled(schedule.id, False)
+        gate.set()
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+        await asyncio.sleep(0.05)
+    assert await rig.events(ev.SCHEDULE_FIRED) == [] and await rig.runs("nightly") == 1
+    assert (await rig.book.get(schedule.id)).queued_at is None
 
 
 async def test_a_chain_that_cannot_start_is_reported_as_skipped(rig: Rig, home: Path) -> None:
