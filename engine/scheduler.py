@@ -21,8 +21,8 @@ runs in another process waits for that run's RUN_FINISHED.
 
 Missed firings (serve was down, or the machine slept): when a schedule is loaded, and when a job
 comes due late, the slots since the last one handled (or since it was added or resumed) are
-counted. The most recent one runs once if it is at most `grace_s` old; the others are reported in
-one SCHEDULE_MISSED event with their number.
+counted. The most recent one runs once if it is at most `grace_s` old (LLMAUTO_MISSED_RUN_GRACE,
+default 1 h); the others are reported in one SCHEDULE_MISSED event with their number.
 
 `after` schedules fire from `engine.on_run_end` for runs in this process, and from the
 RUN_FINISHED events other processes write (a foreground `llmauto chain start`). A run that ends
@@ -85,14 +85,14 @@ class Scheduler:
 
     def __init__(
         self, settings: Settings, engine: Engine, *, clock: Clock | None = None,
-        grace_s: float = 3600.0, poll_s: float = 1.0,
+        grace_s: float | None = None, poll_s: float = 1.0,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.store = engine.store
         self.book = ScheduleBook(engine.store, settings)
         self.clock = clock or engine.clock
-        self.grace_s = grace_s
+        self.grace_s = settings.missed_run_grace_s if grace_s is None else grace_s
         self.poll_s = poll_s
         self._aps = AsyncIOScheduler(
             timezone=UTC,

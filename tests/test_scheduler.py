@@ -5,7 +5,9 @@ is checked through its triggers, and once end to end with a DateTrigger a second
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +21,7 @@ from bot import render
 from engine import events as ev
 from engine.clock import ManualClock
 from engine.engine import Engine
+from engine.errors import ConfigError
 from engine.events import Event
 from engine.marble import RunOutcome
 from engine.scheduler import Scheduler
@@ -342,6 +345,48 @@ async def test_slots_older_than_the_grace_are_only_reported(rig: Rig) -> None:
         pass
     assert len(await rig.events(ev.SCHEDULE_MISSED)) == 1
     assert await rig.runs("nightly") == 0
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [
+    (None, 3600.0), ("", 3600.0), ("90m", 5400.0), ("2h", 7200.0), ("1h30m", 5400.0), ("45s", 45.0),
+    ("5400", 5400.0), ("0", 0.0), (" 2H ", 7200.0), ("1.5h", 5400.0),
+])
+def test_missed_run_grace_setting(home: Path, raw: str | None, seconds: float) -> None:
+    env = {"LLMAUTO_HOME": str(home)} | ({} if raw is None else {"LLMAUTO_MISSED_RUN_GRACE": raw})
+    assert Settings.load(env).missed_run_grace_s == seconds
+
+
+@pytest.mark.parametrize("raw", ["soon", "-5", "10x", "h", "1m2h", "nan", "inf", "-1h"])
+def test_an_invalid_missed_run_grace_is_refused_naming_the_variable(home: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"LLMAUTO_MISSED_RUN_GRACE: expected a duration like 90m, 2h or 3600 "
+                                          f"\\(seconds\\), got {re.escape(repr(raw))}"):
+        Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_MISSED_RUN_GRACE": raw})
+
+
+@pytest.mark.parametrize(("grace", "runs"), [("90m", True), ("1h", False), ("4800", True), ("79m", False)])
+async def test_the_missed_run_grace_comes_from_the_settings(rig: Rig, grace: str, runs: bool) -> None:
+    """serve was down from 00:30 to 06:20: the 05:00 slot is 80 min late when it starts again."""
+    rig.clock.set(NEW_YEAR + timedelta(minutes=30))
+    schedule = await add(rig, "0 1-5 1 1 *", tz="UTC")
+    rig.clock.set(NEW_YEAR + timedelta(hours=6, minutes=20))
+    settings = dataclasses.replace(rig.settings, missed_run_grace_s=Settings.load(
+        {"LLMAUTO_HOME": str(rig.settings.home), "LLMAUTO_MISSED_RUN_GRACE": grace}).missed_run_grace_s)
+    async with Scheduler(settings, rig.engine, clock=rig.clock) as scheduler:
+        assert scheduler.grace_s == settings.missed_run_grace_s
+        if runs:
+            fired = await rig.next_event(ev.SCHEDULE_FIRED)
+            await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+    [missed] = await rig.events(ev.SCHEDULE_MISSED)
+    assert missed.data["grace_s"] == settings.missed_run_grace_s
+    row = await rig.book.get(schedule.id)
+    if runs:
+        assert fired.data["scheduled_for"] == (NEW_YEAR + timedelta(hours=5)).isoformat()
+        assert fired.data["late_s"] == 80 * 60
+        assert missed.data["missed"] == 4 and await rig.runs("nightly") == 1
+        assert row.last_outcome == f"started run #{fired.run_id}"
+    else:
+        assert missed.data["missed"] == 5 and await rig.runs("nightly") == 0
+        assert row.last_outcome == f"missed 5 firings (more than {settings.missed_run_grace_s / 60:g} min late)"
 
 
 async def test_slots_while_paused_are_not_missed(rig: Rig) -> None:
