@@ -23,10 +23,17 @@ import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from engine.chains import NAME_PATTERN
-from engine.cron import ScheduleSpec, describe, local_timezone_name, next_fire_times, parse_schedule
+from engine.cron import (
+    ScheduleSpec,
+    canonical_zone,
+    describe,
+    local_timezone_name,
+    next_fire_times,
+    parse_schedule,
+)
 from engine.errors import ScheduleError
 from engine.settings import Settings
 from engine.store import Store, utc_iso
@@ -100,10 +107,11 @@ class ScheduleBook:
         self, chain: str, text: str, *, tz: str | None = None, overlap: str = "skip",
         created_by: str | None = None, chat_id: int | None = None, now: datetime | None = None,
     ) -> tuple[Schedule, Times]:
-        """Add a cron schedule; returns it and its next three fire times."""
+        """Add a cron schedule; returns it and its next three fire times. `tz` (the CLI's --tz) and
+        a `tz=` in the text may both be given only when they name the same zone (in any case)."""
         name = self._check_chain(chain)
         _check_overlap(overlap)
-        spec = parse_schedule(text, default_tz=self.zone(tz))
+        spec = parse_schedule(text, tz=tz, default_tz=self.zone(None))
         await self._refuse_duplicate(name, "cron", spec.expression, spec.tz)
         now = now or self.store.clock.now()
         stamp = utc_iso(now)
@@ -141,12 +149,7 @@ class ScheduleBook:
 
     def zone(self, tz: str | None) -> str:
         """The zone a new schedule uses: the one given, else LLMAUTO_TIMEZONE, else the machine's."""
-        name = tz or self.settings.timezone or local_timezone_name()
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ScheduleError(f"unknown time zone {name!r}. Example: --tz Europe/Berlin") from None
-        return name
+        return canonical_zone(tz or self.settings.timezone or local_timezone_name())
 
     async def _refuse_duplicate(self, chain: str, kind: str, rule: str, tz: str | None) -> None:
         """Two equal schedules would only ever skip each other."""
