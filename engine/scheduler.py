@@ -1,7 +1,9 @@
 """The scheduler: starts chains from the persisted schedules, inside `llmauto serve`.
 
 APScheduler 3 (`AsyncIOScheduler`) keeps the time: one job per enabled cron schedule, with the
-trigger engine/cron.py builds (DST handled there). The store stays the source of truth: the rows
+trigger engine/cron.py builds (DST handled there). APScheduler reads the system time; with another
+clock (a test's ManualClock) its timeline is shifted to that clock's time at start, running on in
+real time, so a test can set the clock just before a slot and watch APScheduler fire it. The store stays the source of truth: the rows
 are read at start and re-read every `poll_s` (a few rows: cheaper than being clever), so a schedule
 added, paused or removed by the CLI in another process takes effect within a second; in-process
 writers (the bot) call `refresh()` to make it immediate.
@@ -43,9 +45,10 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from engine import events as ev
-from engine.clock import Clock
+from engine.clock import Clock, SystemClock
 from engine.cron import ScheduleSpec, next_fire_times
 from engine.engine import Engine
 from engine.errors import ChainBusy, LlmautoError
@@ -69,6 +72,22 @@ class _OnLoopExecutor(BaseExecutor):  # type: ignore[misc]
         job.func(*job.args, list(run_times))
         # Outside submit_job's bookkeeping, which counts the instance after this returns.
         asyncio.get_running_loop().call_soon(self._run_job_success, job.id, [])
+
+
+class _ShiftedTrigger(BaseTrigger):  # type: ignore[misc]
+    """A trigger answering in the scheduler clock's time, placed on APScheduler's (system) time."""
+
+    def __init__(self, inner: Any, offset: timedelta) -> None:
+        self.inner = inner
+        self.offset = offset  # clock time - system time
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        previous = None if previous_fire_time is None else previous_fire_time + self.offset
+        fire = self.inner.get_next_fire_time(previous, now + self.offset)
+        return None if fire is None else fire - self.offset  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        return f"{self.inner} shifted by {self.offset}"
 
 
 def _job_id(schedule_id: int) -> str:
@@ -109,12 +128,15 @@ class Scheduler:
         self._data_version = 0
         self._event_cursor = 0
         self._state = "new"  # new | running | closed
+        self._offset = timedelta(0)  # the clock's time minus the system's, fixed at start
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Scheduler:
         if self._state != "new":
             raise LlmautoError("a Scheduler runs once; make a new one")
         self._state = "running"
+        if not isinstance(self.clock, SystemClock):
+            self._offset = self.clock.now() - datetime.now(UTC)
         try:
             self._event_cursor = await self.store.last_event_id()
             self._data_version = await self.store.data_version()
@@ -198,15 +220,17 @@ class Scheduler:
 
     def _register(self, schedule_id: int, trigger: Any, *, job_id: str | None = None) -> None:
         """One APScheduler job for a schedule (tests add a DateTrigger one under another id)."""
+        if self._offset:
+            trigger = _ShiftedTrigger(trigger, self._offset)
         self._aps.add_job(
             self._due, trigger=trigger, args=[schedule_id], id=job_id or _job_id(schedule_id),
             name=f"schedule #{schedule_id}", replace_existing=True,
         )
 
     def next_run_time(self, schedule_id: int) -> datetime | None:
-        """When APScheduler will fire this schedule next (None: not registered)."""
+        """When APScheduler will fire this schedule next, in the clock's time (None: not registered)."""
         job = self._aps.get_job(_job_id(schedule_id))
-        return None if job is None else job.next_run_time  # type: ignore[no-any-return]
+        return None if job is None or job.next_run_time is None else job.next_run_time + self._offset  # type: ignore[no-any-return]
 
     async def _poll_forever(self) -> None:
         while True:
@@ -232,7 +256,8 @@ class Scheduler:
         """APScheduler: slots of a job are due (more than one after the machine slept). The
         executor appends `run_times`; the default only satisfies APScheduler's signature check."""
         if run_times:
-            self._spawn(self._due_slots(schedule_id, run_times), f"schedule-{schedule_id}-due")
+            slots = [t + self._offset for t in run_times]
+            self._spawn(self._due_slots(schedule_id, slots), f"schedule-{schedule_id}-due")
 
     async def _due_slots(self, schedule_id: int, run_times: Sequence[datetime]) -> None:
         latest = run_times[-1]

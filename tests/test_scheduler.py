@@ -31,6 +31,7 @@ from engine.store import ChainState, NewEvent, Store
 from engine.stream import LinkResult
 from tests.conftest import make_settings, write_chain
 from tests.fakes.scripted_runner import Call, ScriptedRunner, ok
+from tests.helpers import Cli
 
 ONCE = {"mode": "once", "links": [{"name": "work", "model": "m", "prompt": "do it"}]}
 COMMAND = {"mode": "once", "links": [{"name": "step", "command": ["python3", "-c", "print('hi')"]}]}
@@ -79,6 +80,11 @@ async def until(predicate: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the condition never became true")
+
+
+def aps_times(scheduler: Scheduler, slots: list[datetime]) -> list[datetime]:
+    """Slots in the rig's clock time as APScheduler (on system time) hands them to the scheduler."""
+    return [slot - scheduler._offset for slot in slots]
 
 
 async def add(rig: Rig, text: str = "0 2 * * *", **kw: Any) -> Schedule:
@@ -408,12 +414,12 @@ async def test_slots_due_together_after_a_sleep_start_one_run(rig: Rig) -> None:
     slots = [NEW_YEAR + timedelta(hours=h) for h in (1, 2, 3)]
     async with rig.scheduler() as scheduler:
         rig.clock.set(slots[-1] + timedelta(seconds=5))
-        scheduler._due(schedule.id, slots)  # what APScheduler hands over when the loop wakes late
+        scheduler._due(schedule.id, aps_times(scheduler, slots))  # what APScheduler hands over when the loop wakes late
         fired = await rig.next_event(ev.SCHEDULE_FIRED)
         await asyncio.wait_for(rig.engine.wait("nightly"), 10)
-        scheduler._due(schedule.id, [slots[-1]])  # the same slot again: ignored
+        scheduler._due(schedule.id, aps_times(scheduler, [slots[-1]]))  # the same slot again: ignored
         rig.clock.set(NEW_YEAR + timedelta(hours=9))
-        scheduler._due(schedule.id, [NEW_YEAR + timedelta(hours=h) for h in (4, 5)])  # hours late
+        scheduler._due(schedule.id, aps_times(scheduler, [NEW_YEAR + timedelta(hours=h) for h in (4, 5)]))  # hours late
         missed_late = await rig.next_event(ev.SCHEDULE_MISSED)
     assert fired.data["scheduled_for"] == slots[-1].isoformat()
     missed = await rig.events(ev.SCHEDULE_MISSED)
@@ -460,19 +466,40 @@ async def test_apscheduler_triggers_fire_once_per_night_across_dst(rig: Rig) -> 
                      ["03-28 02:30", "03-29 03:30", "03-30 02:30"]]  # no 02:30 on 03-29: shifted by the gap
 
 
-async def test_a_schedule_added_by_another_process_is_picked_up_without_restart(rig: Rig) -> None:
-    # `other` is a second connection, like the CLI's in another process.
-    async with rig.scheduler(poll_s=0.02) as scheduler, Store.open(rig.settings.db_path) as other:
-        cli_book = ScheduleBook(other, rig.settings)
-        schedule, times = await cli_book.add_cron("nightly", "15 4 * * *", tz="UTC")
+async def test_a_schedule_added_by_the_real_cli_is_picked_up_without_restart(rig: Rig, cli: Cli) -> None:
+    """`python -m engine schedule add/pause/resume/remove` in another process while the scheduler
+    runs here: each change reaches APScheduler within the poll, without a restart."""
+    async with rig.scheduler(poll_s=0.02) as scheduler:
+        added = await asyncio.to_thread(cli.run, "schedule", "add", "nightly", "15 4 * * *", "--tz", "utc")
+        assert added.returncode == 0, added.stderr
+        [schedule] = await rig.book.list()
         await until(lambda: scheduler.next_run_time(schedule.id) is not None)
-        assert scheduler.next_run_time(schedule.id) == times[0]
-        await cli_book.set_enabled(schedule.id, False)
-        await until(lambda: scheduler.next_run_time(schedule.id) is None)
-        await cli_book.set_enabled(schedule.id, True)
-        await until(lambda: scheduler.next_run_time(schedule.id) is not None)
-        await cli_book.remove(schedule.id)
-        await until(lambda: scheduler.next_run_time(schedule.id) is None)
+        assert scheduler.next_run_time(schedule.id) == rig.book.next_fires(schedule, rig.clock.now())[0]
+        for verb, registered in (("pause", False), ("resume", True), ("remove", False)):
+            done = await asyncio.to_thread(cli.run, "schedule", verb, str(schedule.id))
+            assert done.returncode == 0, done.stderr
+            await until(lambda registered=registered: (scheduler.next_run_time(schedule.id) is not None) == registered)
+
+
+async def test_apscheduler_fires_a_cron_schedule_at_its_time(rig: Rig) -> None:
+    """The real path: the row, the cron trigger refresh() registers, APScheduler's timer, the
+    claim, the start. The clock stands two seconds before New Year, so the slot comes in real time."""
+    rig.clock.set(NEW_YEAR - timedelta(seconds=2))
+    schedule = await add(rig, "0 0 1 1 *", tz="UTC")  # once a year
+    async with rig.scheduler() as scheduler:
+        assert scheduler.next_run_time(schedule.id) == NEW_YEAR
+        started = await rig.next_event(ev.RUN_STARTED)
+        outcome = await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+        assert scheduler.next_run_time(schedule.id) == NEW_YEAR.replace(year=2028)
+    [fired] = await rig.events(ev.SCHEDULE_FIRED)
+    assert (started.chain, started.run_id, fired.run_id) == ("nightly", outcome.run_id, outcome.run_id)
+    assert fired.data["scheduled_for"] == NEW_YEAR.isoformat() and "late_s" not in fired.data
+    assert rig.runner.links_called() == ["work"]
+    run = await rig.store.run(outcome.run_id)
+    assert run is not None and (run.origin, run.requested_by) == ("schedule", f"schedule #{schedule.id}")
+    row = await rig.book.get(schedule.id)
+    assert (row.last_fire, row.last_outcome, row.last_run_id) == (
+        "2027-01-01T00:00:00.000+00:00", f"started run #{outcome.run_id}", outcome.run_id)
 
 
 async def test_refresh_makes_an_in_process_change_immediate(rig: Rig) -> None:
