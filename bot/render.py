@@ -249,6 +249,8 @@ def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None
         return f"⏰ {c} started by schedule #{d.get('schedule_id')} ({esc(d.get('original') or d.get('expression') or '')})"
     if kind == "schedule_skipped":
         return f"⏭ {c}: scheduled run skipped: {esc(d.get('reason'))}"
+    if kind == "schedule_queued":
+        return f"⏳ {c} is still running; the scheduled run starts when it ends"
     if kind == "schedule_missed":
         return f"⌛ {c}: {esc(d.get('count'))} scheduled run(s) missed while llmauto was down" + (
             f" (first: {esc(_short_time(d.get('first')))})" if d.get("first") else "")

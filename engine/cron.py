@@ -1,6 +1,7 @@
 """Schedule expressions and their fire times. Pure: time is always passed in.
 
-Accepted, case-insensitive, at most 200 characters, with an optional `tz=Europe/Berlin` anywhere:
+Accepted, case-insensitive, at most 200 characters, with an optional `tz=Europe/Berlin` (or
+`--tz Europe/Berlin`, as the CLI spells it) anywhere; zone names are case-insensitive too:
 - 5-field cron `minute hour day month weekday`: `*`, lists, ranges, steps, names (`jan`, `mon-fri`);
   weekday 0 or 7 is Sunday. When day and weekday are both restricted either may match; as in vixie
   cron a field starting with `*` is unrestricted, so `0 0 */2 * 1` means odd days that are Mondays.
@@ -140,26 +141,54 @@ def _checked_zone(name: str) -> str:
     return found
 
 
+def canonical_zone(name: str) -> str:
+    """The IANA name of a zone given in any case ('europe/berlin' -> 'Europe/Berlin');
+    ScheduleError naming it when there is no such zone."""
+    return _checked_zone(name.strip())
+
+
+def _zones_in(words: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split off `tz=NAME`, `--tz=NAME` and `--tz NAME`: (the other words, [(as typed, zone)])."""
+    rest: list[str] = []
+    zones: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word, low = words[i], words[i].lower()
+        if low.startswith(("tz=", "--tz=")):
+            typed, name = word, word.split("=", 1)[1]
+        elif low == "--tz":
+            if i + 1 >= len(words):
+                raise ScheduleError(f"--tz needs a zone name. {TZ_EXAMPLE}")
+            i += 1
+            typed, name = f"{word} {words[i]}", words[i]
+        else:
+            rest.append(word)
+            i += 1
+            continue
+        zones.append((typed, canonical_zone(name)))
+        i += 1
+    return rest, zones
+
+
 # ---- parsing ----------------------------------------------------------------------------------
-def parse_schedule(text: str, *, default_tz: str | None = None) -> ScheduleSpec:
+def parse_schedule(text: str, *, tz: str | None = None, default_tz: str | None = None) -> ScheduleSpec:
     """Parse a schedule; ScheduleError says what is wrong and gives an example. The zone is the
-    text's `tz=...`, else `default_tz`, else the machine's zone."""
+    text's `tz=...` and/or `tz` (the CLI's --tz), which must name the same zone, else
+    `default_tz`, else the machine's zone."""
     original = (text or "").strip()
     if not original:
         raise ScheduleError(f"empty schedule. {EXAMPLE}")
     if len(original) > MAX_TEXT:
         raise ScheduleError(f"schedule too long ({len(original)} characters, at most {MAX_TEXT}). {EXAMPLE}")
-    words, zones = [], []
-    for word in original.split():
-        if word.lower().startswith("tz="):
-            zones.append(_checked_zone(word[3:]))
-        else:
-            words.append(word)
-    if len(zones) > 1:
-        raise ScheduleError(f"more than one time zone given ({', '.join(zones)}). {TZ_EXAMPLE}")
+    words, zones = _zones_in(original.split())
+    if tz is not None and tz.strip():
+        zones.insert(0, (f"--tz {tz.strip()}", canonical_zone(tz)))
+    if len({zone for _, zone in zones}) > 1:
+        given = " and ".join(typed for typed, _ in zones)
+        raise ScheduleError(f"two different time zones given ({given}): give one. {TZ_EXAMPLE}")
     if not words:
         raise ScheduleError(f"no schedule given, only a time zone. {EXAMPLE}")
-    zone = zones[0] if zones else _checked_zone(default_tz or local_timezone_name())
+    zone = zones[0][1] if zones else _checked_zone(default_tz or local_timezone_name())
     expression = _readable([w.lower() for w in words]) or " ".join(words).lower()
     fields = _parse_fields(expression)
     if not fields.can_fire():

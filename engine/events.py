@@ -33,6 +33,7 @@ WARNING = "warning"
 SCHEDULE_FIRED = "schedule_fired"
 SCHEDULE_SKIPPED = "schedule_skipped"
 SCHEDULE_MISSED = "schedule_missed"
+SCHEDULE_QUEUED = "schedule_queued"
 # Published only.
 PROGRESS = "progress"
 

@@ -187,4 +187,10 @@ MIGRATIONS: tuple[str, ...] = (
     -- names that version instead (content ''), so rounds and links still map to a handoff.
     ALTER TABLE handoffs ADD COLUMN same_as INTEGER;
     """,
+    # m005_schedule_queued_at
+    """
+    -- A cron firing with overlap `queue` that found its chain running: the slot waiting to start
+    -- when that run ends, kept across restarts of serve (NULL: nothing waiting).
+    ALTER TABLE schedules ADD COLUMN queued_at TEXT;
+    """,
 )

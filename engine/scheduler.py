@@ -1,7 +1,9 @@
 """The scheduler: starts chains from the persisted schedules, inside `llmauto serve`.
 
 APScheduler 3 (`AsyncIOScheduler`) keeps the time: one job per enabled cron schedule, with the
-trigger engine/cron.py builds (DST handled there). The store stays the source of truth: the rows
+trigger engine/cron.py builds (DST handled there). APScheduler reads the system time; with another
+clock (a test's ManualClock) its timeline is shifted to that clock's time at start, running on in
+real time, so a test can set the clock just before a slot and watch APScheduler fire it. The store stays the source of truth: the rows
 are read at start and re-read every `poll_s` (a few rows: cheaper than being clever), so a schedule
 added, paused or removed by the CLI in another process takes effect within a second; in-process
 writers (the bot) call `refresh()` to make it immediate.
@@ -11,17 +13,23 @@ Firing one slot (`fire`), under one lock so two firings never race each other in
     second scheduler on the same database or a catch-up racing APScheduler at the same instant;
  2. `engine.start_chain(origin="schedule")`, then SCHEDULE_FIRED; when the chain is still running,
     `skip` records SCHEDULE_SKIPPED with the reason and `queue` keeps one start waiting for the
-    run's end (at most one per chain: never a burst); any other reason it cannot start
-    (invalid chain, store trouble) is a SCHEDULE_SKIPPED too, so the chat is told.
+    run's end (at most one per chain: never a burst), told as SCHEDULE_QUEUED; any other reason it
+    cannot start (invalid chain, store trouble) is a SCHEDULE_SKIPPED too, so the chat is told.
+
+A queued start is kept in the store (`schedules.queued_at`), so it survives a restart of serve: at
+start the waiting starts are loaded; one whose chain is free starts at once (its run ended while
+serve was down), one whose run was interrupted waits for the resumed run to end, one whose chain
+runs in another process waits for that run's RUN_FINISHED.
 
 Missed firings (serve was down, or the machine slept): when a schedule is loaded, and when a job
 comes due late, the slots since the last one handled (or since it was added or resumed) are
-counted. The most recent one runs once if it is at most `grace_s` old; the others are reported in
-one SCHEDULE_MISSED event with their number.
+counted. The most recent one runs once if it is at most `grace_s` old (LLMAUTO_MISSED_RUN_GRACE,
+default 1 h); the others are reported in one SCHEDULE_MISSED event with their number.
 
 `after` schedules fire from `engine.on_run_end` for runs in this process, and from the
 RUN_FINISHED events other processes write (a foreground `llmauto chain start`). A run that ends
-INTERRUPTED (shutdown, crash) did not finish: it neither fires `after` schedules nor a queued start.
+INTERRUPTED (shutdown, crash) did not finish: it neither fires `after` schedules nor a queued start
+(which keeps waiting for the resumed run).
 """
 
 from __future__ import annotations
@@ -37,14 +45,15 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from engine import events as ev
-from engine.clock import Clock
+from engine.clock import Clock, SystemClock
 from engine.cron import ScheduleSpec, next_fire_times
 from engine.engine import Engine
 from engine.errors import ChainBusy, LlmautoError
 from engine.marble import RunOutcome
-from engine.schedules import Schedule, ScheduleBook
+from engine.schedules import Schedule, ScheduleBook, queued_slot
 from engine.settings import Settings
 from engine.store import NewEvent
 
@@ -65,6 +74,22 @@ class _OnLoopExecutor(BaseExecutor):  # type: ignore[misc]
         asyncio.get_running_loop().call_soon(self._run_job_success, job.id, [])
 
 
+class _ShiftedTrigger(BaseTrigger):  # type: ignore[misc]
+    """A trigger answering in the scheduler clock's time, placed on APScheduler's (system) time."""
+
+    def __init__(self, inner: Any, offset: timedelta) -> None:
+        self.inner = inner
+        self.offset = offset  # clock time - system time
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        previous = None if previous_fire_time is None else previous_fire_time + self.offset
+        fire = self.inner.get_next_fire_time(previous, now + self.offset)
+        return None if fire is None else fire - self.offset  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        return f"{self.inner} shifted by {self.offset}"
+
+
 def _job_id(schedule_id: int) -> str:
     return f"schedule-{schedule_id}"
 
@@ -79,14 +104,14 @@ class Scheduler:
 
     def __init__(
         self, settings: Settings, engine: Engine, *, clock: Clock | None = None,
-        grace_s: float = 3600.0, poll_s: float = 1.0,
+        grace_s: float | None = None, poll_s: float = 1.0,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.store = engine.store
         self.book = ScheduleBook(engine.store, settings)
         self.clock = clock or engine.clock
-        self.grace_s = grace_s
+        self.grace_s = settings.missed_run_grace_s if grace_s is None else grace_s
         self.poll_s = poll_s
         self._aps = AsyncIOScheduler(
             timezone=UTC,
@@ -103,17 +128,21 @@ class Scheduler:
         self._data_version = 0
         self._event_cursor = 0
         self._state = "new"  # new | running | closed
+        self._offset = timedelta(0)  # the clock's time minus the system's, fixed at start
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Scheduler:
         if self._state != "new":
             raise LlmautoError("a Scheduler runs once; make a new one")
         self._state = "running"
+        if not isinstance(self.clock, SystemClock):
+            self._offset = self.clock.now() - datetime.now(UTC)
         try:
             self._event_cursor = await self.store.last_event_id()
             self._data_version = await self.store.data_version()
             self.engine.on_run_end.append(self._on_run_end)
             self._aps.start()
+            await self._load_queued()
             await self.refresh()  # loads the rows, catches up missed slots, registers the jobs
         except BaseException:
             await self.aclose()
@@ -147,6 +176,20 @@ class Scheduler:
         self._queued.clear()
 
     # ---- loading -------------------------------------------------------------------------
+    async def _load_queued(self) -> None:
+        """The starts that were waiting when serve stopped: start those whose chain is free now."""
+        interrupted = set(await self.engine.interrupted_chains())
+        for schedule in await self.book.list():
+            slot = queued_slot(schedule)
+            if slot is None:
+                continue
+            if not schedule.enabled or schedule.chain in self._queued:  # at most one per chain
+                await self.book.unqueue(schedule.id)
+                continue
+            self._queued[schedule.chain] = (schedule.id, slot)
+            if schedule.chain not in interrupted:
+                self._spawn(self._start_queued(schedule.chain, None), f"queued-{schedule.chain}")
+
     async def refresh(self) -> None:
         """Re-read the schedules now: register new and resumed ones (after catching up what they
         missed), drop removed and paused ones."""
@@ -177,15 +220,17 @@ class Scheduler:
 
     def _register(self, schedule_id: int, trigger: Any, *, job_id: str | None = None) -> None:
         """One APScheduler job for a schedule (tests add a DateTrigger one under another id)."""
+        if self._offset:
+            trigger = _ShiftedTrigger(trigger, self._offset)
         self._aps.add_job(
             self._due, trigger=trigger, args=[schedule_id], id=job_id or _job_id(schedule_id),
             name=f"schedule #{schedule_id}", replace_existing=True,
         )
 
     def next_run_time(self, schedule_id: int) -> datetime | None:
-        """When APScheduler will fire this schedule next (None: not registered)."""
+        """When APScheduler will fire this schedule next, in the clock's time (None: not registered)."""
         job = self._aps.get_job(_job_id(schedule_id))
-        return None if job is None else job.next_run_time  # type: ignore[no-any-return]
+        return None if job is None or job.next_run_time is None else job.next_run_time + self._offset  # type: ignore[no-any-return]
 
     async def _poll_forever(self) -> None:
         while True:
@@ -211,7 +256,8 @@ class Scheduler:
         """APScheduler: slots of a job are due (more than one after the machine slept). The
         executor appends `run_times`; the default only satisfies APScheduler's signature check."""
         if run_times:
-            self._spawn(self._due_slots(schedule_id, run_times), f"schedule-{schedule_id}-due")
+            slots = [t + self._offset for t in run_times]
+            self._spawn(self._due_slots(schedule_id, slots), f"schedule-{schedule_id}-due")
 
     async def _due_slots(self, schedule_id: int, run_times: Sequence[datetime]) -> None:
         latest = run_times[-1]
@@ -277,17 +323,24 @@ class Scheduler:
                 chain, origin="schedule", chat_id=chat_id, requested_by=f"schedule #{schedule.id}",
             )
         except ChainBusy as exc:
+            if extra.get("queued"):  # a waiting start found the chain busy again: it keeps waiting
+                self._queued.setdefault(chain, (schedule.id, slot))
+                return None
             if schedule.overlap == "queue" and chain not in self._queued:
                 self._queued[chain] = (schedule.id, slot)
-                await self.book.record_fire(schedule.id, when=slot, run_id=None,
-                                            outcome=f"queued: {exc}; starts when that run ends")
+                await self.book.queue(schedule.id, when=slot, outcome=f"queued: {exc}; starts when that run ends")
+                await self._emit(schedule, None, ev.SCHEDULE_QUEUED, slot, {**extra, "reason": str(exc)})
                 return None
             reason = f"{exc} (a start is already queued)" if chain in self._queued else str(exc)
             await self._skipped(schedule, slot, reason, extra)
             return None
         except LlmautoError as exc:
+            if extra.get("queued"):
+                await self.book.unqueue(schedule.id)
             await self._skipped(schedule, slot, str(exc), extra)
             return None
+        if extra.get("queued"):
+            await self.book.unqueue(schedule.id)
         await self._emit(schedule, run_id, ev.SCHEDULE_FIRED, slot, extra)
         await self.book.record_fire(schedule.id, when=slot, outcome=f"started run #{run_id}", run_id=run_id)
         return run_id
@@ -322,20 +375,28 @@ class Scheduler:
             self._spawn(self._run_ended(chain, outcome.run_id, outcome.status), f"after-{chain}")
 
     async def _run_ended(self, chain: str, run_id: int, status: str) -> None:
-        if status == "INTERRUPTED":
-            self._queued.pop(chain, None)
+        if status == "INTERRUPTED":  # not finished: a queued start waits for the resumed run
             return
         await asyncio.sleep(0)  # let the ending run's task finish, so the chain is free here
-        waiting = self._queued.pop(chain, None)
-        if waiting is not None:
-            schedule_id, slot = waiting
-            async with self._fire_lock:
-                schedule = await self._current(schedule_id)
-                if schedule is not None and schedule.enabled:
-                    await self._launch(schedule, slot, {"queued": True, "queued_behind_run": run_id})
+        await self._start_queued(chain, run_id)
         for schedule in await self.book.list():
             if schedule.kind == "after" and schedule.enabled and schedule.after_chain == chain:
                 await self._fire_after(schedule, run_id, status)
+
+    async def _start_queued(self, chain: str, behind_run: int | None) -> None:
+        """Start the chain's waiting start, if any (it keeps waiting when the chain is busy)."""
+        waiting = self._queued.pop(chain, None)
+        if waiting is None:
+            return
+        schedule_id, slot = waiting
+        async with self._fire_lock:
+            schedule = await self._current(schedule_id)
+            if schedule is None or not schedule.enabled or schedule.queued_at is None:
+                if schedule is not None:
+                    await self.book.unqueue(schedule_id)
+                return
+            extra: dict[str, Any] = {"queued": True, "queued_behind_run": behind_run}
+            await self._launch(schedule, slot, extra)
 
     async def _fire_after(self, schedule: Schedule, run_id: int, status: str) -> None:
         now = self.clock.now()

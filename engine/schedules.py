@@ -12,6 +12,8 @@ Two bookkeeping columns make firing safe across restarts and processes:
   never starts two runs, even with two schedulers on one database.
 - `armed_at` is when the schedule was added or last resumed: firings before it (or while it was
   paused) are not "missed" when `serve` starts again.
+- `queued_at` is the slot of a firing (overlap `queue`) that found the chain running and waits to
+  start when that run ends, even across a restart of `serve`; pausing the schedule drops it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from engine.chains import NAME_PATTERN
-from engine.cron import ScheduleSpec, describe, local_timezone_name, next_fire_times, parse_schedule
+from engine.cron import (
+    ScheduleSpec,
+    canonical_zone,
+    describe,
+    local_timezone_name,
+    next_fire_times,
+    parse_schedule,
+)
 from engine.errors import ScheduleError
 from engine.settings import Settings
 from engine.store import Store, utc_iso
@@ -51,6 +60,7 @@ class Schedule:
     last_outcome: str | None
     last_run_id: int | None
     armed_at: str | None = None
+    queued_at: str | None = None  # UTC ISO of a slot waiting for the running run to end
 
     @classmethod
     def from_row(cls, row: Any) -> Schedule:
@@ -97,10 +107,11 @@ class ScheduleBook:
         self, chain: str, text: str, *, tz: str | None = None, overlap: str = "skip",
         created_by: str | None = None, chat_id: int | None = None, now: datetime | None = None,
     ) -> tuple[Schedule, Times]:
-        """Add a cron schedule; returns it and its next three fire times."""
+        """Add a cron schedule; returns it and its next three fire times. `tz` (the CLI's --tz) and
+        a `tz=` in the text may both be given only when they name the same zone (in any case)."""
         name = self._check_chain(chain)
         _check_overlap(overlap)
-        spec = parse_schedule(text, default_tz=self.zone(tz))
+        spec = parse_schedule(text, tz=tz, default_tz=self.zone(None))
         await self._refuse_duplicate(name, "cron", spec.expression, spec.tz)
         now = now or self.store.clock.now()
         stamp = utc_iso(now)
@@ -138,12 +149,7 @@ class ScheduleBook:
 
     def zone(self, tz: str | None) -> str:
         """The zone a new schedule uses: the one given, else LLMAUTO_TIMEZONE, else the machine's."""
-        name = tz or self.settings.timezone or local_timezone_name()
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ScheduleError(f"unknown time zone {name!r}. Example: --tz Europe/Berlin") from None
-        return name
+        return canonical_zone(tz or self.settings.timezone or local_timezone_name())
 
     async def _refuse_duplicate(self, chain: str, kind: str, rule: str, tz: str | None) -> None:
         """Two equal schedules would only ever skip each other."""
@@ -194,7 +200,7 @@ class ScheduleBook:
                     "UPDATE schedules SET enabled = 1, armed_at = ? WHERE id = ?", (utc_iso(now or self.store.clock.now()), schedule_id)
                 )
             else:
-                await self.store.execute("UPDATE schedules SET enabled = 0 WHERE id = ?", (schedule_id,))
+                await self.store.execute("UPDATE schedules SET enabled = 0, queued_at = NULL WHERE id = ?", (schedule_id,))
         return await self.get(schedule_id)
 
     async def claim(self, schedule_id: int, when: datetime, *, strict: bool = True) -> Schedule | None:
@@ -222,6 +228,25 @@ class ScheduleBook:
             "ELSE last_fire END, last_outcome = ?, last_run_id = COALESCE(?, last_run_id) WHERE id = ?",
             (stamp, stamp, outcome[:500], run_id, schedule_id),
         )
+
+
+    async def queue(self, schedule_id: int, *, when: datetime, outcome: str) -> None:
+        """Keep the slot `when` waiting to start when the chain's running run ends (one UPDATE with
+        what `record_fire` notes, so a crash leaves both or neither)."""
+        stamp = utc_iso(when)
+        await self.store.execute(
+            "UPDATE schedules SET last_fire = CASE WHEN last_fire IS NULL OR last_fire < ? THEN ? "
+            "ELSE last_fire END, last_outcome = ?, queued_at = ? WHERE id = ?",
+            (stamp, stamp, outcome[:500], stamp, schedule_id),
+        )
+
+    async def unqueue(self, schedule_id: int) -> None:
+        """The waiting start was made (or dropped)."""
+        await self.store.execute("UPDATE schedules SET queued_at = NULL WHERE id = ?", (schedule_id,))
+
+
+def queued_slot(schedule: Schedule) -> datetime | None:
+    return _parse_iso(schedule.queued_at) if schedule.queued_at else None
 
 
 def _check_overlap(overlap: str) -> None:

@@ -70,6 +70,32 @@ def _positive_int(raw: str | None, name: str, default: int) -> int:
     return value
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+DEFAULT_MISSED_RUN_GRACE_S = 3600.0
+
+
+def parse_duration_s(raw: str | None, name: str, default: float) -> float:
+    """'90m', '2h', '1h30m', '45s' or plain seconds ('5400') -> seconds; empty -> default."""
+    text = (raw or "").strip().lower().replace(" ", "")
+    if not text:
+        return default
+    try:
+        return _non_negative(float(text), raw, name)
+    except ValueError:
+        pass
+    match = _DURATION.fullmatch(text)
+    if match is None or not any(match.groups()):
+        raise ConfigError(f"{name}: expected a duration like 90m, 2h or 3600 (seconds), got {raw!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return _non_negative(hours * 3600 + minutes * 60 + seconds, raw, name)
+
+
+def _non_negative(value: float, raw: str | None, name: str) -> float:
+    if not value >= 0 or value == float("inf"):  # also NaN
+        raise ConfigError(f"{name}: expected a duration like 90m, 2h or 3600 (seconds), got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     home: Path
@@ -88,6 +114,8 @@ class Settings:
     on_shutdown: str = "interrupt"
     # "HH:MM": the chat gets a summary of what ran since the last one, every day at that time.
     summary_at: str | None = None
+    # A scheduled firing missed while serve was down still runs when serve starts at most this late.
+    missed_run_grace_s: float = DEFAULT_MISSED_RUN_GRACE_S
     # The environment the engine was started with (after .env), handed to agents minus secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     warnings: tuple[str, ...] = ()
@@ -163,7 +191,10 @@ class Settings:
         summary_at = merged.get("LLMAUTO_SUMMARY_AT", "").strip() or None
         if summary_at is not None and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", summary_at):
             raise ConfigError(f"LLMAUTO_SUMMARY_AT: expected a time like 07:30, got {summary_at!r}")
+        grace_s = parse_duration_s(merged.get("LLMAUTO_MISSED_RUN_GRACE"), "LLMAUTO_MISSED_RUN_GRACE",
+                                   DEFAULT_MISSED_RUN_GRACE_S)
         return cls(
+            missed_run_grace_s=grace_s,
             recovery=recovery,
             on_shutdown=on_shutdown,
             summary_at=summary_at,

@@ -164,7 +164,10 @@ def test_forms(text: str, expression: str) -> None:
     ("0 2 * * * tz=../../etc/passwd", "unknown time zone '../../etc/passwd'"),
     ("0 2 * * * tz=/usr/share/zoneinfo/UTC", "unknown time zone"),
     ("0 2 * * * tz=localtime", "unknown time zone 'localtime'"),
-    ("0 2 * * * tz=UTC TZ=Europe/Berlin", "more than one time zone given (UTC, Europe/Berlin)"),
+    ("0 2 * * * tz=UTC TZ=Europe/Berlin", "two different time zones given (tz=UTC and TZ=Europe/Berlin): give one"),
+    ("0 2 * * * --tz UTC tz=Europe/Berlin", "two different time zones given (--tz UTC and tz=Europe/Berlin)"),
+    ("0 2 * * * --tz", "--tz needs a zone name"),
+    ("0 2 * * * --tz=Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
     ("tz=UTC", "no schedule given, only a time zone"),
     ("x" * 201, "schedule too long (201 characters, at most 200)"),
     ("0 2 * * *" + " " * 150 + "tz=" + "A" * 50, "schedule too long"),
@@ -196,11 +199,15 @@ def test_two_hundred_characters_are_still_fine() -> None:
     ("0 2 * * * TZ=Asia/Tokyo", "Europe/Berlin", "Asia/Tokyo"),
     ("0 2 * * * tz=europe/berlin", "UTC", "Europe/Berlin"),  # the proper spelling is kept
     ("0 2 * * * tz=utc", "Europe/Berlin", "UTC"),
+    ("0 2 * * * --tz europe/BERLIN", "UTC", "Europe/Berlin"),
+    ("--tz=AMERICA/NEW_YORK 0 2 * * *", "UTC", "America/New_York"),
+    ("0 2 * * * tz=Europe/Berlin TZ=europe/berlin", "UTC", "Europe/Berlin"),  # the same zone twice
     ("0 2 * * *", "Europe/Berlin", "Europe/Berlin"),
     ("0 2 * * *", "america/new_york", "America/New_York"),
     ("every 30m", "Etc/UTC", "Etc/UTC"),
 ])
 def test_tz_option_and_default(text: str, default: str, zone: str) -> None:
+    """A zone in the text wins over the default; its name is accepted in any case."""
     spec = parse_schedule(text, default_tz=default)
     assert spec.tz == zone
     assert spec.original == text

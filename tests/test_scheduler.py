@@ -5,7 +5,9 @@ is checked through its triggers, and once end to end with a DateTrigger a second
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +17,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.date import DateTrigger
 
+from bot import render
 from engine import events as ev
 from engine.clock import ManualClock
 from engine.engine import Engine
+from engine.errors import ConfigError
 from engine.events import Event
 from engine.marble import RunOutcome
 from engine.scheduler import Scheduler
@@ -27,6 +31,7 @@ from engine.store import ChainState, NewEvent, Store
 from engine.stream import LinkResult
 from tests.conftest import make_settings, write_chain
 from tests.fakes.scripted_runner import Call, ScriptedRunner, ok
+from tests.helpers import Cli
 
 ONCE = {"mode": "once", "links": [{"name": "work", "model": "m", "prompt": "do it"}]}
 COMMAND = {"mode": "once", "links": [{"name": "step", "command": ["python3", "-c", "print('hi')"]}]}
@@ -75,6 +80,11 @@ async def until(predicate: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the condition never became true")
+
+
+def aps_times(scheduler: Scheduler, slots: list[datetime]) -> list[datetime]:
+    """Slots in the rig's clock time as APScheduler (on system time) hands them to the scheduler."""
+    return [slot - scheduler._offset for slot in slots]
 
 
 async def add(rig: Rig, text: str = "0 2 * * *", **kw: Any) -> Schedule:
@@ -150,6 +160,115 @@ async def test_overlap_queue_starts_once_right_after_the_running_one(rig: Rig) -
         assert fired.data["scheduled_for"] == T0.isoformat()
         await asyncio.wait_for(rig.engine.wait("nightly"), 10)
     assert await rig.runs("nightly") == 2
+
+
+async def test_a_queued_start_is_told_to_the_chat_and_kept_in_the_store(rig: Rig) -> None:
+    schedule = await add(rig, overlap="queue")
+    rig.runner.gates["work"] = gate = asyncio.Event()
+    async with rig.scheduler() as scheduler:
+        await rig.engine.start_chain("nightly", origin="test")
+        await rig.runner.started.wait()
+        assert await scheduler.fire(schedule.id, T0) is None
+        queued = await rig.next_event(ev.SCHEDULE_QUEUED)
+        assert (queued.chain, queued.data["schedule_id"], queued.data["chat_id"]) == ("nightly", schedule.id, 99)
+        assert queued.data["scheduled_for"] == T0.isoformat()
+        assert render.event_text("nightly", queued.kind, queued.data) == (
+            "⏳ <b>nightly</b> is still running; the scheduled run starts when it ends")
+        assert (await rig.book.get(schedule.id)).queued_at == "2026-11-24T12:00:00.000+00:00"
+        gate.set()
+        await rig.next_event(ev.SCHEDULE_FIRED)
+        assert (await rig.book.get(schedule.id)).queued_at is None
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+
+
+async def test_a_queued_start_survives_a_scheduler_restart(rig: Rig) -> None:
+    schedule = await add(rig, overlap="queue")
+    rig.runner.gates["work"] = gate = asyncio.Event()
+    first = await rig.engine.start_chain("nightly", origin="test")
+    await rig.runner.started.wait()
+    async with rig.scheduler() as scheduler:
+        assert await scheduler.fire(schedule.id, T0) is None
+    async with rig.scheduler():  # the chain still runs: the start keeps waiting
+        await asyncio.sleep(0)
+        assert await rig.events(ev.SCHEDULE_FIRED) == []
+        gate.set()
+        fired = await rig.next_event(ev.SCHEDULE_FIRED)
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+    assert (fired.data["queued"], fired.data["queued_behind_run"], fired.data["scheduled_for"]) == (
+        True, first, T0.isoformat())
+    assert await rig.runs("nightly") == 2
+    assert (await rig.book.get(schedule.id)).queued_at is None
+    async with rig.scheduler():  # handled: nothing more starts
+        await asyncio.sleep(0.05)
+    assert await rig.runs("nightly") == 2
+
+
+async def test_a_queued_start_whose_run_ended_while_serve_was_down_starts_at_once(rig: Rig) -> None:
+    schedule = await add(rig, overlap="queue")
+    rig.runner.gates["work"] = gate = asyncio.Event()
+    await rig.engine.start_chain("nightly", origin="test")
+    await rig.runner.started.wait()
+    async with rig.scheduler() as scheduler:
+        assert await scheduler.fire(schedule.id, T0) is None
+    gate.set()
+    await asyncio.wait_for(rig.engine.wait("nightly"), 10)  # ends while no scheduler runs
+    async with rig.scheduler():
+        fired = await rig.next_event(ev.SCHEDULE_FIRED)
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+    assert (fired.data["queued"], fired.data["queued_behind_run"]) == (True, None)
+    assert await rig.runs("nightly") == 2
+
+
+async def test_a_queued_start_waits_for_the_run_resumed_after_a_full_restart(home: Path) -> None:
+    """serve stops (the run is INTERRUPTED), starts again and resumes the run: the queued start
+    goes after the resumed run has ended, once."""
+    write_chain(home, "nightly", ONCE)
+    settings = make_settings(home, chat_id=99)
+    clock = ManualClock(T0)
+    runner = ScriptedRunner()
+    runner.gates["work"] = gate = asyncio.Event()
+    async with Store.open(settings.db_path) as store:
+        book = ScheduleBook(store, settings)
+        schedule, _ = await book.add_cron("nightly", "0 2 * * *", overlap="queue", now=T0)
+        async with Engine(settings, store, runner=runner) as engine:
+            await engine.start_chain("nightly", origin="test")
+            await runner.started.wait()
+            async with Scheduler(settings, engine, clock=clock) as scheduler:
+                assert await scheduler.fire(schedule.id, T0) is None
+        [first] = await store.last_runs("nightly")
+        assert first.status == "INTERRUPTED"
+        assert (await book.get(schedule.id)).queued_at is not None
+        gate.set()
+        async with Engine(settings, store, runner=runner) as engine, Scheduler(settings, engine, clock=clock):
+            events = engine.bus.subscribe()
+            assert await engine.interrupted_chains() == ["nightly"]
+            await asyncio.sleep(0.05)
+            assert await store.last_runs("nightly") == [first]  # not before the run is resumed
+            resumed = await engine.start_chain("nightly", origin="recovery")  # what serve's recovery does
+            async with asyncio.timeout(10):
+                while (event := await events.get()).kind != ev.SCHEDULE_FIRED:
+                    pass
+            await asyncio.wait_for(engine.wait("nightly"), 10)
+        assert event.data["queued_behind_run"] == resumed
+        runs = await store.last_runs("nightly")
+        assert [(r.origin, r.status) for r in runs][1:] == [("recovery", runs[1].status), ("test", "INTERRUPTED")]
+        assert runs[0].origin == "schedule" and runs[0].id == event.run_id
+        assert (await book.get(schedule.id)).queued_at is None
+
+
+async def test_pausing_a_schedule_drops_its_queued_start(rig: Rig) -> None:
+    schedule = await add(rig, overlap="queue")
+    rig.runner.gates["work"] = gate = asyncio.Event()
+    async with rig.scheduler() as scheduler:
+        await rig.engine.start_chain("nightly", origin="test")
+        await rig.runner.started.wait()
+        assert await scheduler.fire(schedule.id, T0) is None
+        await rig.book.set_enabled(schedule.id, False)
+        gate.set()
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+        await asyncio.sleep(0.05)
+    assert await rig.events(ev.SCHEDULE_FIRED) == [] and await rig.runs("nightly") == 1
+    assert (await rig.book.get(schedule.id)).queued_at is None
 
 
 async def test_a_chain_that_cannot_start_is_reported_as_skipped(rig: Rig, home: Path) -> None:
@@ -234,6 +353,48 @@ async def test_slots_older_than_the_grace_are_only_reported(rig: Rig) -> None:
     assert await rig.runs("nightly") == 0
 
 
+@pytest.mark.parametrize(("raw", "seconds"), [
+    (None, 3600.0), ("", 3600.0), ("90m", 5400.0), ("2h", 7200.0), ("1h30m", 5400.0), ("45s", 45.0),
+    ("5400", 5400.0), ("0", 0.0), (" 2H ", 7200.0), ("1.5h", 5400.0),
+])
+def test_missed_run_grace_setting(home: Path, raw: str | None, seconds: float) -> None:
+    env = {"LLMAUTO_HOME": str(home)} | ({} if raw is None else {"LLMAUTO_MISSED_RUN_GRACE": raw})
+    assert Settings.load(env).missed_run_grace_s == seconds
+
+
+@pytest.mark.parametrize("raw", ["soon", "-5", "10x", "h", "1m2h", "nan", "inf", "-1h"])
+def test_an_invalid_missed_run_grace_is_refused_naming_the_variable(home: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"LLMAUTO_MISSED_RUN_GRACE: expected a duration like 90m, 2h or 3600 "
+                                          f"\\(seconds\\), got {re.escape(repr(raw))}"):
+        Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_MISSED_RUN_GRACE": raw})
+
+
+@pytest.mark.parametrize(("grace", "runs"), [("90m", True), ("1h", False), ("4800", True), ("79m", False)])
+async def test_the_missed_run_grace_comes_from_the_settings(rig: Rig, grace: str, runs: bool) -> None:
+    """serve was down from 00:30 to 06:20: the 05:00 slot is 80 min late when it starts again."""
+    rig.clock.set(NEW_YEAR + timedelta(minutes=30))
+    schedule = await add(rig, "0 1-5 1 1 *", tz="UTC")
+    rig.clock.set(NEW_YEAR + timedelta(hours=6, minutes=20))
+    settings = dataclasses.replace(rig.settings, missed_run_grace_s=Settings.load(
+        {"LLMAUTO_HOME": str(rig.settings.home), "LLMAUTO_MISSED_RUN_GRACE": grace}).missed_run_grace_s)
+    async with Scheduler(settings, rig.engine, clock=rig.clock) as scheduler:
+        assert scheduler.grace_s == settings.missed_run_grace_s
+        if runs:
+            fired = await rig.next_event(ev.SCHEDULE_FIRED)
+            await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+    [missed] = await rig.events(ev.SCHEDULE_MISSED)
+    assert missed.data["grace_s"] == settings.missed_run_grace_s
+    row = await rig.book.get(schedule.id)
+    if runs:
+        assert fired.data["scheduled_for"] == (NEW_YEAR + timedelta(hours=5)).isoformat()
+        assert fired.data["late_s"] == 80 * 60
+        assert missed.data["missed"] == 4 and await rig.runs("nightly") == 1
+        assert row.last_outcome == f"started run #{fired.run_id}"
+    else:
+        assert missed.data["missed"] == 5 and await rig.runs("nightly") == 0
+        assert row.last_outcome == f"missed 5 firings (more than {settings.missed_run_grace_s / 60:g} min late)"
+
+
 async def test_slots_while_paused_are_not_missed(rig: Rig) -> None:
     rig.clock.set(NEW_YEAR + timedelta(minutes=30))
     schedule = await add(rig, HOURLY_ON_NEW_YEAR, tz="UTC")
@@ -253,12 +414,12 @@ async def test_slots_due_together_after_a_sleep_start_one_run(rig: Rig) -> None:
     slots = [NEW_YEAR + timedelta(hours=h) for h in (1, 2, 3)]
     async with rig.scheduler() as scheduler:
         rig.clock.set(slots[-1] + timedelta(seconds=5))
-        scheduler._due(schedule.id, slots)  # what APScheduler hands over when the loop wakes late
+        scheduler._due(schedule.id, aps_times(scheduler, slots))  # what APScheduler hands over when the loop wakes late
         fired = await rig.next_event(ev.SCHEDULE_FIRED)
         await asyncio.wait_for(rig.engine.wait("nightly"), 10)
-        scheduler._due(schedule.id, [slots[-1]])  # the same slot again: ignored
+        scheduler._due(schedule.id, aps_times(scheduler, [slots[-1]]))  # the same slot again: ignored
         rig.clock.set(NEW_YEAR + timedelta(hours=9))
-        scheduler._due(schedule.id, [NEW_YEAR + timedelta(hours=h) for h in (4, 5)])  # hours late
+        scheduler._due(schedule.id, aps_times(scheduler, [NEW_YEAR + timedelta(hours=h) for h in (4, 5)]))  # hours late
         missed_late = await rig.next_event(ev.SCHEDULE_MISSED)
     assert fired.data["scheduled_for"] == slots[-1].isoformat()
     missed = await rig.events(ev.SCHEDULE_MISSED)
@@ -305,19 +466,40 @@ async def test_apscheduler_triggers_fire_once_per_night_across_dst(rig: Rig) -> 
                      ["03-28 02:30", "03-29 03:30", "03-30 02:30"]]  # no 02:30 on 03-29: shifted by the gap
 
 
-async def test_a_schedule_added_by_another_process_is_picked_up_without_restart(rig: Rig) -> None:
-    # `other` is a second connection, like the CLI's in another process.
-    async with rig.scheduler(poll_s=0.02) as scheduler, Store.open(rig.settings.db_path) as other:
-        cli_book = ScheduleBook(other, rig.settings)
-        schedule, times = await cli_book.add_cron("nightly", "15 4 * * *", tz="UTC")
+async def test_a_schedule_added_by_the_real_cli_is_picked_up_without_restart(rig: Rig, cli: Cli) -> None:
+    """`python -m engine schedule add/pause/resume/remove` in another process while the scheduler
+    runs here: each change reaches APScheduler within the poll, without a restart."""
+    async with rig.scheduler(poll_s=0.02) as scheduler:
+        added = await asyncio.to_thread(cli.run, "schedule", "add", "nightly", "15 4 * * *", "--tz", "utc")
+        assert added.returncode == 0, added.stderr
+        [schedule] = await rig.book.list()
         await until(lambda: scheduler.next_run_time(schedule.id) is not None)
-        assert scheduler.next_run_time(schedule.id) == times[0]
-        await cli_book.set_enabled(schedule.id, False)
-        await until(lambda: scheduler.next_run_time(schedule.id) is None)
-        await cli_book.set_enabled(schedule.id, True)
-        await until(lambda: scheduler.next_run_time(schedule.id) is not None)
-        await cli_book.remove(schedule.id)
-        await until(lambda: scheduler.next_run_time(schedule.id) is None)
+        assert scheduler.next_run_time(schedule.id) == rig.book.next_fires(schedule, rig.clock.now())[0]
+        for verb, registered in (("pause", False), ("resume", True), ("remove", False)):
+            done = await asyncio.to_thread(cli.run, "schedule", verb, str(schedule.id))
+            assert done.returncode == 0, done.stderr
+            await until(lambda registered=registered: (scheduler.next_run_time(schedule.id) is not None) == registered)
+
+
+async def test_apscheduler_fires_a_cron_schedule_at_its_time(rig: Rig) -> None:
+    """The real path: the row, the cron trigger refresh() registers, APScheduler's timer, the
+    claim, the start. The clock stands two seconds before New Year, so the slot comes in real time."""
+    rig.clock.set(NEW_YEAR - timedelta(seconds=2))
+    schedule = await add(rig, "0 0 1 1 *", tz="UTC")  # once a year
+    async with rig.scheduler() as scheduler:
+        assert scheduler.next_run_time(schedule.id) == NEW_YEAR
+        started = await rig.next_event(ev.RUN_STARTED)
+        outcome = await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+        assert scheduler.next_run_time(schedule.id) == NEW_YEAR.replace(year=2028)
+    [fired] = await rig.events(ev.SCHEDULE_FIRED)
+    assert (started.chain, started.run_id, fired.run_id) == ("nightly", outcome.run_id, outcome.run_id)
+    assert fired.data["scheduled_for"] == NEW_YEAR.isoformat() and "late_s" not in fired.data
+    assert rig.runner.links_called() == ["work"]
+    run = await rig.store.run(outcome.run_id)
+    assert run is not None and (run.origin, run.requested_by) == ("schedule", f"schedule #{schedule.id}")
+    row = await rig.book.get(schedule.id)
+    assert (row.last_fire, row.last_outcome, row.last_run_id) == (
+        "2027-01-01T00:00:00.000+00:00", f"started run #{outcome.run_id}", outcome.run_id)
 
 
 async def test_refresh_makes_an_in_process_change_immediate(rig: Rig) -> None:

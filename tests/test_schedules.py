@@ -16,7 +16,11 @@ from engine.errors import InvalidChain, ScheduleError, UnknownChain
 from engine.schedules import ScheduleBook, next_fire_for_chain, overnight_summary
 from engine.settings import Settings
 from engine.store import ChainState, NewEvent, Store
+from tests.bot.conftest import Served, fake_api, served
 from tests.conftest import make_settings, write_chain
+from tests.helpers import Cli
+
+FIXTURES = (fake_api, served)  # the in-process serve of tests/bot, for the bot's side
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -62,13 +66,16 @@ async def test_readable_forms_are_accepted_and_normalized(book: ScheduleBook) ->
     assert times[0] == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 
-async def test_a_zone_in_the_text_wins_and_duplicates_are_refused(book: ScheduleBook) -> None:
-    schedule, times = await book.add_cron("nightly", "0 2 * * * tz=America/New_York", tz="Europe/Berlin", now=NOW)
-    assert (schedule.expression, schedule.tz, schedule.original) == ("0 2 * * *", "America/New_York", "0 2 * * * tz=America/New_York")
+async def test_zones_in_any_case_and_duplicates_are_refused(book: ScheduleBook) -> None:
+    schedule, times = await book.add_cron("nightly", "0 2 * * * tz=america/NEW_YORK", tz="America/New_York", now=NOW)
+    assert (schedule.expression, schedule.tz, schedule.original) == ("0 2 * * *", "America/New_York", "0 2 * * * tz=america/NEW_YORK")
     assert times[0].utcoffset() == timedelta(hours=-5)
     with pytest.raises(ScheduleError, match=f"already has this schedule: #{schedule.id}"):
-        await book.add_cron("nightly", "0  2 * * *", tz="America/New_York", now=NOW)
-    await book.add_cron("nightly", "0 2 * * *", tz="Europe/Berlin", now=NOW)  # another zone: another time
+        await book.add_cron("nightly", "0  2 * * *", tz="america/new_york", now=NOW)
+    with pytest.raises(ScheduleError, match=r"two different time zones given \(--tz Europe/Berlin and tz=America/New_York\)"):
+        await book.add_cron("nightly", "0 3 * * * tz=America/New_York", tz="Europe/Berlin", now=NOW)
+    berlin, _ = await book.add_cron("nightly", "0 2 * * *", tz="europe/berlin", now=NOW)  # another zone: another time
+    assert berlin.tz == "Europe/Berlin"
     await book.add_after("tests", "build")
     with pytest.raises(ScheduleError, match="already has this schedule"):
         await book.add_after("tests", "build", only_all_done=True)
@@ -237,6 +244,39 @@ def test_cli_add_list_pause_resume_remove(chains: Path, capsys: pytest.CaptureFi
     assert "removed" in capsys.readouterr().out
     assert main(["--home", home, "schedule", "list"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["#1", "#3"]
+
+
+def test_the_real_cli_takes_zone_names_in_any_case_and_refuses_two_different_ones(chains: Path, cli: Cli) -> None:
+    added = cli.run("schedule", "add", "nightly", "0 2 * * *", "--tz", "europe/BERLIN")
+    assert added.returncode == 0, added.stderr
+    assert "every day at 02:00 (Europe/Berlin)" in added.stdout
+    same = cli.run("schedule", "add", "build", "daily 03:00 TZ=Asia/tokyo", "--tz", "asia/TOKYO")
+    assert same.returncode == 0, same.stderr
+    assert "(Asia/Tokyo)" in same.stdout
+    in_text = cli.run("schedule", "add", "deploy", "weekdays 07:30 tz=america/new_york")
+    assert in_text.returncode == 0 and "(America/New_York)" in in_text.stdout
+    both = cli.run("schedule", "add", "tests", "0 4 * * * tz=UTC", "--tz", "Europe/Berlin")
+    assert both.returncode == 2
+    assert both.stderr.strip() == ("error: two different time zones given (--tz Europe/Berlin and tz=UTC): give one. "
+                                   "Example: tz=Europe/Berlin")
+    for args, named in ((["--tz", "Mars/Olympus"], "'Mars/Olympus'"), (["tz=mars/olympus"], "'mars/olympus'")):
+        unknown = cli.run("schedule", "add", "tests", "0 4 * * *", *args)
+        assert unknown.returncode == 2
+        assert unknown.stderr.strip() == f"error: unknown time zone {named}. Example: tz=Europe/Berlin"
+    listing = cli.run("schedule", "list")
+    assert [line.split("  ")[0] for line in listing.stdout.splitlines()] == ["#1", "#2", "#3"]
+
+
+async def test_the_bot_takes_zone_names_in_any_case(served: Served) -> None:
+    write_chain(served.home, "nightly", ONCE)
+    added = await served.answer("/schedule nightly daily 02:00 tz=europe/berlin", "Schedule #1")
+    assert "(Europe/Berlin)" in added.plain
+    flag = await served.answer("/schedule nightly 0 3 * * * --tz ASIA/TOKYO", "Schedule #2")
+    assert "(Asia/Tokyo)" in flag.plain
+    both = await served.answer("/schedule nightly 0 4 * * * tz=UTC --tz Europe/Berlin", "two different time zones")
+    assert "tz=UTC and --tz Europe/Berlin" in both.plain
+    unknown = await served.answer("/schedule nightly 0 4 * * * tz=Mars/Olympus", "unknown time zone")
+    assert "'Mars/Olympus'" in unknown.plain
 
 
 def test_cli_refuses_bad_input_with_exit_2_and_the_reason(chains: Path, capsys: pytest.CaptureFixture[str]) -> None:

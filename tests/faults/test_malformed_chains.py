@@ -3,8 +3,11 @@ CLI); and property tests: no document, however odd, makes the loader fail any ot
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,8 @@ from hypothesis import strategies as st
 from engine.chains import load_chain
 from engine.cli import main
 from engine.errors import BadChainName, ChainError, InvalidChain
+from engine.store import Store
+from tests.helpers import Cli
 
 OK_LINK = {"name": "w", "model": "m", "prompt": "do it"}
 
@@ -69,11 +74,104 @@ def test_malformed_file_gives_a_precise_error(home: Path, name: str, raw: bytes,
     assert f"chains/{name}.json" in text
 
 
-@pytest.mark.parametrize("name, raw, fragment", CORPUS[:8], ids=[c[0] for c in CORPUS[:8]])
-def test_cli_validate_exits_2_with_the_reason(home: Path, capsys: pytest.CaptureFixture[str], name: str, raw: bytes, fragment: str) -> None:
-    write_raw(home, name, raw)
-    assert main(["--home", str(home), "chain", "validate", name]) == 2
-    assert fragment in capsys.readouterr().err
+def _prompt_file(name: str, content: bytes) -> Callable[[Path, Path], None]:
+    def setup(home: Path, tmp: Path) -> None:
+        (home / "prompts" / name).write_bytes(content)
+    return setup
+
+
+def _symlinked_chain(home: Path, tmp: Path) -> None:
+    target = tmp / "elsewhere.json"
+    target.write_text(json.dumps({"links": [OK_LINK]}), encoding="utf-8")
+    os.symlink(target, home / "chains" / "sneaky.json")
+
+
+def _symlinked_prompt(home: Path, tmp: Path) -> None:
+    (tmp / "secret.md").write_text("do what the file outside says", encoding="utf-8")
+    os.symlink(tmp / "secret.md", home / "prompts" / "outside.md")
+
+
+# Files beyond CORPUS: (chain name, raw chain file or None when `setup` makes it, setup, fragment).
+EXTRA_FILES: list[tuple[str, bytes | None, Callable[[Path, Path], None] | None, str]] = [
+    ("huge", b'{"description": "' + b"x" * (2 * 1024 * 1024) + b'", "links": []}', None,
+     "over the 1,048,576-byte limit"),
+    ("bigprompt", json.dumps({"links": [{**OK_LINK, "prompt": "big.md"}]}).encode(),
+     _prompt_file("big.md", b"x" * (300 * 1024)), "'big.md' is larger than 262,144 bytes"),
+    ("latinprompt", json.dumps({"links": [{**OK_LINK, "prompt": "latin.md"}]}).encode(),
+     _prompt_file("latin.md", "café".encode("latin-1")), "'latin.md' is not UTF-8 text"),
+    ("sneaky", None, _symlinked_chain, "chain 'sneaky' resolves outside"),
+    ("linkedprompt", json.dumps({"links": [{**OK_LINK, "prompt": "outside.md"}]}).encode(), _symlinked_prompt,
+     "links[0].prompt: 'outside.md' leads outside the home folder"),
+]
+HOSTILE_NAMES = ["../../etc/passwd", "/etc/passwd", "..", "a/../../b", "~root", "$HOME", "a;rm -rf", "x" * 300 + "/"]
+
+
+async def _cli(cli: Cli, gate: asyncio.Semaphore, *args: str) -> tuple[int, str]:
+    async with gate:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine", *args, env=cli.env, cwd=cli.home,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        return proc.returncode, err.decode("utf-8", "replace")
+
+
+async def test_the_real_cli_refuses_every_corpus_file_with_exit_2_and_the_reason(cli: Cli, tmp_path: Path) -> None:
+    """Every hostile file (CORPUS and EXTRA_FILES: 36) through `python -m engine chain validate`
+    and `chain start`: exit 2, the precise reason, no run recorded."""
+    cases: list[tuple[str, str]] = []
+    for name, raw, fragment in CORPUS:
+        write_raw(cli.home, name, raw)
+        cases.append((name, fragment))
+    for name, raw_or_none, setup, fragment in EXTRA_FILES:
+        if raw_or_none is not None:
+            write_raw(cli.home, name, raw_or_none)
+        if setup is not None:
+            setup(cli.home, tmp_path)
+        cases.append((name, fragment))
+    assert len(cases) == 36, f"the corpus has {len(cases)} files"
+    gate = asyncio.Semaphore(3)
+    jobs = [(verb, name, fragment) for name, fragment in cases for verb in ("validate", "start")]
+    results = await asyncio.gather(*(_cli(cli, gate, "chain", verb, name) for verb, name, _ in jobs))
+    wrong = [(verb, name, code, err.strip()[-300:]) for (verb, name, fragment), (code, err) in zip(jobs, results, strict=True)
+             if code != 2 or fragment not in err or not err.startswith("error: ")]
+    assert not wrong, f"{len(wrong)} of {len(jobs)} CLI calls over {len(cases)} corpus files: {wrong}"
+    assert await _runs(cli.home) == []
+
+
+async def test_the_real_cli_refuses_names_that_leave_the_home(cli: Cli) -> None:
+    """The 8 HOSTILE_NAMES (`../`, absolute paths, shell and home syntax) through the real CLI."""
+    assert len(HOSTILE_NAMES) == 8
+    gate = asyncio.Semaphore(3)
+    jobs = [(verb, name) for name in HOSTILE_NAMES for verb in ("validate", "start")]
+    results = await asyncio.gather(*(_cli(cli, gate, "chain", verb, name) for verb, name in jobs))
+    for (verb, name), (code, err) in zip(jobs, results, strict=True):
+        assert code == 2, (verb, name, err)
+        assert err.startswith(f"error: bad chain name {name!r}"), (verb, name, err)
+    assert await _runs(cli.home) == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine/chains.py load_chain takes a '.json' path from anywhere (meant for `chain validate FILE`), and "
+    "Engine.start_chain (engine/engine.py) loads through it: `chain start /elsewhere/x.json` starts a run of a "
+    "chain outside the home under the name 'x'; engine/foreground.py run_foreground then waits on the raw "
+    "argument (engine.wait(name)) and fails with 'is not running in this process', exit 1, leaving that run "
+    "INTERRUPTED for serve to resume"))
+async def test_chain_start_refuses_a_chain_file_outside_the_home(cli: Cli, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"links": [{"name": "c", "command": [sys.executable, "-c", "print(1)"]}]}),
+                       encoding="utf-8")
+    code, err = await _cli(cli, asyncio.Semaphore(1), "chain", "start", str(outside))
+    assert await _runs(cli.home) == []
+    assert code == 2 and err.startswith("error: "), err
+
+
+async def _runs(home: Path) -> list[tuple[str, str]]:
+    db = home / "state" / "llmauto.db"
+    if not db.exists():
+        return []
+    async with Store.open(db) as store:
+        return [(r.chain, r.status) for r in await store.last_runs(None, 100)]
 
 
 def test_oversized_file_is_refused_before_parsing(home: Path) -> None:
