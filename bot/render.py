@@ -252,7 +252,8 @@ def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None
     if kind == "schedule_queued":
         return f"⏳ {c} is still running; the scheduled run starts when it ends"
     if kind == "schedule_missed":
-        return f"⌛ {c}: {esc(d.get('count'))} scheduled run(s) missed while llmauto was down" + (
+        at_least = "at least " if d.get("more") else ""
+        return f"⌛ {c}: {at_least}{esc(d.get('missed'))} scheduled run(s) missed while llmauto was down" + (
             f" (first: {esc(_short_time(d.get('first')))})" if d.get("first") else "")
     return None
 

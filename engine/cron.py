@@ -31,9 +31,7 @@ first one due; only transition days place times through zoneinfo, an hour at a t
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import re
 import threading
 from bisect import bisect_right
@@ -42,13 +40,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 
 from engine.errors import ScheduleError
+from engine.zones import find_zone, local_timezone_name
 
 MAX_TEXT = 200
 SEARCH_DAYS = 366 * 29  # any valid expression fires within 28 years (Feb 29 on a Monday, say)
@@ -66,7 +64,6 @@ _AT = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *"
 _TIME = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", re.ASCII)
 _NUMBER = re.compile(r"[0-9]+", re.ASCII)
 _LIST = re.compile(r"[0-9]+(,[0-9]+)*", re.ASCII)
-_NOT_ZONES = frozenset({"localtime", "posixrules"})  # ZoneInfo loads them, but they are no IANA names
 
 
 @dataclass(frozen=True)
@@ -105,37 +102,8 @@ class _Fields:
 
 
 # ---- time zones -------------------------------------------------------------------------------
-def local_timezone_name() -> str:
-    """The machine's IANA zone: $TZ, else the /etc/localtime link, else /etc/timezone, else UTC."""
-    candidates = [os.environ.get("TZ", "").lstrip(":"), os.path.realpath("/etc/localtime")]
-    with contextlib.suppress(OSError, UnicodeError):
-        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
-    for name in candidates:
-        if "zoneinfo/" in name:  # /usr/share/zoneinfo/[posix/]Europe/Berlin
-            name = name.rsplit("zoneinfo/", 1)[1].removeprefix("posix/")
-        if name and _find_zone(name) == name:
-            return name
-    return "UTC"
-
-
-def _find_zone(name: str) -> str | None:
-    """The zone's proper name ('europe/berlin' -> 'Europe/Berlin'), or None when there is none."""
-    if name not in _NOT_ZONES:
-        try:
-            ZoneInfo(name)
-            return name
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            pass
-    return _zones_by_lower_name().get(name.lower())
-
-
-@cache
-def _zones_by_lower_name() -> dict[str, str]:
-    return {z.lower(): z for z in available_timezones() if z not in _NOT_ZONES}
-
-
 def _checked_zone(name: str) -> str:
-    found = _find_zone(name)
+    found = find_zone(name)
     if found is None:
         raise ScheduleError(f"unknown time zone {name!r}. {TZ_EXAMPLE}")
     return found

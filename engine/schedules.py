@@ -30,13 +30,13 @@ from engine.cron import (
     ScheduleSpec,
     canonical_zone,
     describe,
-    local_timezone_name,
     next_fire_times,
     parse_schedule,
 )
 from engine.errors import ScheduleError
 from engine.settings import Settings
 from engine.store import Store, utc_iso
+from engine.zones import local_timezone_name
 
 OVERLAP_POLICIES = ("skip", "queue")
 

@@ -176,12 +176,12 @@ class Settings:
             raise ConfigError(f"TELEGRAM_CHAT_ID: {chat_raw!r} is not a numeric chat id") from None
         tz = merged.get("LLMAUTO_TIMEZONE", "").strip() or None
         if tz is not None:
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+            from engine.zones import find_zone
 
-            try:
-                ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ConfigError(f"LLMAUTO_TIMEZONE: unknown time zone {tz!r}") from None
+            canonical = find_zone(tz)
+            if canonical is None:
+                raise ConfigError(f"LLMAUTO_TIMEZONE: unknown time zone {tz!r} (an IANA name such as Europe/Berlin)")
+            tz = canonical
         recovery = merged.get("LLMAUTO_RECOVERY", "").strip().lower() or "auto"
         if recovery not in ("auto", "ask"):
             raise ConfigError(f"LLMAUTO_RECOVERY: expected auto or ask, got {recovery!r}")

@@ -19,12 +19,12 @@ from engine.cron import (
     ScheduleSpec,
     describe,
     fires_between,
-    local_timezone_name,
     most_recent_fire,
     next_fire_times,
     parse_schedule,
 )
 from engine.errors import ScheduleError
+from engine.zones import local_timezone_name
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NY = ZoneInfo("America/New_York")

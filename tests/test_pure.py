@@ -36,6 +36,7 @@ def test_settings_precedence_and_errors(home: Path) -> None:
         Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_MAX_PARALLEL_LINKS": "0"})
     with pytest.raises(ConfigError, match="LLMAUTO_TIMEZONE: unknown time zone"):
         Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_TIMEZONE": "Nowhere/Land"})
+    assert Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_TIMEZONE": "europe/BERLIN"}).timezone == "Europe/Berlin"
 
 
 @pytest.mark.parametrize("text, expected", [

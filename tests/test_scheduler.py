@@ -302,6 +302,7 @@ async def test_catch_up_runs_the_latest_missed_slot_once_and_reports_the_rest(ri
         [fired] = await rig.events(ev.SCHEDULE_FIRED)
         await asyncio.wait_for(rig.engine.wait("nightly"), 10)
     assert (missed.data["missed"], missed.data["first"]) == (4, (NEW_YEAR + timedelta(hours=1)).isoformat())
+    assert "nightly</b>: 4 scheduled run(s) missed" in (render.event_text("nightly", missed.kind, missed.data) or "")
     assert fired.data["scheduled_for"] == (NEW_YEAR + timedelta(hours=5)).isoformat()
     assert fired.data["late_s"] == 20 * 60
     assert missed.id < fired.id  # the chat hears of the missed ones first
@@ -324,6 +325,7 @@ async def test_a_long_downtime_is_reported_as_at_least_the_last_week(rig: Rig) -
         [fired] = await rig.events(ev.SCHEDULE_FIRED)
         await asyncio.wait_for(rig.engine.wait("nightly"), 10)
     assert (missed.data["missed"], missed.data["more"], missed.data["first"]) == (5, True, NEW_YEAR.isoformat())
+    assert "at least 5 scheduled run(s) missed" in (render.event_text("nightly", missed.kind, missed.data) or "")
     assert fired.data["scheduled_for"] == (NEW_YEAR + timedelta(hours=5)).isoformat()
 
 

@@ -151,12 +151,6 @@ async def test_the_real_cli_refuses_names_that_leave_the_home(cli: Cli) -> None:
     assert await _runs(cli.home) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/chains.py load_chain takes a '.json' path from anywhere (meant for `chain validate FILE`), and "
-    "Engine.start_chain (engine/engine.py) loads through it: `chain start /elsewhere/x.json` starts a run of a "
-    "chain outside the home under the name 'x'; engine/foreground.py run_foreground then waits on the raw "
-    "argument (engine.wait(name)) and fails with 'is not running in this process', exit 1, leaving that run "
-    "INTERRUPTED for serve to resume"))
 async def test_chain_start_refuses_a_chain_file_outside_the_home(cli: Cli, tmp_path: Path) -> None:
     outside = tmp_path / "outside.json"
     outside.write_text(json.dumps({"links": [{"name": "c", "command": [sys.executable, "-c", "print(1)"]}]}),
