@@ -15,23 +15,20 @@ from engine.statefiles import ChainFiles
 from tests.conftest import write_chain
 from tests.fakes.botapi import FakeBotApi
 from tests.fakes.claude_env import read_log
-from tests.faults.test_serve_crash import (  # the fixtures botapi and serve_proc too
+from tests.faults.serve_rig import (
     CHAT,
     OPERATOR,
     ServeProcess,
-    botapi,
     db,
     delivered_exactly_once_in_order,
     delivery_record,
     exited,
-    serve_proc,
+    settled_status,
     until,
     until_ready,
 )
 from tests.helpers import gone
 from tests.test_cli import LOOP
-
-FIXTURES = (botapi, serve_proc)
 
 
 async def test_sigterm_interrupts_the_run_and_restart_resumes_it(
@@ -71,16 +68,11 @@ async def test_sigterm_interrupts_the_run_and_restart_resumes_it(
             ("worker", "done"), ("reviewer", "interrupted")]
     assert files.read_handoff().text == after_worker
 
-    polls = len(botapi.requests("getUpdates"))
+    polls = botapi.arrived.count("getUpdates")
     second = serve_proc.start()
     await until_ready(botapi, second, polls)
 
-    async def finished() -> str | None:
-        async with db(home) as store:
-            st = await store.chain_state("graceful")
-            return st.status if st.status not in ("RUNNING", "READY", "INTERRUPTED") else None
-
-    assert await until("the resumed run to end", finished, 60, proc=second) == "COMPLETED"
+    assert await until("the resumed run to end", lambda: settled_status(home, "graceful"), 60, proc=second) == "COMPLETED"
     assert files.read_handoff().text == after_worker + "- reviewer round 1\n"
     assert [c["link"] for c in read_log(serve_proc.claude_log)] == ["worker", "reviewer", "reviewer"]
     async with db(home) as store:
