@@ -19,6 +19,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from bot import render
 from engine import events as ev
+from engine import scheduler as scheduler_module
 from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import ConfigError
@@ -316,6 +317,27 @@ async def test_catch_up_runs_the_latest_missed_slot_once_and_reports_the_rest(ri
     assert len(await rig.events(ev.SCHEDULE_MISSED)) == 1
     assert await rig.runs("nightly") == 1
 
+
+
+async def test_catch_up_looks_at_the_downtime_only(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daily schedule after two days down: the catch-up walks its fire times up to now and stops
+    (it once computed the 10,081 a minutely schedule may have in a week: 27 years of a daily one,
+    a quarter of a second per schedule at every start, with the event loop held)."""
+    walked: list[datetime] = []
+    real = scheduler_module.iter_fires
+
+    def counting(spec: Any, after: datetime) -> Any:
+        for when in real(spec, after):
+            walked.append(when)
+            yield when
+
+    monkeypatch.setattr(scheduler_module, "iter_fires", counting)
+    await add(rig, "daily 02:00", tz="UTC")
+    rig.clock.advance(timedelta(days=2, hours=1).total_seconds())
+    async with rig.scheduler():
+        [missed] = await rig.events(ev.SCHEDULE_MISSED)
+    assert missed.data["missed"] == 2
+    assert len(walked) <= 3, walked  # the two slots, and the first one after now
 
 async def test_a_long_downtime_is_reported_as_at_least_the_last_week(rig: Rig) -> None:
     await add(rig, HOURLY_ON_NEW_YEAR, tz="UTC")  # created on T0, five weeks before New Year
