@@ -138,6 +138,7 @@ class MarbleRun:
         # The chain's counters as last changed: a run that ends by an exception (a shutdown, a locked
         # or full store) must finish with these, never with the state it started from.
         self._state: ChainState | None = None
+        self._round_written = 0  # round_counter.txt is rewritten when the round changes, not after every link
 
     # ---- plumbing ------------------------------------------------------------------------
     def _publish(self, events: Sequence[Event]) -> None:
@@ -181,6 +182,7 @@ class MarbleRun:
         self.files.write_status("RUNNING")
         self.files.write_start_time(self.run_started.isoformat(timespec="seconds"))
         self.files.write_round(state.round)
+        self._round_written = state.round
         for warning in self.chain.warnings:
             await self._emit(ev.WARNING, message=warning)
         try:
@@ -338,7 +340,9 @@ class MarbleRun:
     ) -> tuple[LinkResult, int, policy.Stop | None]:
         values = self._placeholders(state, link)
         now = self.d.clock.now()
-        typical = await self.d.store.typical_link_seconds(self.chain.name)
+        # How long a link usually takes matters only against a time limit (runtime or deadline).
+        timed = policy.runtime_end(self.chain, self.run_started) is not None
+        typical = await self.d.store.typical_link_seconds(self.chain.name) if timed else None
         wind = policy.wind_down_reason(
             self.chain, self._counters(state), now, is_last_link=idx == len(self.chain.links) - 1, typical_link_s=typical,
         )
@@ -598,7 +602,9 @@ class MarbleRun:
             link_run_id=self._last_link_run_id if ran else None,
         ))
         self._state = state
-        self.files.write_round(state.round)
+        if state.round != self._round_written:
+            self.files.write_round(state.round)
+            self._round_written = state.round
         if blocked and self.chain.on_blocked == "wait" and stop is None:
             stop = await self._wait_for_answer(link)
         return state, stop
