@@ -33,7 +33,8 @@ PROGRESS_CARD_EVERY_S = 2.0
 # event comes (a long link's card is not frozen), when the text changed (elapsed is shown in
 # minutes after the first one). The sender edits a card at most every CARD_INTERVAL_S anyway.
 CARD_REFRESH_S = 30.0
-CARD_EVENTS = frozenset({ev.RUN_STARTED, ev.LINK_STARTED, ev.LINK_FINISHED, ev.RUN_FINISHED, ev.ROUND_FINISHED})
+CARD_EVENTS = frozenset({ev.RUN_STARTED, ev.LINK_STARTED, ev.LINK_FINISHED, ev.RUN_FINISHED, ev.ROUND_FINISHED,
+                         ev.WAITING_SLOT})
 
 
 class Notifier:
@@ -147,8 +148,10 @@ class Notifier:
         elif event.kind == ev.LINK_STARTED:
             state.update(link=d.get("link"), model=d.get("model"), round=d.get("round"), tool=None, turns=None,
                          link_started_mono=self.monotonic())
+        elif event.kind == ev.WAITING_SLOT:
+            state.update(waiting_slots=d.get("slots") or True)
         elif event.kind == ev.LINK_FINISHED:
-            state.update(cost=d.get("run_cost_usd", state.get("cost")), tool=None)
+            state.update(cost=d.get("run_cost_usd", state.get("cost")), tool=None, waiting_slots=None)
         elif event.kind == ev.ROUND_FINISHED:
             state.update(round=(d.get("round") or 0) + 1)
         elif event.kind == ev.RUN_FINISHED:
@@ -234,6 +237,10 @@ class Notifier:
         state = self._cards.get(chat, {}).get(event.run_id) if chat is not None else None
         if chat is None or state is None:
             return
+        if state.get("waiting_slots") and event.data.get("kind") == "spawned":
+            # The slot it waited for is free: the link runs from now on, and its elapsed time with it.
+            state.update(waiting_slots=None, link_started_mono=self.monotonic())
+            self._progress_at[chat] = 0.0  # show it at once
         if event.data.get("tool"):
             state.update(tool=f"{event.data.get('tool')} {event.data.get('target') or ''}".strip(), turns=event.data.get("turns"))
         now = self.monotonic()

@@ -189,7 +189,12 @@ def card(state: Mapping[str, Any], now_mono: float) -> str:
     if link:
         since = state.get("link_started_mono")
         elapsed = dur(now_mono - since) if isinstance(since, float) else "-"
-        lines.append(f"Link: <b>{esc(link)}</b> ({esc(state.get('model') or 'command')}) · {elapsed}")
+        waiting = state.get("waiting_slots")
+        if waiting:
+            cap = f" (all {waiting} in use)" if isinstance(waiting, int) and not isinstance(waiting, bool) else ""
+            lines.append(f"Link: <b>{esc(link)}</b> waits for a free agent slot{cap} · {elapsed}")
+        else:
+            lines.append(f"Link: <b>{esc(link)}</b> ({esc(state.get('model') or 'command')}) · {elapsed}")
     tool = state.get("tool")
     if tool:
         lines.append(f"Tool: {esc(str(tool)[:120])}" + (f" · turn {state.get('turns')}" if state.get("turns") else ""))

@@ -89,6 +89,9 @@ async def _watch(engine: Engine, name: str, queue: asyncio.Queue[ev.Event]) -> s
             continue
         if event.kind == ev.PROGRESS:
             now = time.monotonic()
+            if event.data.get("kind") == "spawned":  # the agent starts (after a wait for a slot)
+                link_started = now
+                continue
             if tty:
                 line = progress_line(event, now - link_started, cost)
                 print("\r" + line[:160].ljust(160), end="", flush=True)

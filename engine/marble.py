@@ -461,6 +461,9 @@ class MarbleRun:
         try:
             async with self.d.slots:
                 self.current_link_started = self.d.clock.monotonic()
+                # Live only (not stored): the agent starts now, which a card that showed the link
+                # waiting for a slot wants to know.
+                on_progress(Progress("spawned"))
                 runner_task = asyncio.create_task(
                     self.d.runner.run(inv, on_progress=on_progress, on_spawn=on_spawn, kill=self.control.kill)
                 )

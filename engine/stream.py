@@ -42,7 +42,7 @@ FALLBACK_WORTHY = frozenset(
 class Progress:
     """Something a watcher may want to show while a link runs."""
 
-    kind: str  # init | tool | text | retry | fallback | rate_limit | output
+    kind: str  # spawned | init | tool | text | retry | fallback | rate_limit | output
     tool: str | None = None
     target: str | None = None
     turns: int = 0

@@ -4,6 +4,7 @@ on, never more often than allowed, and not when the text would not change."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import re
 import sys
@@ -76,5 +77,41 @@ async def test_a_long_links_card_is_edited_in_place_as_time_passes(home: object,
         assert all(b - a >= 0.6 for a, b in itertools.pairwise(edits))
         assert not [r for r in fake_api.rejected if "not modified" in r[2]]
         await served.engine.wait("long")
+    finally:
+        await served.shutdown()
+
+
+async def test_a_link_waiting_for_an_agent_slot_says_so_until_it_starts(settings: Settings, store: Store) -> None:
+    clock = Clock()
+    reporting = dataclasses.replace(settings, chat_id=CHAT)  # run 7 is not in the store: its chat is this one
+    notifier = Notifier(reporting, store, EventBus(), OutboxStore(store), asyncio.Event(), monotonic=clock)
+    for e in (event(ev.RUN_STARTED, round=1), event(ev.LINK_STARTED, link="w", model="opus", round=1),
+              event(ev.WAITING_SLOT, link="w", slots=2)):
+        notifier._card_state(CHAT, e)
+    assert "Link: <b>w</b> waits for a free agent slot (all 2 in use) · 0.0s" in notifier._card(CHAT, e).text
+    clock.now += 90
+    await notifier._progress(Event(id=0, kind=ev.PROGRESS, chain="long", run_id=7, ts="", data={"link": "w", "kind": "spawned"}))
+    clock.now += 5
+    text = notifier._card(CHAT, e).text
+    assert "Link: <b>w</b> (opus) · 5.0s" in text and "waits" not in text  # elapsed counts from the agent's start
+
+
+async def test_the_card_of_a_chain_held_by_the_home_wide_cap_tells_why(home: object, fake_api: FakeBotApi) -> None:
+    settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}), chat_id=CHAT,
+                             api_base_url=fake_api.base_url, max_parallel_links=1)
+    gate = settings.home / "gate"
+    hold = [sys.executable, "-c", f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"]
+    write_chain(settings.home, "first", {"max_rounds": 1, "links": [{"name": "a", "command": hold}]})
+    write_chain(settings.home, "second", {"max_rounds": 1, "links": [{"name": "b", "command": [sys.executable, "-c", "pass"]}]})
+    served = Served(fake_api, settings, settings.home)
+    await served.start(card_refresh_s=0.5, card_interval_s=0.3)
+    try:
+        await served.engine.start_chain("first", origin="test", chat_id=CHAT)
+        await fake_api.wait_for(lambda api: any("Link: a (command)" in m.plain for m in api.messages(CHAT)))
+        await served.engine.start_chain("second", origin="test", chat_id=CHAT)
+        await fake_api.wait_for(lambda api: any("b waits for a free agent slot (all 1 in use)" in m.plain
+                                                for m in api.messages(CHAT)), timeout=15)
+        gate.write_text("go")
+        await served.engine.wait("second")
     finally:
         await served.shutdown()
