@@ -43,11 +43,11 @@ from bot.commands import (
     schedule_id,
 )
 from bot.pacer import Pacer
-from bot.redact import Redactor
 from bot.replies import Replies
 from engine.engine import Engine
 from engine.errors import InvalidChain, LlmautoError
 from engine.outbox_store import OutboxStore
+from engine.redact import Redactor
 from engine.schedules import ScheduleBook, next_fire_for_chain
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from engine.redact import Redactor
+
 QUIET = ("httpx", "httpcore", "apscheduler.executors.default", "apscheduler.scheduler")
 MASK = "[REDACTED]"
 
@@ -18,16 +20,10 @@ MASK = "[REDACTED]"
 class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Longest first: a secret that contains another is masked whole.
-        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        return text
+        self.redact = Redactor(secrets, mask=MASK)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not self.redact:
             return True
         try:
             message = record.getMessage()

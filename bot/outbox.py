@@ -27,8 +27,8 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 
 from bot import render
 from bot.pacer import Pacer, retry_after_s
-from bot.redact import Redactor
 from engine.outbox_store import OutboxRow, OutboxStore
+from engine.redact import Redactor
 
 log = logging.getLogger(__name__)
 

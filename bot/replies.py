@@ -24,8 +24,8 @@ from bot import callbacks as cb
 from bot import render
 from bot.outbox import markup
 from bot.pacer import Pacer, retry_after_s
-from bot.redact import Redactor
 from engine.outbox_store import NewMessage, OutboxStore
+from engine.redact import Redactor
 
 log = logging.getLogger(__name__)
 

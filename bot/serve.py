@@ -32,12 +32,12 @@ from bot.notify import CARD_REFRESH_S, Notifier
 from bot.outbox import CARD_INTERVAL_S, OutboxSender
 from bot.pacer import Pacer
 from bot.poller import Poller
-from bot.redact import Redactor
 from bot.summary import summary_loop
 from engine.clock import RealSleeper
 from engine.engine import Engine
 from engine.errors import ConfigError, LlmautoError
 from engine.outbox_store import NewMessage, OutboxStore
+from engine.redact import Redactor
 from engine.scheduler import Scheduler
 from engine.schedules import ScheduleBook
 from engine.settings import Settings

@@ -43,7 +43,7 @@ from engine.settings import Settings
 from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles
 from engine.statefiles import remove as remove_state_file
-from engine.store import ChainState, Lease, LinkRunRow, NewEvent, Overview, RunRow, Store, scrub
+from engine.store import ChainState, Lease, LinkRunRow, NewEvent, Overview, RunRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +478,7 @@ class Engine:
             if versions:
                 return f"{name}: last good handoff ({read.problem})", versions[0].content
             raise LlmautoError(f"{name}: no handoff yet ({read.problem})")
-        return f"{name}: current handoff", scrub(read.text, self.store.secrets)
+        return f"{name}: current handoff", self.store.redact(read.text)
 
     async def handoff_diff(self, name: str) -> str:
         self.load(name)

@@ -30,42 +30,20 @@ from engine.clock import Clock, SystemClock
 from engine.errors import StoreError
 from engine.events import Event
 from engine.migrations import MIGRATIONS
-
-REDACTED = "[redacted]"
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """`text` with every secret replaced by [redacted] (`secrets` longest first)."""
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def scrub_value(value: Any, secrets: Sequence[str]) -> Any:
-    """Strings anywhere in a JSON-like value (dict keys included), scrubbed."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    if isinstance(value, Mapping):
-        return {scrub_value(k, secrets): scrub_value(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(scrub_value(v, secrets) for v in value)
-    return value
+from engine.redact import Redactor
 
 
 class Writer:
     """The connection as the body of a transaction sees it: every text parameter is scrubbed of
     the store's secrets on its way into the database."""
 
-    def __init__(self, conn: aiosqlite.Connection, secrets: Sequence[str]) -> None:
+    def __init__(self, conn: aiosqlite.Connection, redact: Redactor) -> None:
         self._conn = conn
-        self._secrets = secrets
+        self._redact = redact
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> aiosqlite.Cursor:
-        if self._secrets:
-            parameters = [scrub(p, self._secrets) if isinstance(p, str) else p for p in parameters]
+        if self._redact:
+            parameters = [self._redact(p) if isinstance(p, str) else p for p in parameters]
         return await self._conn.execute(sql, parameters)
 
 
@@ -206,9 +184,8 @@ class Store:
         self.path = path
         self.clock: Clock = clock or SystemClock()
         self._lock = asyncio.Lock()
-        # Longest first, so a secret that contains another is redacted whole.
-        self.secrets: tuple[str, ...] = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-        self._writer = Writer(conn, self.secrets)
+        self.redact = Redactor(secrets)
+        self._writer = Writer(conn, self.redact)
 
     def stamp(self) -> str:
         """Now, as the store records times (UTC ISO 8601, milliseconds)."""
@@ -319,7 +296,7 @@ class Store:
         ts = self.stamp()
         # Scrubbed as a value (not as JSON text, where a secret could appear escaped); the event
         # published in this process is the scrubbed one too.
-        payload = scrub_value(dict(ev.data), self.secrets)
+        payload = self.redact.value(dict(ev.data))
         data = json.dumps(payload, default=str, ensure_ascii=False)
         cur = await db.execute(
             "INSERT INTO events (run_id, chain, kind, ts, data) VALUES (?, ?, ?, ?, ?)",
@@ -584,7 +561,7 @@ class Store:
         """Record the handoff after a link (or at a run's start). The same text as the chain's
         latest version is not stored again: the row names that version (`same_as`), so `handoff
         NAME N` still finds the handoff of every round, and `diff` compares real changes."""
-        content = scrub(content, self.secrets)  # compared as it is stored
+        content = self.redact(content)  # compared as it is stored
         latest = await (await db.execute(
             "SELECT id, content FROM handoffs WHERE chain = ? AND same_as IS NULL ORDER BY id DESC LIMIT 1", (chain,)
         )).fetchone()

@@ -16,7 +16,7 @@ from bot import logsafe, render
 from bot.auth import Access
 from bot.commands import UserError, handoff_args, log_args, schedule_id
 from bot.pacer import Pacer
-from bot.redact import Redactor
+from engine.redact import Redactor
 from engine.store import Store
 from tests.fakes.botapi import ApiError, parsed_length
 

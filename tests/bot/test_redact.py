@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.redact import MASK, Redactor
+from engine.redact import MASK, Redactor
 from tests.bot.conftest import CHAT, OPERATOR, TOKEN, Served
 from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi
