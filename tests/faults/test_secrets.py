@@ -19,7 +19,7 @@ from engine.store import NewEvent, Store
 from tests.conftest import make_settings, write_chain
 from tests.helpers import Cli
 
-TOKEN = "123456789:AAH-secret-token-for-tests-only-XYZ"
+TOKEN = "123456:TEST-secret-token-for-tests-only-XYZ"  # shaped like a token, but no real one
 API_KEY = "sk-ant-secret-key-for-tests-0000"
 
 DUMP_ENV = "import os, json; print(json.dumps(dict(os.environ)))"
