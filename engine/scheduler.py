@@ -436,6 +436,12 @@ class Scheduler:
             return None
 
     # ---- tasks ---------------------------------------------------------------------------
+    async def settle(self) -> None:
+        """Wait until the work the scheduler set off (fires, queued starts, `after` triggers) is
+        done, including what that work set off in turn."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)

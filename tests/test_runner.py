@@ -217,16 +217,19 @@ async def test_slots_are_shared_between_holders_and_handed_on_in_order(tmp_path:
     mine, other = FileSlots(tmp_path, 1, poll_s=0.01), FileSlots(tmp_path, 1, poll_s=0.01)
     order: list[str] = []
     waited: list[str] = []
+    first_waits = asyncio.Event()
 
     async def worker(name: str) -> None:
-        await mine.acquire(lambda: waited.append(name))
+        await mine.acquire(lambda: (waited.append(name), first_waits.set()))
         order.append(name)
         mine.release()
 
     async with other:  # another holder (as if another process): everyone here waits
         assert mine.locked()
         tasks = [asyncio.create_task(worker(n)) for n in ("first", "second", "third")]
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(first_waits.wait(), 5)  # the first found the slot taken...
+        for _ in range(3):  # ...and keeps polling it (poll_s 0.01) while the others queue behind it
+            await asyncio.sleep(0.01)
         assert order == [] and waited == ["first"]
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert order == ["first", "second", "third"]
@@ -245,8 +248,9 @@ async def test_a_slot_held_by_a_killed_process_is_free_again(tmp_path: Path) -> 
         assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"held\n"
         slots = FileSlots(tmp_path, 1, poll_s=0.01)
         assert slots.locked()
-        acquiring = asyncio.create_task(slots.acquire())
-        await asyncio.sleep(0.05)
+        found_taken = asyncio.Event()
+        acquiring = asyncio.create_task(slots.acquire(found_taken.set))
+        await asyncio.wait_for(found_taken.wait(), 5)  # it tried, and the live holder keeps it out
         assert not acquiring.done()
         holder.kill()
         await asyncio.wait_for(acquiring, 5)

@@ -189,8 +189,8 @@ async def test_a_queued_start_survives_a_scheduler_restart(rig: Rig) -> None:
     await rig.runner.started.wait()
     async with rig.scheduler() as scheduler:
         assert await scheduler.fire(schedule.id, T0) is None
-    async with rig.scheduler():  # the chain still runs: the start keeps waiting
-        await asyncio.sleep(0)
+    async with rig.scheduler() as scheduler:  # the chain still runs: the start keeps waiting
+        await scheduler.settle()
         assert await rig.events(ev.SCHEDULE_FIRED) == []
         gate.set()
         fired = await rig.next_event(ev.SCHEDULE_FIRED)
@@ -199,8 +199,8 @@ async def test_a_queued_start_survives_a_scheduler_restart(rig: Rig) -> None:
         True, first, T0.isoformat())
     assert await rig.runs("nightly") == 2
     assert (await rig.book.get(schedule.id)).queued_at is None
-    async with rig.scheduler():  # handled: nothing more starts
-        await asyncio.sleep(0.05)
+    async with rig.scheduler() as scheduler:  # handled: nothing more starts
+        await scheduler.settle()
     assert await rig.runs("nightly") == 2
 
 
@@ -240,10 +240,10 @@ async def test_a_queued_start_waits_for_the_run_resumed_after_a_full_restart(hom
         assert first.status == "INTERRUPTED"
         assert (await book.get(schedule.id)).queued_at is not None
         gate.set()
-        async with Engine(settings, store, runner=runner) as engine, Scheduler(settings, engine, clock=clock):
+        async with Engine(settings, store, runner=runner) as engine, Scheduler(settings, engine, clock=clock) as scheduler:
             events = engine.bus.subscribe()
             assert await engine.interrupted_chains() == ["nightly"]
-            await asyncio.sleep(0.05)
+            await scheduler.settle()
             assert await store.last_runs("nightly") == [first]  # not before the run is resumed
             resumed = await engine.start_chain("nightly", origin="recovery")  # what serve's recovery does
             async with asyncio.timeout(10):
@@ -267,7 +267,7 @@ async def test_pausing_a_schedule_drops_its_queued_start(rig: Rig) -> None:
         await rig.book.set_enabled(schedule.id, False)
         gate.set()
         await asyncio.wait_for(rig.engine.wait("nightly"), 10)
-        await asyncio.sleep(0.05)
+        await scheduler.settle()
     assert await rig.events(ev.SCHEDULE_FIRED) == [] and await rig.runs("nightly") == 1
     assert (await rig.book.get(schedule.id)).queued_at is None
 
@@ -593,7 +593,7 @@ async def test_an_interrupted_run_does_not_count_as_finished(rig: Rig) -> None:
     await rig.book.add_after("tests", "build")
     async with rig.scheduler() as scheduler:
         scheduler._on_run_end("build", RunOutcome(1, "INTERRUPTED", "llmauto shut down"))
-        await asyncio.sleep(0.05)
+        await scheduler.settle()
     assert await rig.events(ev.SCHEDULE_FIRED) == [] and await rig.runs("tests") == 0
 
 
