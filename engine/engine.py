@@ -98,6 +98,7 @@ class Engine:
         )
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.pid_start = process_start_token(os.getpid())  # this process, as leases name their holder
         self.shutdown_kills_links = shutdown_kills_links
         self._runs: dict[str, tuple[MarbleRun, asyncio.Task[RunOutcome]]] = {}
         self._starting: set[str] = set()
@@ -250,7 +251,7 @@ class Engine:
         dead = current is None or self._lease_dead(current)
         held = await self.store.try_acquire_lease(
             chain, owner=self.owner, host=self.host, pid=os.getpid(), holder_dead=dead,
-            pid_start=process_start_token(os.getpid()),
+            pid_start=self.pid_start,
         )
         if held is None:
             return None

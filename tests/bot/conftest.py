@@ -90,14 +90,20 @@ async def fake_api() -> AsyncIterator[FakeBotApi]:
         yield api
 
 
+@contextlib.asynccontextmanager
+async def serving(api: FakeBotApi, settings: Settings, **start: Any) -> AsyncIterator[Served]:
+    """`serve` for `settings` against `api`, ready on entry and shut down on exit."""
+    s = Served(api, settings, settings.home)
+    await s.start(**start)
+    try:
+        yield s
+    finally:
+        await s.shutdown()
+
+
 @pytest.fixture
 async def served(home: Path, fake_api: FakeBotApi) -> AsyncIterator[Served]:
     settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}),
                              viewer_user_ids=frozenset({VIEWER}), chat_id=CHAT, api_base_url=fake_api.base_url)
-    s = Served(fake_api, settings, home)
-    await s.start()
-    try:
+    async with serving(fake_api, settings) as s:
         yield s
-    finally:
-        with contextlib.suppress(Exception):
-            await s.shutdown()

@@ -15,7 +15,7 @@ from engine.events import Event, EventBus
 from engine.outbox_store import OutboxStore
 from engine.settings import Settings
 from engine.store import Store
-from tests.bot.conftest import CHAT, OPERATOR, TOKEN, Served
+from tests.bot.conftest import CHAT, OPERATOR, TOKEN, serving
 from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi
 
@@ -63,9 +63,7 @@ async def test_a_long_links_card_is_edited_in_place_as_time_passes(home: object,
                              api_base_url=fake_api.base_url)
     write_chain(settings.home, "long", {"max_rounds": 1, "links": [
         {"name": "w", "command": [sys.executable, "-c", "import time; time.sleep(4)"]}]})
-    served = Served(fake_api, settings, settings.home)
-    await served.start(card_refresh_s=0.5, card_interval_s=0.8)
-    try:
+    async with serving(fake_api, settings, card_refresh_s=0.5, card_interval_s=0.8) as served:
         await served.engine.start_chain("long", origin="test")
         card = await fake_api.wait_for(lambda api: next((m for m in api.messages(CHAT) if len(m.edits) >= 3), None),
                                        timeout=15)
@@ -77,8 +75,6 @@ async def test_a_long_links_card_is_edited_in_place_as_time_passes(home: object,
         assert all(b - a >= 0.6 for a, b in itertools.pairwise(edits))
         assert not [r for r in fake_api.rejected if "not modified" in r[2]]
         await served.engine.wait("long")
-    finally:
-        await served.shutdown()
 
 
 async def test_a_link_waiting_for_an_agent_slot_says_so_until_it_starts(settings: Settings, store: Store) -> None:
@@ -103,9 +99,7 @@ async def test_the_card_of_a_chain_held_by_the_home_wide_cap_tells_why(home: obj
     hold = [sys.executable, "-c", f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"]
     write_chain(settings.home, "first", {"max_rounds": 1, "links": [{"name": "a", "command": hold}]})
     write_chain(settings.home, "second", {"max_rounds": 1, "links": [{"name": "b", "command": [sys.executable, "-c", "pass"]}]})
-    served = Served(fake_api, settings, settings.home)
-    await served.start(card_refresh_s=0.5, card_interval_s=0.3)
-    try:
+    async with serving(fake_api, settings, card_refresh_s=0.5, card_interval_s=0.3) as served:
         await served.engine.start_chain("first", origin="test", chat_id=CHAT)
         await fake_api.wait_for(lambda api: any("Link: a (command)" in m.plain for m in api.messages(CHAT)))
         await served.engine.start_chain("second", origin="test", chat_id=CHAT)
@@ -113,5 +107,3 @@ async def test_the_card_of_a_chain_held_by_the_home_wide_cap_tells_why(home: obj
                                                 for m in api.messages(CHAT)), timeout=15)
         gate.write_text("go")
         await served.engine.wait("second")
-    finally:
-        await served.shutdown()

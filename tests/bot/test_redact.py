@@ -3,7 +3,6 @@ handoff gets `[redacted]` in every note, reply, caption and document the bot sen
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.redact import MASK, Redactor
-from tests.bot.conftest import CHAT, OPERATOR, TOKEN, Served
+from tests.bot.conftest import CHAT, OPERATOR, TOKEN, Served, serving
 from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi
 
@@ -30,13 +29,8 @@ def leaking_agent(lines: int) -> list[str]:
 async def leaky(home: Path, fake_api: FakeBotApi) -> AsyncIterator[Served]:
     settings = make_settings(home, telegram_token=TOKEN, allowed_user_ids=frozenset({OPERATOR}), chat_id=CHAT,
                              api_base_url=fake_api.base_url, environ={"ANTHROPIC_API_KEY": API_KEY})
-    served = Served(fake_api, settings, home)
-    await served.start()
-    try:
+    async with serving(fake_api, settings) as served:
         yield served
-    finally:
-        with contextlib.suppress(Exception):
-            await served.shutdown()
 
 
 def leaked(api: FakeBotApi) -> list[str]:

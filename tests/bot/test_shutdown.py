@@ -18,6 +18,7 @@ from engine.store import LinkRunRow, RunRow, Store
 from tests.bot.conftest import CHAT, OPERATOR, TOKEN
 from tests.conftest import write_chain
 from tests.fakes.botapi import FakeBotApi
+from tests.faults import serve_rig as rig
 from tests.helpers import Cli, wait_for_lease
 
 SLOW = {"max_rounds": 1, "links": [{"name": "worker", "model": "claude-sonnet-4-6", "prompt": "work on {HANDOFF}"}]}
@@ -34,13 +35,10 @@ async def telegram(cli: Cli) -> AsyncIterator[FakeBotApi]:
 
 
 async def exited(proc: subprocess.Popen[str], timeout: float) -> float:
-    """Seconds until the process ended (polling: the fake Bot API shares this event loop)."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while proc.poll() is None:
-        assert loop.time() - started < timeout, f"serve still running after {timeout} s"
-        await asyncio.sleep(0.05)
-    return loop.time() - started
+    """Seconds until the process ended (without blocking the loop the fake Bot API shares)."""
+    started = asyncio.get_running_loop().time()
+    await rig.exited(proc, timeout)
+    return asyncio.get_running_loop().time() - started
 
 
 async def serving(cli: Cli, api: FakeBotApi) -> subprocess.Popen[str]:
@@ -53,11 +51,7 @@ async def serving(cli: Cli, api: FakeBotApi) -> subprocess.Popen[str]:
 async def agent_started(cli: Cli, proc: subprocess.Popen[str]) -> None:
     """Until the fake claude of the chain's link runs (it logs its call before sleeping)."""
     await wait_for_lease(cli.home, "slow", proc.pid)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not calls(cli):
-        assert loop.time() < deadline, "the agent did not start"
-        await asyncio.sleep(0.05)
+    await rig.until("the agent to start", lambda: calls(cli), 30, proc=proc)
 
 
 def calls(cli: Cli) -> list[dict[str, object]]:

@@ -69,7 +69,7 @@ class ServeProcess:
 
 
 async def until(what: str, check: Callable[[], Any], timeout: float = 30.0, *,
-                proc: subprocess.Popen[bytes] | None = None) -> Any:
+                proc: subprocess.Popen[Any] | None = None) -> Any:
     """Poll `check` (sync or async) until it returns something truthy; fail after `timeout`, or at
     once when `proc` exited."""
     loop = asyncio.get_running_loop()
@@ -87,7 +87,7 @@ async def until(what: str, check: Callable[[], Any], timeout: float = 30.0, *,
         await asyncio.sleep(0.05)
 
 
-async def exited(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+async def exited(proc: subprocess.Popen[Any], timeout: float = 60.0) -> int:
     """Wait for the process to end without blocking the loop (the fake Bot API lives in it: a
     blocking wait would make serve's last requests time out)."""
     await until(f"serve (pid {proc.pid}) to exit", lambda: proc.poll() is not None, timeout)
