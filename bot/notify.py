@@ -147,7 +147,7 @@ class Notifier:
             state.update(round=d.get("round", 1), max_rounds=d.get("max_rounds"))
         elif event.kind == ev.LINK_STARTED:
             state.update(link=d.get("link"), model=d.get("model"), round=d.get("round"), tool=None, turns=None,
-                         link_started_mono=self.monotonic())
+                         link_started_mono=self.monotonic(), refused=None)
         elif event.kind == ev.WAITING_SLOT:
             state.update(waiting_slots=d.get("slots") or True)
         elif event.kind == ev.LINK_FINISHED:
@@ -241,7 +241,11 @@ class Notifier:
             # The slot it waited for is free: the link runs from now on, and its elapsed time with it.
             state.update(waiting_slots=None, link_started_mono=self.monotonic())
             self._progress_at[chat] = 0.0  # show it at once
-        if event.data.get("tool"):
+        if event.data.get("kind") == "refused":
+            state.setdefault("refused", None)
+            state["refused"] = [*(state["refused"] or []), {"tool": event.data.get("tool"), "target": event.data.get("target")}][-50:]
+            self._progress_at[chat] = 0.0  # a refusal is news: show it at once
+        elif event.data.get("tool"):
             state.update(tool=f"{event.data.get('tool')} {event.data.get('target') or ''}".strip(), turns=event.data.get("turns"))
         now = self.monotonic()
         if now - self._progress_at.get(chat, 0.0) < PROGRESS_CARD_EVERY_S:

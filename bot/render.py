@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.engine import ChainView
+from engine.permissions import Refusal
+from engine.permissions import summary as refusal_summary
 from engine.prompts import format_duration
 from engine.store import LinkRunRow
 
@@ -115,7 +117,9 @@ def status_compact(views: Sequence[ChainView]) -> str:
         if v.error:
             lines.append(f"❗ <b>{esc(v.name)}</b> invalid: {esc(v.error.splitlines()[-1][:120])}")
             continue
-        rounds = f"round {v.round}" + (f"/{v.max_rounds}" if v.max_rounds else "")
+        running = v.running_here or v.running_elsewhere
+        rounds = (f"round {v.round}" if running else f"{max(0, v.round - 1)} rounds done") + (
+            f"/{v.max_rounds}" if v.max_rounds else "")
         current = f" · {esc(v.current_link)} {ago(v.current_link_since)}" if v.current_link else ""
         lines.append(f"{icon} <b>{esc(v.name)}</b> {esc(v.status)} · {rounds}{current}")
     return "\n".join(lines)  # may be long: replies are split at line ends
@@ -128,7 +132,13 @@ def status_detail(v: ChainView, next_fire: str | None = None) -> str:
         lines.append(f"<i>{esc(v.description[:300])}</i>")
     if v.error:
         lines.append(f"❗ definition: {esc(v.error[:1500])}")
-    lines.append(f"Round {v.round}" + (f" of {v.max_rounds}" if v.max_rounds else "") + f" ({v.rounds_counted} counted)")
+    done = max(0, v.round - 1)
+    of = f" of {v.max_rounds}" if v.max_rounds else ""
+    counted = f", {v.rounds_counted} counted toward max_rounds" if v.rounds_counted != done else ""
+    if v.running_here or v.running_elsewhere:
+        lines.append(f"Round {v.round}{of} ({done} done{counted})")
+    else:
+        lines.append(f"Rounds done: {done}{of}" + (f" ({counted[2:]})" if counted else ""))
     if v.current_link:
         tool = f" · {esc(v.current_tool)}" if v.current_tool else ""
         lines.append(f"Now: <b>{esc(v.current_link)}</b> for {ago(v.current_link_since)}{tool}")
@@ -154,7 +164,8 @@ def link_line(row: LinkRunRow) -> str:
     outcome = row.error_class or row.status
     took = dur(row.duration_s) if row.duration_s is not None else "running"
     err = f" — {esc((row.error_message or '')[:150])}" if outcome not in ("ok", None) and row.error_message else ""
-    return f"r{row.round} <b>{esc(row.link)}</b> {esc(outcome)} · {took} · {money(row.cost_usd)}{err}"
+    refused = f" · refused {esc(row.refusals[:150])}" if row.refusals and outcome != "denied" else ""
+    return f"r{row.round} <b>{esc(row.link)}</b> {esc(outcome)} · {took} · {money(row.cost_usd)}{err}{refused}"
 
 
 def log_text(chain: str, rows: Sequence[LinkRunRow]) -> str:
@@ -183,7 +194,9 @@ def card(state: Mapping[str, Any], now_mono: float) -> str:
     """The progress card of a running chain."""
     chain = esc(state.get("chain"))
     if state.get("finished"):
-        return f"{STATUS_ICON.get(str(state.get('status')), '■')} <b>{chain}</b> {esc(state.get('status'))} · round {state.get('round')} · {money(state.get('cost'))}"
+        done = max(0, int(state.get("round") or 1) - 1)
+        return (f"{STATUS_ICON.get(str(state.get('status')), '■')} <b>{chain}</b> {esc(state.get('status'))} · "
+                f"{done} round{'' if done == 1 else 's'} done · {money(state.get('cost'))}")
     lines = [f"▶️ <b>{chain}</b> · round {state.get('round')}" + (f"/{state['max_rounds']}" if state.get("max_rounds") else "")]
     link = state.get("link")
     if link:
@@ -198,6 +211,10 @@ def card(state: Mapping[str, Any], now_mono: float) -> str:
     tool = state.get("tool")
     if tool:
         lines.append(f"Tool: {esc(str(tool)[:120])}" + (f" · turn {state.get('turns')}" if state.get("turns") else ""))
+    refused = state.get("refused")
+    if refused:
+        told = refusal_summary(Refusal.from_json(r) for r in refused if isinstance(r, Mapping))
+        lines.append(f"⚠️ claude was refused {esc(told)}")
     lines.append(f"Cost so far: {money(state.get('cost'))}")
     return "\n".join(lines)
 
@@ -211,7 +228,9 @@ def link_note(chain: str, d: Mapping[str, Any]) -> str:
              + (f" after {d.get('attempts')} attempts" if (d.get("attempts") or 1) > 1 else "")]
     if not ok and d.get("error"):
         lines.append(f"<i>{esc(str(d.get('error'))[:300])}</i>")
-    if d.get("permission_denials"):
+    if d.get("refusals") and d.get("error_class") != "denied":
+        lines.append(f"⚠️ claude was refused {esc(d.get('refusals'))}")
+    elif d.get("permission_denials") and not d.get("refusals"):
         lines.append("Denied tools: " + esc(", ".join(map(str, d["permission_denials"]))))
     if d.get("headline"):
         lines.append(f"<pre>{esc(str(d.get('headline'))[:600])}</pre>")
@@ -220,6 +239,11 @@ def link_note(chain: str, d: Mapping[str, Any]) -> str:
 
 def blocked_alert(chain: str, d: Mapping[str, Any]) -> str:
     question = str(d.get("question") or "(no question given)")
+    if d.get("kind") == "denied":
+        return (f"🚫 <b>{esc(chain)}</b>: {esc(d.get('link'))} could not act (round {d.get('round')})\n"
+                f"<blockquote>{esc(question[:1500])}</blockquote>\n"
+                f"Change <code>{esc(d.get('field') or 'defaults.allowed_tools')}</code> and restart the chain; "
+                "it carries on meanwhile, and links that change nothing count as failed.")
     wait = "The chain waits for your answer." if d.get("policy") == "wait" else "The chain carries on meanwhile."
     return (f"⛔ <b>{esc(chain)}</b> is BLOCKED at {esc(d.get('link'))} (round {d.get('round')})\n"
             f"<blockquote>{esc(question[:1500])}</blockquote>\n"

@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 
 from engine import events as ev
+from engine.permissions import Refusal, summary
 from engine.prompts import format_duration
 from engine.store import Store
 
@@ -30,7 +31,7 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
         f"- started: {run.started_at[:19].replace('T', ' ')} UTC from {run.origin}"
         + (f" by {run.requested_by}" if run.requested_by else ""),
         f"- ended: {(run.ended_at or '')[:19].replace('T', ' ')} UTC",
-        f"- rounds counted: {rounds_line(events)}",
+        f"- rounds done: {rounds_line(events)}",
         f"- links run: {len(ran)} (skipped: {len(links) - len(ran)}), total cost ${run.cost_usd:.4f}",
         "", "## Links", "", "| round | link | role | model | outcome | time | cost | tokens in/out |",
         "|---|---|---|---|---|---|---|---|",
@@ -48,6 +49,13 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
     lines += ["", "## Per role", "", "| role | links | time | cost |", "|---|---|---|---|"]
     for role, (n, secs, cost) in sorted(per_role.items()):
         lines.append(f"| {role} | {int(n)} | {format_duration(secs)} | ${cost:.4f} |")
+    refused = [e for e in events if e.kind == ev.TOOL_REFUSED]
+    if refused:
+        told = summary(Refusal.from_json(e.data) for e in refused)
+        lines.insert(7, f"- tool calls claude refused: {len(refused)} ({told})")
+        lines += ["", "## Refused tool calls", ""]
+        lines += [f"- round {e.data.get('round')}, {e.data.get('link')}: {e.data.get('tool')}"
+                  + (f" `{e.data.get('target')}`" if e.data.get("target") else "") for e in refused]
     blocked = [e for e in events if e.kind == ev.BLOCKED]
     if blocked:
         lines += ["", "## BLOCKED", ""]
@@ -72,9 +80,14 @@ def fence(content: str) -> str:
 
 
 def rounds_line(events: list[ev.Event]) -> str:
-    """"3 / 5" (rounds that count toward max_rounds / max_rounds), from the run's own events."""
+    """"2 / 5": the rounds done as round_counter.txt counts them (completed rounds) / max_rounds,
+    from the run's own events; rounds that count toward max_rounds (not all-failed) are added
+    when they differ."""
     started = next((e for e in events if e.kind == ev.RUN_STARTED), None)
     finished = next((e for e in reversed(events) if e.kind == ev.RUN_FINISHED), None)
+    next_round = finished.data.get("round") if finished else None
+    done = max(0, next_round - 1) if isinstance(next_round, int) else None
     counted = finished.data.get("rounds_counted") if finished else None
     total = started.data.get("max_rounds") if started else None
-    return f"{counted if counted is not None else '?'} / {total if total else 'unlimited'}"
+    extra = f" ({counted} counted toward max_rounds)" if isinstance(counted, int) and counted != done else ""
+    return f"{done if done is not None else '?'} / {total if total else 'unlimited'}{extra}"

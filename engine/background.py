@@ -33,7 +33,7 @@ def _spawn(settings: Settings, name: str, log_path: Path) -> subprocess.Popen[by
 async def start_detached(settings: Settings, name: str) -> int:
     from engine.chains import load_chain
 
-    load_chain(settings.home, name)  # a bad name or definition fails here, with exit code 2
+    load_chain(settings.home, name, settings=settings)  # a bad name or definition fails here, with exit code 2
     log_path = settings.state_dir / name / "run.log"
     child = _spawn(settings, name, log_path)
     async with Store.open(settings.db_path, secrets=settings.secrets()) as store:

@@ -255,11 +255,13 @@ async def cmd_handoff(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     from engine.chains import load_chain
 
-    chain = load_chain(settings.home, args.name_or_file, allow_file=True)
+    chain = load_chain(settings.home, args.name_or_file, allow_file=True, settings=settings)
     for warning in chain.warnings:
         print(f"warning: {warning}")
-    kinds = ", ".join(f"{link.name} ({link.role}, {'command' if link.is_command else link.model})" for link in chain.links)
-    print(f"{chain.name}: valid — {chain.mode}, {len(chain.links)} links: {kinds}")
+    from engine.textview import chain_summary
+
+    print(chain_summary(chain, is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
+                        sandbox=settings.environ.get("IS_SANDBOX") == "1"))
     return 0
 
 

@@ -135,7 +135,7 @@ class Engine:
 
     # ---- chains --------------------------------------------------------------------------
     def load(self, name: str) -> ChainDef:
-        return load_chain(self.settings.home, name, tz=self._tz())
+        return load_chain(self.settings.home, name, tz=self._tz(), settings=self.settings)
 
     def _tz(self) -> tzinfo | None:
         return ZoneInfo(self.settings.timezone) if self.settings.timezone else None
@@ -389,10 +389,11 @@ class Engine:
             raise ChainBusy(f"{name} is running: stop it before a reset")
         await self.store.reset_chain(name)
         files = ChainFiles(self.settings.state_dir, name)
-        for path in (files.handoff, files.status, files.round_counter, files.start_time):
+        for path in (files.handoff, files.status, files.round_counter, files.start_time, files.stop_file):
             remove_state_file(path)
         files.ensure()
         files.write_status("READY")
+        files.write_round(0)  # rounds completed, as the original's reset wrote it
         await self._emit(name, None, ev.WARNING, message=f"{name} was reset: it starts over from round 1")
         return f"{name}: reset; the next start begins at round 1 with a fresh handoff"
 

@@ -83,3 +83,4 @@ class EventBus:
 
 # Stored kinds added later.
 WAITING_SLOT = "waiting_slot"  # a link waits for a free agent slot (LLMAUTO_MAX_PARALLEL_LINKS)
+TOOL_REFUSED = "tool_refused"  # claude refused one tool call of a link (its permission rules)

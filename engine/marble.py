@@ -28,12 +28,15 @@ from engine.clock import Clock, Sleeper
 from engine.errors import StoreError
 from engine.events import Event, EventBus
 from engine.limits import next_attempt_at
+from engine.permissions import summary as refusal_summary
 from engine.prompts import build_prompt, format_duration
 from engine.runner import AgentRunner, Invocation, agent_env, claude_argv, process_start_token
 from engine.settings import Settings
 from engine.statefiles import STATUS_WORDS, ChainFiles
 from engine.store import ChainState, NewEvent, Store
 from engine.stream import FALLBACK_WORTHY, ErrorClass, LinkResult, Progress
+
+MAX_REFUSAL_EVENTS = 20  # refusals stored one by one per link; the rest are counted
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,11 @@ class MarbleRun:
         # The chain's counters as last changed: a run that ends by an exception (a shutdown, a locked
         # or full store) must finish with these, never with the state it started from.
         self._state: ChainState | None = None
-        self._round_written = 0  # round_counter.txt is rewritten when the round changes, not after every link
+        self._round_written = -1  # round_counter.txt is rewritten when the round changes, not after every link
+        self.runs_of: dict[str, int] = {}  # link name -> times it ran in this run (for max_runs)
+        self.links_run = 0  # links that ran in this run (for telegram.update_every_n_links)
+        self._max_runs_told: set[str] = set()
+        self._denied_alerted: set[str] = set()
 
     # ---- plumbing ------------------------------------------------------------------------
     def _publish(self, events: Sequence[Event]) -> None:
@@ -172,6 +179,7 @@ class MarbleRun:
                 "round": state.round, "link": self.chain.links[state.next_link].name, "origin": self.origin,
                 "chat_id": self.chat_id, "by": self.requested_by, "resumed": resumed,
                 "links": len(self.chain.links), "max_rounds": self.chain.max_rounds,
+                "permissions": [{"link": link.name, "permissions": link.permissions()} for link in self.chain.links],
             })],
         )
         state = self._state = replace(state, last_run_id=self.run_id, status="RUNNING", stop_reason=None)
@@ -181,8 +189,7 @@ class MarbleRun:
             await self.d.store.save_handoff(self.chain.name, self.run_id, None, state.round, "(start)", current.text)
         self.files.write_status("RUNNING")
         self.files.write_start_time(self.run_started.isoformat(timespec="seconds"))
-        self.files.write_round(state.round)
-        self._round_written = state.round
+        self._write_round(state)
         for warning in self.chain.warnings:
             await self._emit(ev.WARNING, message=warning)
         try:
@@ -201,6 +208,14 @@ class MarbleRun:
             return await self._finish(self._latest(state), policy.Stop("FAILED", f"engine error: {exc}"))
         return await self._finish(state, stop)
 
+    def _write_round(self, state: ChainState) -> None:
+        """round_counter.txt holds the rounds completed, as the original's did (0 until the first
+        round ends); rewritten only when that changes."""
+        done = state.round - 1
+        if done != self._round_written:
+            self.files.write_round(done)
+            self._round_written = done
+
     def _latest(self, fallback: ChainState) -> ChainState:
         return self._state if self._state is not None else fallback
 
@@ -208,8 +223,9 @@ class MarbleRun:
         status = run_status or stop.status
         try:
             self.files.write_status(stop.status)
+            self.files.remove_stop_file()  # it stopped this run; the next start must not stop at once
         except OSError as exc:
-            log.error("cannot write status.txt of %s: %s", self.chain.name, exc)
+            log.error("cannot write the state files of %s: %s", self.chain.name, exc)
         finished = NewEvent(ev.RUN_FINISHED, {
             "status": stop.status, "run_status": status, "reason": stop.reason, "by": self.control.stop_by,
             "cost_usd": round(self.cost, 6), "round": state.round, "rounds_counted": state.rounds_counted,
@@ -249,6 +265,9 @@ class MarbleRun:
                 raise _ShutDown
             if self.control.stop_requested:
                 return policy.Stop("STOPPED", self.control.stop_reason or "stopped"), state
+            stop_file = self.files.stop_reason()
+            if stop_file is not None:
+                return policy.Stop("STOPPED", f"STOP file: {stop_file}"), state
             state = self._state = await self._apply_answers(state)
             agent_status = self._agent_status()
             stop = policy.stop_before_link(self.chain, self._counters(state), self.d.clock.now(), agent_status=agent_status)
@@ -302,6 +321,9 @@ class MarbleRun:
                 role=link.role, model=link.model, reason=f"not assigned (ASSIGNED: {assignee})",
             )
             return await self._after_link(state, link, None, before.text, skipped_for=assignee)
+        if link.max_runs is not None and self.runs_of.get(link.name, 0) >= link.max_runs:
+            return await self._skip_used_up(state, idx, link, before.text)
+        self.runs_of[link.name] = self.runs_of.get(link.name, 0) + 1
         result, attempts, stop = await self._run_with_retries(state, idx, link, before.text)
         interrupted = result.error_class is ErrorClass.KILLED or (
             not result.ok and (self.control.stop_requested or self.control.shutdown)
@@ -321,6 +343,26 @@ class MarbleRun:
             return state, stop
         state, after_stop = await self._after_link(state, link, result, before.text, attempts=attempts)
         return state, stop or after_stop
+
+    async def _skip_used_up(
+        self, state: ChainState, idx: int, link: LinkDef, before: str | None,
+    ) -> tuple[ChainState, policy.Stop | None]:
+        """A link that has had its `max_runs` in this run is skipped like an unassigned worker; the
+        first time, the handoff tells the controller so, so it assigns the work elsewhere."""
+        reason = f"max_runs ({link.max_runs}) used in this run"
+        await self.d.store.skip_link(
+            run_id=self.run_id, chain=self.chain.name, round_no=state.round, index=idx, link=link.name,
+            role=link.role, model=link.model, reason=reason,
+        )
+        text = before
+        if link.name not in self._max_runs_told:
+            self._max_runs_told.add(link.name)
+            text = (before or "").rstrip("\n") + (
+                f"\n\n## llmauto: {link.name} has had its {link.max_runs} run(s) in this run (max_runs) and "
+                "is skipped from now on: assign the work to another worker.\n")
+            self.files.write_handoff(text)
+            await self.d.store.save_handoff(self.chain.name, self.run_id, None, state.round, "(llmauto)", text)
+        return await self._after_link(state, link, None, text, skipped_for=reason)
 
     def _placeholders(self, state: ChainState, link: LinkDef) -> dict[str, str]:
         c = self._counters(state)
@@ -539,10 +581,10 @@ class MarbleRun:
     ) -> tuple[ChainState, policy.Stop | None]:
         new_events: list[NewEvent] = []
         stop: policy.Stop | None = None
+        ran = result is not None
         handoff_version: tuple[int | None, int, str, str] | None = None
         after_text = before
         blocked = False
-        ran = result is not None
         failed = ran and result is not None and not result.ok
         if ran:
             assert result is not None
@@ -567,23 +609,31 @@ class MarbleRun:
                 self.files.write_status("RUNNING")
                 word = "RUNNING"
             changed = after_text != before
+            if result.refusals:
+                result = self._judge_refusals(state, link, result, changed=changed or word in ("ALL_DONE", "STOPPED"),
+                                              out=new_events)
+                failed = not result.ok
             blocked = word == "BLOCKED" or (changed and after_text is not None and hp.is_blocked(after_text))
             if word == "BLOCKED":
                 self.files.write_status("RUNNING")  # seen and alerted; the next round starts clear
             if blocked:
                 new_events.append(NewEvent(ev.BLOCKED, {
                     "link": link.name, "round": state.round, "kind": "agent",
-                    "question": (hp.question(after_text or "") or hp.headline(after_text or "", 4, 500)),
+                    "question": (hp.question(after_text or "") or hp.headline(self.d.store.redact(after_text or ""), 4, 500)),
                     "policy": self.chain.on_blocked,
                 }))
+            self.links_run += 1
             new_events.append(NewEvent(ev.LINK_FINISHED, {
                 "link": link.name, "role": link.role, "model": result.model or link.model, "round": state.round,
-                "error_class": result.error_class.value, "error": result.error_message[:500],
+                "error_class": result.error_class.value, "error": self.d.store.redact(result.error_message)[:500],
                 "duration_s": round(result.duration_s, 3), "cost_usd": round(result.cost_usd, 6),
                 "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "turns": result.turns,
-                "attempts": attempts, "headline": hp.headline(after_text or "") if after_text else "",
-                "notify": link.telegram_update or self.chain.notify_every_link,
+                "attempts": attempts,
+                "headline": hp.headline(self.d.store.redact(after_text)) if after_text else "",
+                "notify": self._notify(link),
                 "permission_denials": list(result.permission_denials)[:10], "run_cost_usd": round(self.cost, 6),
+                "refused": len(result.refusals), "refusals": refusal_summary(result.refusals) if result.refusals else "",
+                "tool_calls": result.tool_calls,
                 "blocked": blocked, "command": link.is_command,
             }))
             if self.chain.mode == "deadend" and (failed or blocked):
@@ -603,14 +653,48 @@ class MarbleRun:
             state=state, run_id=self.run_id, cost_delta=result.cost_usd if result else 0.0, ran=ran,
             passes=self.passes, handoff=handoff_version, evs=new_events,
             link_run_id=self._last_link_run_id if ran else None,
+            outcome=(result.error_class.value, result.error_message) if result is not None and result.refusals else None,
+            refusals=refusal_summary(result.refusals) if result is not None and result.refusals else None,
         ))
         self._state = state
-        if state.round != self._round_written:
-            self.files.write_round(state.round)
-            self._round_written = state.round
+        self._write_round(state)
         if blocked and self.chain.on_blocked == "wait" and stop is None:
             stop = await self._wait_for_answer(link)
         return state, stop
+
+    def _notify(self, link: LinkDef) -> bool:
+        """Is a note due after this link? Every N links with the original's
+        telegram.update_every_n_links, else per the link's telegram_update (or notify: every_link)."""
+        if self.chain.notify_every_n_links:
+            return self.links_run % self.chain.notify_every_n_links == 0
+        return link.telegram_update or self.chain.notify_every_link
+
+    def _judge_refusals(
+        self, state: ChainState, link: LinkDef, result: LinkResult, *, changed: bool, out: list[NewEvent],
+    ) -> LinkResult:
+        """claude refused tool calls: each refusal becomes an event, and a link that changed
+        nothing (its handoff and status stayed as they were) ends `denied`: the agent could not
+        act. The chat gets a BLOCKED-style alert naming the tool and the field to change, once per
+        link and run."""
+        for refusal in result.refusals[:MAX_REFUSAL_EVENTS]:
+            out.append(NewEvent(ev.TOOL_REFUSED, {"link": link.name, "round": state.round, **refusal.to_json()}))
+        if changed or not result.ok:
+            return result
+        told = refusal_summary(result.refusals)
+        field = link.tools_source
+        where = (f"{field} in {self.chain.path.name}" if field != "LLMAUTO_ALLOWED_TOOLS"
+                 else f"defaults.allowed_tools in {self.chain.path.name} (or LLMAUTO_ALLOWED_TOOLS in .env)")
+        allowed = " ".join(link.allowed_tools or ()) or "none"
+        message = f"claude was refused {told}; the handoff did not change"
+        if link.name not in self._denied_alerted:
+            self._denied_alerted.add(link.name)
+            out.append(NewEvent(ev.BLOCKED, {
+                "link": link.name, "round": state.round, "kind": "denied", "policy": "continue",
+                "tools": sorted({r.tool for r in result.refusals}), "field": field,
+                "question": (f"{link.name} could not act: claude was refused {told}. It may use: {allowed} "
+                             f"({link.permission_mode or 'default'} mode). To let it, add the tool to {where}."),
+            }))
+        return replace(result, error_class=ErrorClass.DENIED, error_message=message)
 
     def _end_round(self, state: ChainState, handoff_text: str | None) -> tuple[ChainState, list[NewEvent]]:
         all_failed = state.round_ran > 0 and state.round_failed == state.round_ran

@@ -193,4 +193,10 @@ MIGRATIONS: tuple[str, ...] = (
     -- when that run ends, kept across restarts of serve (NULL: nothing waiting).
     ALTER TABLE schedules ADD COLUMN queued_at TEXT;
     """,
+    # m007_link_refusals
+    """
+    -- The tool calls claude refused in a link, told as `chain log` and /log show them
+    -- ("Bash ×3 (mkdir -p …)"), NULL when none was refused.
+    ALTER TABLE link_runs ADD COLUMN refusals TEXT;
+    """,
 )

@@ -163,7 +163,7 @@ class ScheduleBook:
 
         if not re.fullmatch(NAME_PATTERN, name):
             raise ScheduleError(f"{name!r} is not a chain name (letters, digits, '_', '.', '-'; see `llmauto chain list`)")
-        return load_chain(self.settings.home, name).name  # UnknownChain / InvalidChain say why
+        return load_chain(self.settings.home, name, settings=self.settings).name  # UnknownChain / InvalidChain say why
 
     # ---- reading -------------------------------------------------------------------------
     async def list(self) -> Schedules:

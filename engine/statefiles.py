@@ -27,6 +27,7 @@ STATUS_WORDS = frozenset(
 )
 MAX_HANDOFF_BYTES = 1024 * 1024  # larger handoffs are reported, not read whole
 MAX_STATUS_BYTES = 256
+MAX_STOP_BYTES = 2000
 
 
 def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
@@ -169,6 +170,7 @@ class ChainFiles:
         self.status = self.dir / "status.txt"
         self.round_counter = self.dir / "round_counter.txt"
         self.start_time = self.dir / "start_time.txt"
+        self.stop_file = self.dir / "STOP"
 
     def ensure(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -205,3 +207,25 @@ class ChainFiles:
 
     def write_start_time(self, iso: str) -> None:
         atomic_write(self.start_time, iso + "\n", durable=False)
+
+    def stop_reason(self) -> str | None:
+        """The original llmauto's stop file: `state/NAME/STOP` (its text is the reason) stops the
+        chain before its next link. None when there is none; a STOP that is not a regular file
+        (or cannot be read) still counts, with a generic reason."""
+        try:
+            os.lstat(self.stop_file)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return "STOP file present"
+        try:
+            fd = open_regular(self.stop_file, self.home)
+            with os.fdopen(fd, "rb") as handle:
+                raw = handle.read(MAX_STOP_BYTES)
+        except OSError:
+            return "STOP file present"
+        text = " ".join(raw.decode("utf-8", "replace").split())
+        return text or "STOP file present"
+
+    def remove_stop_file(self) -> None:
+        remove(self.stop_file)

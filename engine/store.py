@@ -120,6 +120,7 @@ class LinkRunRow(_Row):
     current_tool: str | None
     result_excerpt: str | None
     attempt: int
+    refusals: str | None = None  # the tool calls claude refused ("Bash ×3 (mkdir …)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -478,12 +479,19 @@ class Store:
     async def commit_link(
         self, *, state: ChainState, run_id: int, cost_delta: float, ran: bool, passes: int,
         handoff: tuple[int | None, int, str, str] | None, evs: Sequence[NewEvent], link_run_id: int | None = None,
+        outcome: tuple[str, str] | None = None, refusals: str | None = None,
     ) -> list[Event]:
-        """After a link: the link run marked done, the chain's counters, the run's totals, the
-        handoff version (link_run_id, round, link, content) and the events, in one transaction."""
+        """After a link: the link run marked done (with its final outcome (error class, message)
+        when judging the link after it ended changed it, and the refusals it met), the chain's
+        counters, the run's totals, the handoff version (link_run_id, round, link, content) and the
+        events, in one transaction."""
         async with self.transaction() as db:
             if link_run_id is not None:
-                await db.execute("UPDATE link_runs SET status = 'done' WHERE id = ?", (link_run_id,))
+                await db.execute("UPDATE link_runs SET status = 'done', refusals = COALESCE(?, refusals) WHERE id = ?",
+                                 (refusals, link_run_id))
+                if outcome is not None:
+                    await db.execute("UPDATE link_runs SET error_class = ?, error_message = ? WHERE id = ?",
+                                     (*outcome, link_run_id))
             await self._put_state(db, state)
             await db.execute(
                 "UPDATE runs SET cost_usd = cost_usd + ?, links_run = links_run + ?, passes = ? WHERE id = ?",

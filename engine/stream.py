@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from engine.permissions import Refusal, call_target, is_refusal
+
 
 class ErrorClass(StrEnum):
     OK = "ok"
@@ -29,6 +31,9 @@ class ErrorClass(StrEnum):
     NOT_FOUND = "not_found"
     KILLED = "killed"  # stopped on purpose (`stop --now`, shutdown)
     BUDGET = "budget"  # claude stopped at --max-budget-usd (the chain's max_cost_usd left)
+    # claude was refused tool calls and the link changed nothing (its handoff stayed as it was):
+    # the agent could not act. Decided by the run loop after the link, never by the parser.
+    DENIED = "denied"
 
 
 # Failures that say nothing about the prompt: worth a retry on the fallback model.
@@ -42,7 +47,7 @@ FALLBACK_WORTHY = frozenset(
 class Progress:
     """Something a watcher may want to show while a link runs."""
 
-    kind: str  # spawned | init | tool | text | retry | fallback | rate_limit | output
+    kind: str  # spawned | init | tool | refused | text | retry | fallback | rate_limit | output
     tool: str | None = None
     target: str | None = None
     turns: int = 0
@@ -64,6 +69,8 @@ class LinkResult:
     api_error_status: int | None = None
     error_message: str = ""
     permission_denials: tuple[str, ...] = ()
+    refusals: tuple[Refusal, ...] = ()  # every tool call claude refused, in order
+    tool_calls: int = 0  # tool calls the agent made (refused ones included)
     resets_at_epoch: float | None = None
     stderr_tail: str = ""
 
@@ -102,7 +109,10 @@ class StreamParser:
     assistant_error: str | None = None
     lines: int = 0
     result: dict[str, Any] | None = None
+    tool_calls: int = 0
+    refusals: list[Refusal] = field(default_factory=list)
     _message_ids: set[str] = field(default_factory=set)
+    _calls: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # tool_use id -> (tool, target)
 
     def feed(self, line: str) -> Progress | None:
         line = line.strip()
@@ -120,6 +130,8 @@ class StreamParser:
             return self._system(obj)
         if kind == "assistant":
             return self._assistant(obj)
+        if kind == "user":
+            return self._tool_results(obj)
         if kind == "result":
             self.result = obj
             if isinstance(obj.get("session_id"), str):
@@ -173,12 +185,50 @@ class StreamParser:
             if block.get("type") == "tool_use":
                 self.current_tool = str(block.get("name") or "?")
                 self.current_target = tool_target(block.get("input"))
+                self.tool_calls += 1
+                if isinstance(block.get("id"), str):
+                    self._calls[block["id"]] = (self.current_tool, call_target(block.get("input")))
                 progress = Progress("tool", tool=self.current_tool, target=self.current_target, turns=self.turns)
             elif block.get("type") == "text" and isinstance(block.get("text"), str):
                 self.last_text = block["text"]
                 if progress is None:
                     progress = Progress("text", turns=self.turns, detail=self.last_text[:200])
         return progress
+
+    def _tool_results(self, obj: dict[str, Any]) -> Progress | None:
+        """A `user` line carries the tool results; an error one that a permission rule caused is a
+        refusal (tool and target taken from the call it answers)."""
+        message = obj.get("message") if isinstance(obj.get("message"), dict) else {}
+        assert isinstance(message, dict)
+        content = message.get("content")
+        progress: Progress | None = None
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict) or block.get("type") != "tool_result" or block.get("is_error") is not True:
+                continue
+            text = _result_text(block.get("content"))
+            if not is_refusal(text):
+                continue
+            use_id = block.get("tool_use_id") if isinstance(block.get("tool_use_id"), str) else None
+            if use_id is not None and any(r.tool_use_id == use_id for r in self.refusals):
+                continue
+            tool, target = self._calls.get(use_id or "", ("?", None))
+            self.refusals.append(Refusal(tool=tool, target=target, tool_use_id=use_id, message=text[:300]))
+            progress = Progress("refused", tool=tool, target=target, turns=self.turns, detail=text[:200])
+        return progress
+
+    def _all_refusals(self, denials: Any) -> tuple[Refusal, ...]:
+        """The refusals seen in the stream, plus any the result lists that the stream did not show."""
+        out = list(self.refusals)
+        seen = {r.tool_use_id for r in out if r.tool_use_id}
+        for d in denials if isinstance(denials, list) else []:
+            if not isinstance(d, dict):
+                continue
+            use_id = d.get("tool_use_id") if isinstance(d.get("tool_use_id"), str) else None
+            if use_id is not None and use_id in seen:
+                continue
+            out.append(Refusal(tool=str(d.get("tool_name") or "?"), target=call_target(d.get("tool_input")),
+                               tool_use_id=use_id))
+        return tuple(out)
 
     def finish(
         self,
@@ -216,6 +266,8 @@ class StreamParser:
             api_error_status=status,
             error_message=message,
             permission_denials=denial_names,
+            refusals=self._all_refusals(denials),
+            tool_calls=self.tool_calls,
             resets_at_epoch=self.resets_at_epoch,
             stderr_tail=stderr_tail,
         )
@@ -262,6 +314,15 @@ class StreamParser:
         if exit_code not in (0, None):
             return ErrorClass.CRASHED, f"exit code {exit_code}"
         return ErrorClass.OK, ""
+
+
+def _result_text(content: Any) -> str:
+    """A tool_result's content: a string, or a list of text blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return ""
 
 
 def _number(value: Any) -> float:

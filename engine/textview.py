@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from engine.chains import ChainDef
 from engine.engine import ChainView
 from engine.events import Event
 from engine.prompts import format_duration
@@ -36,7 +37,7 @@ def status_detail(v: ChainView, next_fire: str | None = None) -> str:
     lines = [f"{v.name}: {v.status}" + (f" — {v.description}" if v.description else "")]
     if v.error:
         lines.append(f"definition: {v.error}")
-    lines.append(f"round: {v.round}" + (f" of {v.max_rounds}" if v.max_rounds else "") + f" ({v.rounds_counted} counted)")
+    lines.append(rounds_text(v))
     if v.running_here or v.running_elsewhere:
         lines.append("running: " + ("in this process" if v.running_here else str(v.running_elsewhere)))
     if v.current_link:
@@ -59,6 +60,17 @@ def status_detail(v: ChainView, next_fire: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def rounds_text(v: ChainView) -> str:
+    """The rounds as round_counter.txt counts them (completed rounds), and the current one while
+    the chain runs: "round 3 of 10 (2 done)" or "rounds done: 2 of 10"."""
+    done = max(0, v.round - 1)
+    of = f" of {v.max_rounds}" if v.max_rounds else ""
+    extra = f", {v.rounds_counted} counted toward max_rounds" if v.rounds_counted != done else ""
+    if v.running_here or v.running_elsewhere:
+        return f"round: {v.round}{of} ({done} done{extra})"
+    return f"rounds done: {done}{of}" + (f" ({extra[2:]})" if extra else "")
+
+
 def link_line(row: LinkRunRow) -> str:
     if row.status == "skipped":
         return f"round {row.round} {row.link}: skipped ({row.error_message or 'not assigned'})"
@@ -66,7 +78,8 @@ def link_line(row: LinkRunRow) -> str:
     took = format_duration(row.duration_s) if row.duration_s is not None else "running"
     model = f" [{row.model}]" if row.model else ""
     err = f": {row.error_message}" if row.error_message and outcome != "ok" else ""
-    return f"round {row.round} {row.link}{model}: {outcome}, {took}, {money(row.cost_usd)}{err}"
+    refused = f" [refused: {row.refusals}]" if row.refusals and outcome != "denied" else ""
+    return f"round {row.round} {row.link}{model}: {outcome}, {took}, {money(row.cost_usd)}{err}{refused}"
 
 
 def log_lines(rows: Sequence[LinkRunRow]) -> str:
@@ -80,7 +93,9 @@ def event_line(event: Event) -> str | None:
     d = event.data
     k = event.kind
     if k == "run_started":
-        return f"▶ {event.chain}: run #{event.run_id} from round {d.get('round')}, link {d.get('link')}" + (" (resumed)" if d.get("resumed") else "")
+        head = f"▶ {event.chain}: run #{event.run_id} from round {d.get('round')}, link {d.get('link')}" + (" (resumed)" if d.get("resumed") else "")
+        perms = [f"    {p.get('link')}: {p.get('permissions')}" for p in d.get("permissions") or [] if isinstance(p, dict)]
+        return "\n".join([head, *perms])
     if k == "link_started":
         who = "command" if d.get("command") else (d.get("model") or "default model")
         retry = f" (attempt {d.get('attempt')})" if (d.get("attempt") or 1) > 1 else ""
@@ -89,9 +104,13 @@ def event_line(event: Event) -> str | None:
         cost = f", {money(d.get('cost_usd'))}" if not d.get("command") else ""
         err = f": {d.get('error')}" if d.get("error_class") != "ok" and d.get("error") else ""
         mark = "✓" if d.get("error_class") == "ok" else "✗"
-        return f"  {mark} {d.get('link')}: {d.get('error_class')}, {format_duration(d.get('duration_s'))}{cost}{err}"
+        refused = f" (claude was refused {d.get('refusals')})" if d.get("refusals") and d.get("error_class") != "denied" else ""
+        return f"  {mark} {d.get('link')}: {d.get('error_class')}, {format_duration(d.get('duration_s'))}{cost}{err}{refused}"
     if k == "link_skipped":
-        return f"  · {d.get('link')} skipped (ASSIGNED: {d.get('assigned')})"
+        why = str(d.get("assigned") or "")
+        return f"  · {d.get('link')} skipped ({why if 'max_runs' in why else f'ASSIGNED: {why}'})"
+    if k == "tool_refused":
+        return f"  ! {d.get('link')}: claude refused {d.get('tool')}" + (f" ({d.get('target')})" if d.get("target") else "")
     if k == "round_finished":
         return f"  round {d.get('round')} done" + ("" if d.get("counted") else " (every link failed: not counted)")
     if k == "blocked":
@@ -115,3 +134,31 @@ def progress_line(event: Event, elapsed_s: float, cost: float) -> str:
     if d.get("kind") == "output":  # a command link's own output line
         return f"    {d.get('link')} {format_duration(elapsed_s)} · {tool[:90]}"
     return f"    {d.get('link')} {format_duration(elapsed_s)} · turn {d.get('turns')} · {tool[:70]} · {money(cost)}"
+
+
+def chain_summary(chain: ChainDef, *, is_root: bool = False, sandbox: bool = False) -> str:
+    """What `chain validate` prints for a valid chain: its limits, and each link with its model,
+    prompt and effective permissions (what claude will let it do)."""
+    limits: list[str] = [chain.mode]
+    if chain.mode == "loop":
+        limits.append(f"max {chain.max_rounds} rounds" if chain.max_rounds else "unlimited rounds")
+    if chain.runtime_hours:
+        limits.append(f"{chain.runtime_hours:g} h")
+    if chain.deadline:
+        limits.append(f"until {chain.deadline.isoformat(timespec='minutes')}")
+    if chain.max_cost_usd:
+        limits.append(f"${chain.max_cost_usd:g}")
+    lines = [f"{chain.name}: valid — {', '.join(limits)}, {len(chain.links)} links:"]
+    for i, link in enumerate(chain.links):
+        what = "command " + " ".join(link.command) if link.command is not None else str(link.model)
+        extras = [x for x in (
+            "continue" if link.continue_session else "", "until_full" if link.until_full else "",
+            f"max_runs {link.max_runs}" if link.max_runs is not None else "",
+            f"fallback {link.fallback_model}" if link.fallback_model else "") if x]
+        lines.append(f"  {i + 1}. {link.name} ({link.role}, {what}" + (f", {', '.join(extras)}" if extras else "") + ")")
+        if link.command is None:
+            lines.append(f"     prompt: {link.prompt_source}")
+        lines.append(f"     permissions: {link.permissions()}")
+        if link.permission_mode == "bypassPermissions" and is_root and not sandbox:
+            lines.append("     ! bypassPermissions as root: claude refuses to start unless IS_SANDBOX=1 is set")
+    return "\n".join(lines)

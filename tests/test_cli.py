@@ -171,10 +171,12 @@ def test_reset_then_start_over(cli: Cli) -> None:
     write_chain(cli.home, "rs", dict(LOOP, max_rounds=1))
     cli.scenario_is({})
     assert cli.run("chain", "start", "rs").returncode == 0
-    assert "round 1 of 1 (1 counted)" not in cli.run("chain", "status", "rs").stdout
+    assert "rounds done: 1 of 1" in cli.run("chain", "status", "rs").stdout
+    assert (cli.home / "state" / "rs" / "round_counter.txt").read_text().strip() == "1"
     out = cli.run("chain", "reset", "rs")
     assert out.returncode == 0 and "reset" in out.stdout
-    assert "round: 1" in cli.run("chain", "status", "rs").stdout
+    assert "rounds done: 0 of 1" in cli.run("chain", "status", "rs").stdout
+    assert (cli.home / "state" / "rs" / "round_counter.txt").read_text().strip() == "0"  # as the original's reset
 
 
 def test_stop_of_a_chain_that_is_not_running(cli: Cli) -> None:

@@ -76,7 +76,7 @@ async def test_loop_runs_max_rounds_and_records_everything(home: Path, harness: 
     assert harness.runner.links_called() == ["worker", "reviewer", "worker", "reviewer"]
     files = harness.files("wr")
     assert files.read_status() == "COMPLETED"
-    assert files.round_counter.read_text().strip() == "3"
+    assert files.round_counter.read_text().strip() == "2"  # rounds completed, as the original counted
     assert "reviewer r2" in (files.read_handoff().text or "")
     runs = await harness.store.last_runs("wr")
     assert runs[0].cost_usd == pytest.approx(2.0)

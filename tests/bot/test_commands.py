@@ -67,7 +67,7 @@ async def test_status_handoff_log_chains(served: Served) -> None:
     await served.answer("/start_chain alpha", "Started")
     await served.api.wait_for_message(CHAT, "COMPLETED")
     status = await served.answer("/status alpha", "alpha: COMPLETED")
-    assert "Round 2" in status.plain and "Last link" in status.plain
+    assert "Rounds done: 1 of 1" in status.plain and "Last link" in status.plain
     compact = await served.answer("/status", "Chains")
     assert "alpha" in compact.plain
     handoff = await served.answer("/handoff alpha", "current handoff")

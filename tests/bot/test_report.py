@@ -19,7 +19,7 @@ async def test_the_report_shows_its_runs_own_handoff_fenced_and_the_rounds(serve
     await served.engine.wait("fenced")
     sent = await served.api.wait_for(lambda api: next((m for m in api.messages(CHAT) if m.document), None))
     doc = sent.document[1].decode()
-    assert "- rounds counted: 2 / 2" in doc
+    assert "- rounds done: 2 / 2" in doc
     assert "\n````\n" in doc and "```python\nprint(1)\n```" in doc  # the handoff's fence kept as it is
     assert "ʼʼʼ" not in doc
     await served.engine.reset_chain("fenced")
@@ -30,7 +30,7 @@ async def test_the_report_shows_its_runs_own_handoff_fenced_and_the_rounds(serve
     report = await build_report(served.engine.store, 1)  # rebuilt after run 2 changed the handoff
     assert report is not None
     assert "run one:" in report[1] and "run two:" not in report[1]
-    assert "- rounds counted: 2 / 2" in report[1]
+    assert "- rounds done: 2 / 2" in report[1]
 
 
 def test_fence_is_longer_than_any_backtick_run() -> None:
