@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.chains import GlobalDefaults, chain_names, chain_path, load_chain
-from engine.errors import BadChainName, InvalidChain, UnknownChain
+from engine.errors import BadChainName, ConfigError, InvalidChain, UnknownChain
 from tests.conftest import ROOT, write_chain
 
 LINK = {"name": "w", "model": "sonnet", "prompt": "do the work"}
@@ -244,3 +244,59 @@ def test_shipped_chains_load(name: str) -> None:
     if name == "controller-assigns":
         assert [link.role for link in chain.links] == ["controller", "worker", "worker"]
         assert chain.links[0].continue_session
+
+
+def test_the_originals_prompt_lookup_order(home: Path) -> None:
+    """prompts section, then prompts/KEY, prompts/KEY.txt, prompts/KEY.md, then inline text. Checked
+    by breaking the order (".md" before ".txt" in `_Loader.link_prompt`): red."""
+    (home / "prompts" / "worker.txt").write_text("from worker.txt")
+    (home / "prompts" / "worker.md").write_text("from worker.md")
+    (home / "prompts" / "plain").write_text("from plain")
+    (home / "prompts" / "notes.md").write_text("from notes.md")
+    chain = load(home, {
+        "prompts": {"keyed": {"type": "inline", "content": "from content"}, "texted": {"type": "inline", "text": "from text"}},
+        "links": [{"name": n, "model": "m", "prompt": p} for n, p in (
+            ("a", "worker"), ("b", "plain"), ("c", "notes"), ("d", "keyed"), ("e", "texted"), ("f", "reviewer"))],
+    })
+    assert [(link.prompt, link.prompt_source) for link in chain.links] == [
+        ("from worker.txt", "prompts/worker.txt"), ("from plain", "prompts/plain"), ("from notes.md", "prompts/notes.md"),
+        ("from content", "prompts.keyed"), ("from text", "prompts.texted"), ("reviewer", "inline")]
+    assert chain.warnings == ("chains/t.json: links[5].prompt: 'reviewer' is used as the prompt text itself: there is no "
+                              "prompts key 'reviewer' and no file prompts/reviewer, prompts/reviewer.txt or prompts/reviewer.md",)
+
+
+def test_the_originals_fields_and_defaults(home: Path) -> None:
+    chain = load(home, {
+        "chain_name": "other", "version": "1.0", "_note": "a comment", "_comment_x": 1, "opus_deep_limit": 2,
+        "telegram": {"enabled": False, "update_every_n_links": 4, "chat_id": "595767047"},
+        "defaults": {"model": "claude-opus-4-6", "fallback_model": "claude-sonnet-4-6"},
+        "links": [{"name": "w", "prompt": "p q", "description": "the worker"},
+                  {"name": "opus-deep", "prompt": "p q", "model": "x"}, {"name": "w", "prompt": "p q", "max_runs": 3}],
+    })
+    w, deep, w2 = chain.links
+    assert (w.model, w.fallback_model, w.description, w.max_runs) == ("claude-opus-4-6", "claude-sonnet-4-6", "the worker", None)
+    assert (deep.model, deep.max_runs, w2.max_runs) == ("x", 2, 3)
+    assert (chain.version, chain.notify_every_n_links, chain.max_rounds) == ("1.0", 4, 100)
+    assert (w.permission_mode, w.allowed_tools, w.tools_source) == (
+        "dontAsk", ("Read", "Edit", "Write", "Bash", "Glob", "Grep"), "LLMAUTO_ALLOWED_TOOLS")
+    assert chain.warnings == (
+        "chains/t.json: chain_name: 'other' differs from the file name; the chain is called 't'",
+        "chains/t.json: opus_deep_limit: applied as links[1].max_runs = 2: opus-deep runs at most 2 time(s) per run, "
+        "then is skipped and the controller is told",
+        "chains/t.json: telegram.chat_id: ignored: the bot's token and chat come from .env (TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID)",
+    )
+
+
+def test_settings_give_the_permissions_and_model_of_links_that_set_none(home: Path) -> None:
+    from engine.settings import Settings
+
+    settings = Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_PERMISSION_MODE": "acceptEdits",
+                              "LLMAUTO_ALLOWED_TOOLS": "Read, Bash(git diff:*) Edit", "LLMAUTO_DEFAULT_MODEL": "claude-haiku-4-5"})
+    write_chain(home, "s", {"defaults": {"permission_mode": "plan"},
+                            "links": [{"name": "a", "prompt": "p q"}, {"name": "b", "prompt": "p q", "allowed_tools": "Grep"}]})
+    a, b = load_chain(home, "s", settings=settings).links
+    assert (a.permission_mode, a.allowed_tools, a.model) == ("plan", ("Read", "Bash(git diff:*)", "Edit"), "claude-haiku-4-5")
+    assert (b.allowed_tools, b.tools_source) == (("Grep",), "links[1].allowed_tools")
+    assert a.permissions() == "plan · allowed: Read Bash(git diff:*) Edit (from LLMAUTO_ALLOWED_TOOLS)"
+    with pytest.raises(ConfigError, match="LLMAUTO_PERMISSION_MODE: expected one of"):
+        Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_PERMISSION_MODE": "yolo"})

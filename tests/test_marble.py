@@ -551,3 +551,37 @@ async def test_a_link_ended_by_its_budget_cap_ends_the_run_even_if_its_cost_land
     outcome = await harness.run("bc")
     assert (outcome.status, outcome.reason) == ("COMPLETED", "budget of $1.00 used ($0.99)")
     assert harness.runner.links_called() == ["worker", "reviewer"]
+
+
+async def test_the_originals_stop_file_stops_before_the_next_link(harness: Harness, home: Path) -> None:
+    """`state/NAME/STOP` (its text the reason) stops the chain before its next link, like `chain
+    stop`, and is removed when the run ends. Checked by breaking marble: without the
+    `stop_reason()` check the reviewer runs (red); without `remove_stop_file()` the file stays (red)."""
+    write_chain(home, "wr", WORKER_REVIEWER)
+
+    def worker(call: Any) -> Any:
+        (call.state_dir / "STOP").write_text("Manuell gestoppt via llmauto\n")
+        call.append_handoff("\nworker did it\n")
+        return ok()
+
+    harness.runner.script("worker", worker)
+    outcome = await harness.run("wr")
+    assert (outcome.status, outcome.reason) == ("STOPPED", "STOP file: Manuell gestoppt via llmauto")
+    assert harness.runner.links_called() == ["worker"]
+    assert not harness.files("wr").stop_file.exists()
+    again = await harness.run("wr")  # the next start is not stopped at once: it resumes at the reviewer
+    assert again.status == "COMPLETED" and harness.runner.links_called()[1] == "reviewer"
+
+
+async def test_max_runs_skips_a_link_after_its_runs_and_tells_the_controller(harness: Harness, home: Path) -> None:
+    write_chain(home, "mr", {"max_rounds": 3, "links": [
+        {"name": "controller", "role": "controller", "model": "m", "prompt": "assign"},
+        {"name": "deep", "role": "worker", "model": "m", "prompt": "work", "max_runs": 1}]})
+    harness.runner.default = lambda call: ok() if call.link == "deep" else (call.append_handoff("\nASSIGNED: deep\n"), ok())[1]
+    outcome = await harness.run("mr")
+    assert outcome.status == "COMPLETED"
+    assert harness.runner.links_called() == ["controller", "deep", "controller", "controller"]
+    handoff = harness.files("mr").read_handoff().text or ""
+    assert handoff.count("## llmauto: deep has had its 1 run(s) in this run (max_runs)") == 1
+    rows = await harness.store.link_runs("mr", 10)
+    assert [r.error_message for r in rows if r.status == "skipped"] == ["max_runs (1) used in this run"] * 2
