@@ -278,15 +278,17 @@ def _new_task_file(pool: DirectoryPool, workdir: Path, text: str) -> Task:
             handle.flush()
             os.fchmod(handle.fileno(), 0o644)
             os.fsync(handle.fileno())
+        taken: list[str] = []
         for _ in range(_WRITE_ATTEMPTS):
-            existing = _names(folder, pool.pattern)
+            existing = _names(folder, pool.pattern) + taken
             for sub in (DONE_DIR, BLOCKED_DIR):
                 if (f := _state_folder(folder, sub)) is not None:
                     existing += _names(f, pool.pattern)
             name = new_task_name(body.partition("\n")[0], pool.pattern, existing)
             try:
-                os.link(tmp, folder / name)  # fails if the name was taken meanwhile: never overwrites
+                os.link(tmp, folder / name)  # fails if the name is taken (meanwhile): never overwrites
             except FileExistsError:
+                taken.append(name)
                 continue
             title, _, rest = body.partition("\n")
             return Task(id=name, text=title.strip().lstrip("#").strip() or name, body=rest.strip(), file=name)

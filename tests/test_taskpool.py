@@ -207,8 +207,8 @@ def test_a_round_trip_through_a_real_file(workdir: Path) -> None:
 
 def test_a_person_adds_tasks_between_reads(workdir: Path) -> None:
     """A person inserts a task above and appends one below while the chain runs: the next read
-    sees both, and marking by id changes the right line. Broke mark() to use the line number
-    of the first read (task.line): the wrong line was marked."""
+    sees both, and marking by id changes the right line. Broke parse_tasks() to use the line
+    index as the id (`id=str(index)`): the wrong line was marked."""
     todo = workdir / "TODO.md"
     todo.write_text("- [ ] one\n- [ ] two\n", encoding="utf-8")
     two = read_pool(POOL, workdir).tasks[1]
@@ -343,18 +343,24 @@ def test_a_directory_pool(workdir: Path, tmp_path: Path) -> None:
 
 
 def test_append_to_a_directory_pool(workdir: Path) -> None:
-    """Broke os.link (used rename, which overwrites): the existing 0011 file was replaced."""
+    """A new task never replaces anything: a folder squatting on the next name (not a task, so
+    not counted) is stepped over. Broke `os.link(tmp, ...)` as `os.replace(tmp, ...)` (which
+    overwrites): IsADirectoryError, red; dropped `taken.append(name)`: 'could not find a free
+    file name', red."""
     folder = workdir / "tasks"
     (folder / "done").mkdir(parents=True)
+    (folder / "0012-fix-the-login.md").mkdir()
     (folder / "done" / "0010-old.md").write_text("old\n", encoding="utf-8")
     task = append_task(DIR, workdir, "Fix the login\nwith details")
     assert (task.id, task.text, task.body) == ("0011-fix-the-login.md", "Fix the login", "with details")
     assert (folder / task.id).read_text(encoding="utf-8") == "Fix the login\nwith details\n"
     assert stat.S_IMODE((folder / task.id).stat().st_mode) == 0o644
     second = append_task(DIR, workdir, "Fix the login")
-    assert second.id == "0012-fix-the-login.md"
-    assert [t.id for t in read_pool(DIR, workdir).open] == ["0011-fix-the-login.md", "0012-fix-the-login.md"]
-    assert sorted(p.name for p in folder.iterdir()) == ["0011-fix-the-login.md", "0012-fix-the-login.md", "done"]
+    assert second.id == "0013-fix-the-login.md"
+    assert [t.id for t in read_pool(DIR, workdir).open] == ["0011-fix-the-login.md", "0013-fix-the-login.md"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "0011-fix-the-login.md", "0012-fix-the-login.md", "0013-fix-the-login.md", "done",
+    ]
 
 
 @pytest.mark.parametrize("setup, reason", [
