@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.chains import load_chain
 from engine.routing import (
     NO_ROUTES,
     HopKind,
@@ -21,6 +24,7 @@ from engine.routing import (
     unreachable_links,
     verdict,
 )
+from engine.tasks import FilePool, parse_pool
 
 WR = ["worker", "reviewer"]
 REVIEW = {"NEEDS_FIX": "worker", "APPROVED": "next", "REJECTED": "stop"}
@@ -61,6 +65,7 @@ def routes(raw: dict[str, Any], names: list[str] = WR) -> Routes:
     ("VERDICT: APPROVED | NEEDS_FIX | REJECTED", None),
     ("VERDICT: APPROVED / NEEDS_FIX", None),
     ("VERDICT: NEEDS_FIX\nVERDICT: APPROVED | NEEDS_FIX", "NEEDS_FIX"),  # a template line does not win
+    ("VERDICT: <one of APPROVED, NEEDS_FIX, REJECTED>", None),  # the shipped prompts' template
     ("VERDICT:", None),
     ("VERDICT: ", None),
     ("VERDICT: 42", None),
@@ -315,3 +320,40 @@ def test_diagram(names: list[str], raw: dict[str, dict[str, str]], mode: str, ex
 
 def test_no_routes_is_falsy() -> None:
     assert not NO_ROUTES and not Routes() and routes(REVIEW)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name, diagram_text, pool", [
+    ("review-until-approved",
+     "worker → reviewer ─┬─ NEEDS_FIX → worker\n"
+     "                   ├─ APPROVED → (next round)\n"
+     "                   ├─ REJECTED → stop\n"
+     "                   └─ (other) → (next round)", None),
+    ("todo-night",
+     "worker → reviewer ─┬─ NEEDS_FIX → worker\n"
+     "                   ├─ APPROVED → (next round)\n"
+     "                   ├─ REJECTED → BLOCKED\n"
+     "                   └─ (other) → (next round)", FilePool(path="TODO.md")),
+])
+def test_shipped_routing_chains(name: str, diagram_text: str, pool: FilePool | None) -> None:
+    """The two example chains load today (their new fields are warnings until the loader knows
+    them), their routes and pool are valid, and their prompts ask for the verdict form we parse."""
+    chain = load_chain(ROOT, name)
+    new_fields = {"routes", "task_pool", "max_bounces"}
+    assert all(w.rsplit(": ", 2)[-2].split(".")[-1] in new_fields for w in chain.warnings), chain.warnings
+    doc = json.loads((ROOT / "chains" / f"{name}.json").read_text(encoding="utf-8"))
+    names = [link["name"] for link in doc["links"]]
+    by_link = {}
+    for i, link in enumerate(doc["links"]):
+        parsed, problems = parse_routes(link.get("routes"), names, f"links[{i}].routes")
+        assert problems == []
+        by_link[link["name"]] = parsed
+    assert diagram(names, by_link, doc["mode"]) == diagram_text
+    assert check_chain(names, by_link, doc["mode"]) == []
+    assert parse_pool(doc.get("task_pool")) == (pool, [])
+    reviewer = chain.links[-1].prompt
+    assert "VERDICT: <one of APPROVED, NEEDS_FIX, REJECTED>" in reviewer and verdict(reviewer) is None
+    if pool is not None:
+        assert all("{TASK}" in link.prompt and "{TASK_ID}" in link.prompt for link in chain.links)

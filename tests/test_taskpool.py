@@ -261,9 +261,9 @@ def test_a_10_mb_pool_is_refused_without_reading_it(workdir: Path) -> None:
 
 
 def test_bad_pools_have_precise_reasons(workdir: Path, tmp_path: Path) -> None:
-    """Broke resolve()'s `is_relative_to(real_root)` check (accepted all): the `..` and symlink rows
-    went red (the symlink one read /outside through open_regular's own check only for the last
-    hop, so the folder symlink was followed)."""
+    """Missing, outside (by `..`, an absolute path, a symlink, a symlinked folder), not a regular
+    file, not UTF-8, binary. Broke resolve()'s `is_relative_to(real_root)` check (`if False:`): the
+    `..` row read the file outside and went red."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "TODO.md").write_text("- [ ] secret\n", encoding="utf-8")
