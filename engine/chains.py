@@ -16,6 +16,7 @@ from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.approvals import ON_TIMEOUT, ApprovalRules, check_rules
 from engine.errors import BadChainName, InvalidChain, UnknownChain
 from engine.settings import (
     DEFAULT_ALLOWED_TOOLS,
@@ -63,6 +64,8 @@ class LinkDef:
     tools_source: str = "LLMAUTO_ALLOWED_TOOLS"
     # Where the prompt came from: a prompts key, a file, or inline text.
     prompt_source: str = "inline"
+    # Which tool calls wait for a person's answer on the phone (`approve`: the link's, else the chain's).
+    approval: ApprovalRules = field(default_factory=ApprovalRules)
 
     @property
     def is_command(self) -> bool:
@@ -76,7 +79,12 @@ class LinkDef:
         if mode == "bypassPermissions":
             return "bypassPermissions (every tool, no questions)"
         tools = " ".join(self.allowed_tools or ()) or "none"
-        return f"{mode} · allowed: {tools} (from {self.tools_source})"
+        text = f"{mode} · allowed: {tools} (from {self.tools_source})"
+        if self.approval:
+            text += " · asks on the phone: " + " ".join(str(r) for r in self.approval.ask)
+        if self.approval.deny:
+            text += " · denied: " + " ".join(str(r) for r in self.approval.deny)
+        return text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,12 +127,14 @@ CHAIN_FIELDS = frozenset({
     "prompts", "defaults", "name",
     # The original llmauto's fields (chains/*.json of lukisch/MarbleRun and its CHAIN_CONFIG_SCHEMA.md).
     "chain_name", "version", "opus_deep_limit", "telegram", "shutdown", "task_pools",
+    "approve",
 })
 LINK_FIELDS = frozenset({
     "name", "role", "model", "command", "prompt", "continue", "fallback_model", "until_full", "telegram_update",
     "permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env", "description", "max_runs",
-    "task_pool",
+    "task_pool", "approve",
 })
+APPROVE_FIELDS = frozenset({"ask", "deny", "timeout_minutes", "on_timeout"})
 DEFAULT_FIELDS = frozenset({
     "permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env", "model", "fallback_model",
 })
@@ -211,6 +221,7 @@ class _Loader:
             self.label = str(path)
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        self.chain_approval: ApprovalRules | None = None
 
     def err(self, field_path: str, reason: str) -> None:
         self.problems.append(f"{self.label}: {field_path}: {reason}" if field_path else f"{self.label}: {reason}")
@@ -270,6 +281,7 @@ class _Loader:
         env_allow = self.env_names(doc, "env_allow")
         prompts = self.prompts(doc)
         defaults = self.defaults(doc)
+        self.chain_approval = self.approve(doc, "")
         links = self.links(doc, prompts, defaults)
         links = self.opus_deep_limit(doc, links)
         every_n = self.telegram(doc)
@@ -285,6 +297,26 @@ class _Loader:
             workdir=workdir, on_blocked=on_blocked, blocked_wait_s=float(wait_min or 0) * 60,  # type: ignore[arg-type]
             notify_every_link=notify_every, env_allow=env_allow, links=tuple(links), warnings=tuple(self.warnings),
         )
+
+    def approve(self, obj: dict[str, Any], path: str) -> ApprovalRules | None:
+        """`approve`: {"ask": [rules], "deny": [rules], "timeout_minutes": 30, "on_timeout": "deny"}."""
+        raw = obj.get("approve")
+        if raw is None:
+            return None
+        where = path + "approve"
+        if not isinstance(raw, dict):
+            self.err(where, f"expected an object with ask, deny, timeout_minutes, on_timeout, got {_kind(raw)}")
+            return None
+        for key in raw:
+            if key not in APPROVE_FIELDS:
+                self.warn(f"{where}.{key}", "unknown field (ignored)")
+        ask, problems = check_rules(raw.get("ask", []), f"{where}.ask")
+        deny, more = check_rules(raw.get("deny", []), f"{where}.deny")
+        for problem in (*problems, *more):
+            self.err("", problem)
+        minutes = self.number(raw, "timeout_minutes", 30.0, minimum=0.0, exclusive=True, path=f"{where}.")
+        on_timeout = self.choice(raw, "on_timeout", ON_TIMEOUT, "deny", f"{where}.")
+        return ApprovalRules(ask=ask, deny=deny, timeout_s=float(minutes or 30.0) * 60, on_timeout=on_timeout)
 
     # -- the original llmauto's fields --
     def original_fields(self, doc: dict[str, Any]) -> None:
@@ -657,6 +689,13 @@ class _Loader:
                 tools_source = "LLMAUTO_ALLOWED_TOOLS"
             if "task_pool" in item:
                 self.warn(p + "task_pool", "not used by llmauto (the original never read it either)")
+            approval = self.approve(item, p) or self.chain_approval or ApprovalRules()
+            if approval and command is not None:
+                self.warn(p + "approve", "a command link asks nobody: ignored")
+                approval = ApprovalRules()
+            if approval and perm == "bypassPermissions":
+                self.err(p + "permission_mode", "bypassPermissions with approve: claude never asks under "
+                                                "bypassPermissions, so no call would reach the phone")
             timeout = self.number(item, "timeout_seconds", None, minimum=0.0, exclusive=True, path=p)
             stall = self.number(item, "stall_seconds", None, minimum=0.0, exclusive=True, path=p)
             env = {**defaults.get("env", {}), **self.env_map(item, "env", p)}
@@ -675,6 +714,7 @@ class _Loader:
                 max_runs=self.integer(item, "max_runs", None, minimum=0, path=p),
                 tools_source=tools_source,
                 prompt_source=prompt_source if command is None else "command",
+                approval=approval,
             ))
         return out
 
