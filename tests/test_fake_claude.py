@@ -37,6 +37,8 @@ from tests.fakes.claude_env import (
 )
 
 SJ = ["--output-format", "stream-json", "--verbose"]
+# the original llmauto's permission flags: without them the fake (like the real CLI) refuses Write
+GRANT = ["--permission-mode", "dontAsk", "--allowedTools", "Read,Edit,Write,Bash,Glob,Grep"]
 MODEL = "claude-sonnet-4-6"
 
 
@@ -266,7 +268,7 @@ def test_stream_json_shape(fake: Fake) -> None:
         permission_denials=["WebFetch"],
         result="finished",
     )
-    proc, lines = fake.stream("--permission-mode", "acceptEdits")
+    proc, lines = fake.stream("--permission-mode", "acceptEdits", "--allowedTools", "Read,Write")
     assert proc.returncode == 0
     init, *middle, result = lines
     assert set(init) >= INIT_KEYS
@@ -317,12 +319,12 @@ def test_handoff_replace_and_append(fake: Fake) -> None:
             }
         }
     )
-    proc, lines = fake.stream()
+    proc, lines = fake.stream(*GRANT)
     assert proc.returncode == 0
     assert fake.handoff.read_text() == "round 3: first\n"
     assert [t["name"] for t in tool_uses(lines)] == ["Write"]  # new file: nothing to read
     assert tool_uses(lines)[0]["input"]["file_path"] == str(fake.handoff)
-    proc, lines = fake.stream()
+    proc, lines = fake.stream(*GRANT)
     assert fake.handoff.read_text() == "round 3: first\nround 3: second\n"
     # an existing file is read before it is written, as the real Write tool demands
     assert [t["name"] for t in tool_uses(lines)] == ["Read", "Write"]
@@ -338,7 +340,7 @@ def test_status_and_files(fake: Fake) -> None:
             str(fake.tmp / "abs.txt"): "abs",
         },
     )
-    proc, lines = fake.stream()
+    proc, lines = fake.stream(*GRANT)
     assert proc.returncode == 0
     assert (fake.state / "status.txt").read_text().strip() == "BLOCKED"
     assert (fake.cwd / "notes" / "a.txt").read_text() == "A worker"
