@@ -638,10 +638,7 @@ class Run:
 
     # file tools, behaving like the real Read / Write
     def read(self, path: str, text: str | None = None) -> str | None:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                old = fh.read()
-        except OSError:
+        if not os.path.isfile(path):
             return None
         got: list[str] = []
 
@@ -1209,13 +1206,8 @@ class ControlChannel:
         """Send a control_request, wait for its control_response: the inner response dict, or
         {"error": text} when the answer is an error or stdin closes first."""
         request_id = str(uuid.uuid4())
-        sys.stdout.write(
-            json.dumps(
-                {"type": "control_request", "request_id": request_id, "request": request},
-                separators=(",", ":"), ensure_ascii=False,
-            )  # fmt: skip
-            + "\n"
-        )
+        line = {"type": "control_request", "request_id": request_id, "request": request}
+        sys.stdout.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
         sys.stdout.flush()
         while True:
             obj = self.next_line()
