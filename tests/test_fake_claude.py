@@ -934,12 +934,12 @@ def test_flags_grant_and_deny(fake: Fake) -> None:
     name give the measured texts (the last one is not a permission denial).
     Broke the deny-rule loop in Permissions.decide (removed it): red."""
     fake.behave(tools=[TOUCH])
-    proc, lines = fake.stream(*GRANT)
+    _proc, lines = fake.stream(*GRANT)
     assert tool_results_of(lines)[0]["content"] == "(Bash completed with no output)"
     assert (fake.cwd / "made.txt").exists() and lines[-1]["permission_denials"] == []
     (fake.cwd / "made.txt").unlink()
 
-    proc, lines = fake.stream("--permission-mode", "dontAsk")
+    _proc, lines = fake.stream("--permission-mode", "dontAsk")
     text = tool_results_of(lines)[0]["content"]
     assert text.startswith("Permission to use Bash has been denied because Claude Code is running")
     assert text.endswith("Let the user decide how to proceed.")
@@ -948,7 +948,7 @@ def test_flags_grant_and_deny(fake: Fake) -> None:
     rm = {"name": "Bash", "input": {"command": "rm -rf d1", "description": "Clean"}, "exec": True}
     fake.behave(tools=[rm])
     (fake.cwd / "d1").mkdir()
-    proc, lines = fake.stream("--allowedTools", "Bash", "--disallowedTools", "Bash(rm:*)")
+    _proc, lines = fake.stream("--allowedTools", "Bash", "--disallowedTools", "Bash(rm:*)")
     assert tool_results_of(lines)[0]["content"] == (
         "Permission to use Bash with command rm -rf d1 has been denied."
     )

@@ -40,7 +40,41 @@ BEHAVIOUR keys, all optional:
                   and not_found switch model with a model_fallback line, like the real CLI
   cost, input_tokens, output_tokens, turns, permission_denials (tool names or full objects),
   exit_code (override), stderr (text written to stderr at the end)
+  tools entries may be {"name": "Bash", "input": {"command": ...}, "exec": true}: the approved
+                  command really runs (shell, in the cwd) and its output is the tool_result
 --max-turns N and --max-budget-usd X are honoured against turns and cost.
+
+Permissions (measured on 2.1.197): every tool call above (tools, and the Read/Write of handoff,
+status and files) is checked as the CLI checks it. A refused call has NO effect, gets an is_error
+tool_result ("tool_use_result": "Error: <text>") and is listed in permission_denials; the run
+still ends success, exit 0. Order: a tool disallowed by bare name is not offered (missing from the
+init tools; "<tool_use_error>Error: No such tool available: X. X exists but is not enabled in this
+context. ...", not listed); a matching deny rule refuses ("Permission to use Bash with command CMD
+has been denied."); bypassPermissions allows; an allow rule allows (`Tool`, `Tool(prefix:*)`,
+`Tool(glob *)`, exact; Edit rules cover Write/NotebookEdit; comma or space separated); then the
+tool's safe cases: Read inside the cwd / --add-dir, read-only Bash (ls, echo, cat, git status...,
+every part of a compound command), Glob/Grep/TodoWrite/Task, Write/Edit in the cwd under
+acceptEdits. Anything else: dontAsk refuses ("Permission to use X has been denied because Claude
+Code is running in don't ask mode. IMPORTANT: ..."); with --permission-prompt-tool stdio it is
+asked (below); otherwise refused as `claude -p` does: "This command requires approval", "This Bash
+command contains multiple operations. The following part(s) require(s) approval: a, b", the
+cd-before-git text, "Claude requested permissions to write to PATH, but you haven't granted it
+yet." (Write/Edit, even in the cwd), "... to read from PATH ..." (Read outside the cwd). A Write to
+an existing file whose Read was refused fails with "File has not been read yet. ...". Not modelled:
+the CLI's path texts for mkdir/touch/rm ("mkdir in 'P' was blocked. ..."): "requires approval" here.
+
+Stdio control protocol: --input-format stream-json (needs --output-format stream-json) takes the
+prompt from the first {"type":"user",...} line of stdin and keeps reading stdin. With
+--permission-prompt-tool stdio an unsettled call prints {"type":"control_request","request_id",
+"request":{"subtype":"can_use_tool","tool_name","display_name","input","description",
+"permission_suggestions","decision_reason","decision_reason_type","tool_use_id"}} (fields per case,
+as measured) and waits for the matching control_response: allow + updatedInput runs the tool with
+that (possibly rewritten) input; deny + message refuses with the message; a bare allow is refused
+with the CLI's ZodError text; subtype "error" with "Tool permission request failed: Error: E";
+stdin EOF with "Tool permission request failed: Error: Tool permission stream closed before response
+received". dontAsk never asks (and, in this mode, emits a system "permission_denied" line). After
+the result line the fake, like the CLI, waits until stdin closes, then exits 0 (SIGTERM: 143).
+Later user lines are ignored (the CLI would run another turn).
 
 Env FAKE_CLAUDE_LOG: append one JSON line per call (argv, stdin, prompt, cwd, pid, pgid, model,
 session_id, resumed, prior_prompts, link, round, env_keys, env (LLMAUTO_* and FAKE_*), started,
