@@ -37,6 +37,8 @@ from tests.fakes.claude_env import (
 )
 
 SJ = ["--output-format", "stream-json", "--verbose"]
+# the original llmauto's permission flags: without them the fake (like the real CLI) refuses Write
+GRANT = ["--permission-mode", "dontAsk", "--allowedTools", "Read,Edit,Write,Bash,Glob,Grep"]
 MODEL = "claude-sonnet-4-6"
 
 
@@ -266,7 +268,7 @@ def test_stream_json_shape(fake: Fake) -> None:
         permission_denials=["WebFetch"],
         result="finished",
     )
-    proc, lines = fake.stream("--permission-mode", "acceptEdits")
+    proc, lines = fake.stream("--permission-mode", "acceptEdits", "--allowedTools", "Read,Write")
     assert proc.returncode == 0
     init, *middle, result = lines
     assert set(init) >= INIT_KEYS
@@ -317,12 +319,12 @@ def test_handoff_replace_and_append(fake: Fake) -> None:
             }
         }
     )
-    proc, lines = fake.stream()
+    proc, lines = fake.stream(*GRANT)
     assert proc.returncode == 0
     assert fake.handoff.read_text() == "round 3: first\n"
     assert [t["name"] for t in tool_uses(lines)] == ["Write"]  # new file: nothing to read
     assert tool_uses(lines)[0]["input"]["file_path"] == str(fake.handoff)
-    proc, lines = fake.stream()
+    proc, lines = fake.stream(*GRANT)
     assert fake.handoff.read_text() == "round 3: first\nround 3: second\n"
     # an existing file is read before it is written, as the real Write tool demands
     assert [t["name"] for t in tool_uses(lines)] == ["Read", "Write"]
@@ -338,7 +340,7 @@ def test_status_and_files(fake: Fake) -> None:
             str(fake.tmp / "abs.txt"): "abs",
         },
     )
-    proc, lines = fake.stream()
+    proc, lines = fake.stream(*GRANT)
     assert proc.returncode == 0
     assert (fake.state / "status.txt").read_text().strip() == "BLOCKED"
     assert (fake.cwd / "notes" / "a.txt").read_text() == "A worker"
@@ -883,3 +885,168 @@ def test_mock_api_errors_side_requests_and_other_paths() -> None:
         assert status == 404
         assert [r.side for r in api.message_requests(include_side=True)] == [False, True, False]
         assert "POST /api/unknown" in api.paths()
+
+
+# --- permissions and the stdio control protocol (measured on 2.1.197) ---------------------------
+
+
+def tool_results_of(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        block
+        for line in lines
+        if line["type"] == "user"
+        for block in line["message"]["content"]
+        if block["type"] == "tool_result"
+    ]
+
+
+TOUCH = {"name": "Bash", "input": {"command": "touch made.txt", "description": "Make"}, "exec": True}
+
+
+def test_no_flags_refuses_what_needs_approval(fake: Fake) -> None:
+    """Like `claude -p` without permission flags: read-only Bash runs, the rest is refused with
+    the real texts, listed in permission_denials, and has no effect (no handoff, no file).
+    Broke `return Decision("deny", text)` in Permissions.decide (-> allow): red."""
+    fake.handoff.write_text("# previous\n", encoding="utf-8")
+    fake.behave(handoff="# next\n", tools=["Bash", TOUCH], result="done")
+    proc, lines = fake.stream()
+    assert proc.returncode == 0
+    texts = [r["content"] for r in tool_results_of(lines)]
+    assert texts[0] == "README.md"  # `ls` is read-only: allowed
+    assert texts[1] == "This command requires approval"
+    assert texts[2] == (
+        f"Claude requested permissions to read from {fake.handoff}, but you haven't granted it yet."
+    )
+    assert texts[3] == (
+        "<tool_use_error>File has not been read yet. Read it first before writing to it."
+        "</tool_use_error>"
+    )
+    assert not (fake.cwd / "made.txt").exists()
+    assert fake.handoff.read_text(encoding="utf-8") == "# previous\n"
+    result = lines[-1]
+    assert (result["subtype"], result["is_error"]) == ("success", False)
+    assert [d["tool_name"] for d in result["permission_denials"]] == ["Bash", "Read"]
+    assert result["permission_denials"][0]["tool_input"] == TOUCH["input"]
+
+
+def test_flags_grant_and_deny(fake: Fake) -> None:
+    """dontAsk + allow list runs the command; dontAsk alone, a deny rule and a tool disallowed by
+    name give the measured texts (the last one is not a permission denial).
+    Broke the deny-rule loop in Permissions.decide (removed it): red."""
+    fake.behave(tools=[TOUCH])
+    _proc, lines = fake.stream(*GRANT)
+    assert tool_results_of(lines)[0]["content"] == "(Bash completed with no output)"
+    assert (fake.cwd / "made.txt").exists() and lines[-1]["permission_denials"] == []
+    (fake.cwd / "made.txt").unlink()
+
+    _proc, lines = fake.stream("--permission-mode", "dontAsk")
+    text = tool_results_of(lines)[0]["content"]
+    assert text.startswith("Permission to use Bash has been denied because Claude Code is running")
+    assert text.endswith("Let the user decide how to proceed.")
+    assert not (fake.cwd / "made.txt").exists()
+
+    rm = {"name": "Bash", "input": {"command": "rm -rf d1", "description": "Clean"}, "exec": True}
+    fake.behave(tools=[rm])
+    (fake.cwd / "d1").mkdir()
+    _proc, lines = fake.stream("--allowedTools", "Bash", "--disallowedTools", "Bash(rm:*)")
+    assert tool_results_of(lines)[0]["content"] == (
+        "Permission to use Bash with command rm -rf d1 has been denied."
+    )
+    assert (fake.cwd / "d1").is_dir()
+    assert len(lines[-1]["permission_denials"]) == 1
+
+    _proc, lines = fake.stream("--disallowedTools", "Bash")
+    assert "Bash" not in lines[0]["tools"]
+    assert tool_results_of(lines)[0]["content"] == (
+        "<tool_use_error>Error: No such tool available: Bash. Bash exists but is not enabled in "
+        "this context. Use one of the available tools instead.</tool_use_error>"
+    )
+    assert lines[-1]["permission_denials"] == []
+
+
+STDIO = [*SJ, "--input-format", "stream-json", "--permission-prompt-tool", "stdio",
+         "--permission-mode", "default", "--allowedTools", "Read"]  # fmt: skip
+
+
+def stdio_session(fake: Fake, answer: Any) -> tuple[list[dict[str, Any]], int, bool]:
+    """Run the fake over the stdio protocol; ``answer(request) -> response dict | None`` (None:
+    close stdin). Returns the lines, the exit code, and whether it still ran after the result."""
+    proc = subprocess.Popen(
+        [fake_claude_bin(), "-p", "--model", MODEL, *STDIO],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=fake.cwd, env=fake.env,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    user = {"type": "user", "message": {"role": "user", "content": "go"},
+            "parent_tool_use_id": None, "session_id": ""}  # fmt: skip
+    proc.stdin.write(json.dumps(user) + "\n")
+    proc.stdin.flush()
+    lines: list[dict[str, Any]] = []
+    alive_after_result = False
+    for raw in proc.stdout:
+        line = json.loads(raw)
+        lines.append(line)
+        if line["type"] == "control_request":
+            response = answer(line["request"])
+            if response is None:
+                proc.stdin.close()
+                continue
+            reply = {"type": "control_response", "response": {
+                "subtype": "success", "request_id": line["request_id"], "response": response}}  # fmt: skip
+            proc.stdin.write(json.dumps(reply) + "\n")
+            proc.stdin.flush()
+        elif line["type"] == "result":
+            alive_after_result = proc.poll() is None
+            if not proc.stdin.closed:
+                proc.stdin.close()
+    code = proc.wait(timeout=10)
+    proc.stdout.close()
+    return lines, code, alive_after_result
+
+
+def test_stdio_allow_runs_the_approved_command(fake: Fake) -> None:
+    """An allow with updatedInput runs the (rewritten) command; the CLI waits for stdin to close
+    after the result line and then exits 0.
+    Broke `final_input = dict(answer["updatedInput"])` (kept the original input): red."""
+    fake.behave(tools=[TOUCH])
+    seen: list[dict[str, Any]] = []
+
+    def allow(request: dict[str, Any]) -> dict[str, Any]:
+        seen.append(request)
+        return {"behavior": "allow", "updatedInput": {**request["input"], "command": "touch ok.txt"}}
+
+    lines, code, alive = stdio_session(fake, allow)
+    assert code == 0 and alive
+    (request,) = seen
+    assert request["subtype"] == "can_use_tool"
+    assert (request["tool_name"], request["display_name"]) == ("Bash", "Bash")
+    assert request["input"] == TOUCH["input"] and request["description"] == "Make"
+    assert request["decision_reason"] == "This command requires approval"
+    assert request["decision_reason_type"] == "other"
+    assert request["permission_suggestions"][0]["rules"] == [
+        {"toolName": "Bash", "ruleContent": "touch made.txt"}
+    ]
+    assert request["tool_use_id"] == tool_uses(lines)[0]["id"]
+    assert (fake.cwd / "ok.txt").exists() and not (fake.cwd / "made.txt").exists()
+    assert lines[-1]["permission_denials"] == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"behavior": "deny", "message": "no pushing tonight"}, "no pushing tonight"),
+        ({"behavior": "allow"}, "Tool permission request failed: ZodError: ["),
+        (None, "Tool permission request failed: Error: Tool permission stream closed before "
+         "response received"),
+    ],
+    ids=["deny", "bare-allow", "stdin-closed"],
+)  # fmt: skip
+def test_stdio_refusals_fail_closed(fake: Fake, answer: Any, expected: str) -> None:
+    """A deny, a bare allow (no updatedInput) and stdin closing while asked all refuse the call.
+    Broke the bare-allow branch (treated any "allow" as allow): bare-allow red."""
+    fake.behave(tools=[TOUCH])
+    lines, code, _alive = stdio_session(fake, lambda _req: answer)
+    assert code == 0
+    assert tool_results_of(lines)[0]["content"].startswith(expected)
+    assert tool_results_of(lines)[0]["is_error"] is True
+    assert not (fake.cwd / "made.txt").exists()
+    assert [d["tool_name"] for d in lines[-1]["permission_denials"]] == ["Bash"]

@@ -308,3 +308,143 @@ def test_usage_errors_match_the_fake(real: Env) -> None:
         fake = real.run_fake(*args, prompt=prompt)
         assert proc.returncode == 1, args
         assert (fake.returncode, fake.stdout, fake.stderr) == (1, "", proc.stderr), args
+
+
+# --- permissions: the fake's refusals side by side with the real CLI's ---------------------------
+
+
+def _results_and_denials(stdout: str) -> tuple[list[tuple[str, bool]], list[str]]:
+    lines = parse_lines(stdout)
+    results = [
+        (block["content"], bool(block.get("is_error")))
+        for line in lines
+        if line["type"] == "user"
+        for block in line["message"]["content"]
+        if block["type"] == "tool_result"
+    ]
+    return results, [d["tool_name"] for d in lines[-1]["permission_denials"]]
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("git push origin main", []),
+        ("git push origin main && git status", []),
+        ("echo hi", []),  # read-only: runs without flags
+        ("git push origin main", ["--permission-mode", "dontAsk"]),
+        ("git push origin main", ["--allowedTools", "Read"]),
+        ("rm -rf d1", ["--allowedTools", "Bash", "--disallowedTools", "Bash(rm:*)"]),
+        ("git push origin main", ["--disallowedTools", "Bash"]),
+        ("cd /tmp && git push", []),
+    ],
+    ids=["single", "compound", "read-only", "dontAsk", "allow-read", "deny-rule", "disabled", "cd-git"],
+)  # fmt: skip
+def test_bash_refusals_match_the_fake(real: Env, command: str, args: list[str]) -> None:
+    """The fake refuses (or runs) a Bash call with the real CLI's tool_result text and lists the
+    same permission_denials."""
+    tool_input = {"command": command, "description": "Do it"}
+    with MockAnthropic(agent_responder(command, "all done")) as api:
+        proc = real.run(api, "--output-format", "stream-json", "--verbose", *args)
+    assert proc.returncode == 0, proc.stderr
+    fake = real.run_fake(
+        "--output-format", "stream-json", "--verbose", *args,
+        behaviour={"tools": [{"name": "Bash", "input": tool_input, "exec": True}]},
+    )  # fmt: skip
+    assert fake.returncode == 0, fake.stderr
+    assert _results_and_denials(fake.stdout) == _results_and_denials(proc.stdout)
+
+
+@pytest.mark.parametrize("args", [[], ["--permission-mode", "dontAsk"], ["--allowedTools", "Write"]])
+def test_write_refusal_matches_the_fake(real: Env, args: list[str]) -> None:
+    """A Write in the cwd: refused without flags and in dontAsk, run with --allowedTools Write,
+    with the same texts in the fake (the fake's `files` are Write calls)."""
+    path = str(real.cwd / "new.txt")
+    with MockAnthropic(
+        agent_responder("", "all done", tool="Write", tool_input={"file_path": path, "content": "hi"})
+    ) as api:
+        proc = real.run(api, "--output-format", "stream-json", "--verbose", *args)
+    written = (real.cwd / "new.txt").exists()
+    (real.cwd / "new.txt").unlink(missing_ok=True)
+    fake = real.run_fake(
+        "--output-format", "stream-json", "--verbose", *args, behaviour={"files": {"new.txt": "hi"}}
+    )
+    assert (real.cwd / "new.txt").exists() == written
+    assert _results_and_denials(fake.stdout) == _results_and_denials(proc.stdout)
+
+
+def _stdio_run(argv: list[str], env: dict[str, str], cwd: Path, answer: Any) -> list[dict[str, Any]]:
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, cwd=cwd, env=env,
+    ) as proc:  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        user = {"type": "user", "message": {"role": "user", "content": "go"},
+                "parent_tool_use_id": None, "session_id": ""}  # fmt: skip
+        proc.stdin.write(json.dumps(user) + "\n")
+        proc.stdin.flush()
+        lines: list[dict[str, Any]] = []
+        for raw in proc.stdout:
+            line = json.loads(raw)
+            lines.append(line)
+            if line["type"] == "control_request":
+                response = answer(line["request"])
+                if response is None:
+                    proc.stdin.close()
+                    continue
+                reply = {"type": "control_response", "response": {
+                    "subtype": "success", "request_id": line["request_id"], "response": response}}  # fmt: skip
+                proc.stdin.write(json.dumps(reply) + "\n")
+                proc.stdin.flush()
+            elif line["type"] == "result" and not proc.stdin.closed:
+                proc.stdin.close()  # the CLI waits for more input until stdin closes
+        assert proc.wait(timeout=TIMEOUT) == 0
+    return lines
+
+
+STDIO = ["--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
+         "--permission-prompt-tool", "stdio", "--permission-mode", "default", "--allowedTools", "Read"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "answer"),
+    [
+        ("git push origin main", {"behavior": "deny", "message": "no pushing tonight"}),
+        ("git push origin main && git status", {"behavior": "deny", "message": "no"}),
+        ("cd /tmp && git push", {"behavior": "deny", "message": "no"}),
+        ("git push origin main", {"behavior": "allow"}),  # bare allow: rejected
+        ("git push origin main", None),  # stdin closed while asked
+    ],
+    ids=["deny", "compound", "cd-git", "bare-allow", "stdin-closed"],
+)  # fmt: skip
+def test_stdio_control_protocol_matches_the_fake(
+    real: Env, command: str, answer: dict[str, Any] | None
+) -> None:
+    """The can_use_tool control_request (all fields but the ids) and the resulting tool_result /
+    permission_denials are the same from the fake as from the real CLI."""
+    tool_input = {"command": command, "description": "Run a command"}  # as Reply.bash sends
+    with MockAnthropic(agent_responder(command, "all done")) as api:
+        env = offline_env(api.base_url, real.config, home=real.home)
+        env["TMPDIR"] = str(real.tmpdir)
+        assert REAL is not None
+        real_lines = _stdio_run([REAL, "-p", "--model", MODEL, *STDIO], env, real.cwd, lambda _r: answer)
+    fenv = fake_env(real.tmp / "fake-config")
+    fenv["FAKE_CLAUDE_SCENARIO"] = write_scenario(
+        real.tmp / "scenario.json", {"default": {"tools": [{"name": "Bash", "input": tool_input}]}}
+    )
+    fake_lines = _stdio_run(
+        [fake_claude_bin(), "-p", "--model", MODEL, *STDIO], fenv, real.cwd, lambda _r: answer
+    )
+
+    def requests(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for line in lines:
+            if line["type"] == "control_request":
+                assert set(line) == {"type", "request_id", "request"}
+                out.append({k: v for k, v in line["request"].items() if k != "tool_use_id"})
+        return out
+
+    assert requests(fake_lines) == requests(real_lines)
+    assert len(requests(real_lines)) == 1
+    real_out = _results_and_denials("\n".join(json.dumps(x) for x in real_lines))
+    fake_out = _results_and_denials("\n".join(json.dumps(x) for x in fake_lines))
+    assert fake_out == real_out

@@ -40,7 +40,41 @@ BEHAVIOUR keys, all optional:
                   and not_found switch model with a model_fallback line, like the real CLI
   cost, input_tokens, output_tokens, turns, permission_denials (tool names or full objects),
   exit_code (override), stderr (text written to stderr at the end)
+  tools entries may be {"name": "Bash", "input": {"command": ...}, "exec": true}: the approved
+                  command really runs (shell, in the cwd) and its output is the tool_result
 --max-turns N and --max-budget-usd X are honoured against turns and cost.
+
+Permissions (measured on 2.1.197): every tool call above (tools, and the Read/Write of handoff,
+status and files) is checked as the CLI checks it. A refused call has NO effect, gets an is_error
+tool_result ("tool_use_result": "Error: <text>") and is listed in permission_denials; the run
+still ends success, exit 0. Order: a tool disallowed by bare name is not offered (missing from the
+init tools; "<tool_use_error>Error: No such tool available: X. X exists but is not enabled in this
+context. ...", not listed); a matching deny rule refuses ("Permission to use Bash with command CMD
+has been denied."); bypassPermissions allows; an allow rule allows (`Tool`, `Tool(prefix:*)`,
+`Tool(glob *)`, exact; Edit rules cover Write/NotebookEdit; comma or space separated); then the
+tool's safe cases: Read inside the cwd / --add-dir, read-only Bash (ls, echo, cat, git status...,
+every part of a compound command), Glob/Grep/TodoWrite/Task, Write/Edit in the cwd under
+acceptEdits. Anything else: dontAsk refuses ("Permission to use X has been denied because Claude
+Code is running in don't ask mode. IMPORTANT: ..."); with --permission-prompt-tool stdio it is
+asked (below); otherwise refused as `claude -p` does: "This command requires approval", "This Bash
+command contains multiple operations. The following part(s) require(s) approval: a, b", the
+cd-before-git text, "Claude requested permissions to write to PATH, but you haven't granted it
+yet." (Write/Edit, even in the cwd), "... to read from PATH ..." (Read outside the cwd). A Write to
+an existing file whose Read was refused fails with "File has not been read yet. ...". Not modelled:
+the CLI's path texts for mkdir/touch/rm ("mkdir in 'P' was blocked. ..."): "requires approval" here.
+
+Stdio control protocol: --input-format stream-json (needs --output-format stream-json) takes the
+prompt from the first {"type":"user",...} line of stdin and keeps reading stdin. With
+--permission-prompt-tool stdio an unsettled call prints {"type":"control_request","request_id",
+"request":{"subtype":"can_use_tool","tool_name","display_name","input","description",
+"permission_suggestions","decision_reason","decision_reason_type","tool_use_id"}} (fields per case,
+as measured) and waits for the matching control_response: allow + updatedInput runs the tool with
+that (possibly rewritten) input; deny + message refuses with the message; a bare allow is refused
+with the CLI's ZodError text; subtype "error" with "Tool permission request failed: Error: E";
+stdin EOF with "Tool permission request failed: Error: Tool permission stream closed before response
+received". dontAsk never asks (and, in this mode, emits a system "permission_denied" line). After
+the result line the fake, like the CLI, waits until stdin closes, then exits 0 (SIGTERM: 143).
+Later user lines are ignored (the CLI would run another turn).
 
 Env FAKE_CLAUDE_LOG: append one JSON line per call (argv, stdin, prompt, cwd, pid, pgid, model,
 session_id, resumed, prior_prompts, link, round, env_keys, env (LLMAUTO_* and FAKE_*), started,
@@ -136,6 +170,7 @@ OPTIONS: dict[str, tuple[str, str, list[str] | None]] = {
     "agent": ("value", "--agent <agent>", None),
     "agents": ("value", "--agents <json>", None),
     "debug-file": ("value", "--debug-file <path>", None),
+    "permission-prompt-tool": ("value", "--permission-prompt-tool <tool>", None),
     "resume": ("optional", "-r, --resume [value]", None),
     "debug": ("optional", "-d, --debug [filter]", None),
     "allowedTools": ("variadic", "--allowedTools, --allowed-tools <tools...>", None),
@@ -418,8 +453,12 @@ class Run:
         self.transcript = transcript
         self.turns = 0
         self.read_files: set[str] = set()
+        self.tried_reads: set[str] = set()
         self.parent: str | None = None
         self.started = time.time()
+        self.perms: Permissions | None = None  # None: every call allowed (as before)
+        self.channel: ControlChannel | None = None
+        self.denials: list[dict] = []
 
     # stream-json lines
     def emit(self, obj: dict) -> None:
@@ -564,40 +603,133 @@ class Run:
         self.assistant(blocks)
         self.tool_result(tool_id, content, extra, is_error)
 
+    def use(
+        self,
+        name: str,
+        tool_input: dict,
+        perform,  # type: ignore[no-untyped-def]  # (input) -> (content, extra, is_error)
+        *,
+        text: str | None = None,
+    ) -> bool:
+        """One tool call through the permission check: the tool_use line, then either the
+        tool's own result (perform runs with the approved, possibly rewritten, input) or the
+        refusal as an is_error tool_result. Returns whether the tool ran."""
+        tool_id = new_id("toolu_")
+        blocks: list[dict] = []
+        if text:
+            blocks.append({"type": "text", "text": text})
+        blocks.append({"type": "tool_use", "id": tool_id, "name": name, "input": tool_input})
+        self.assistant(blocks)
+        decision = self.perms.decide(name, tool_input) if self.perms else Decision("allow")
+        final_input = tool_input
+        if decision.kind == "ask":
+            answer = self._ask(name, tool_input, tool_id, decision)
+            if "error" in answer:
+                decision = Decision("deny", str(answer["error"]))
+            elif answer.get("behavior") == "allow" and isinstance(answer.get("updatedInput"), dict):
+                decision = Decision("allow")
+                final_input = dict(answer["updatedInput"])
+            elif answer.get("behavior") == "deny" and isinstance(answer.get("message"), str):
+                decision = Decision("deny", str(answer["message"]))
+            else:  # a bare allow (no updatedInput) or a deny without message
+                decision = Decision("deny", BARE_ALLOW_TEXT)
+        if decision.kind == "allow":
+            content, extra, is_error = perform(final_input)
+            self.tool_result(tool_id, content, extra, is_error)
+            return not is_error
+        if decision.request.get("mode") and self.perms and self.perms.stdio:
+            self.system(
+                "permission_denied",
+                tool_name=name,
+                tool_use_id=tool_id,
+                decision_reason_type="mode",
+                message=decision.text,
+            )
+        self.tool_result(tool_id, decision.text, "Error: " + decision.text, True)
+        if decision.listed:
+            self.denials.append(
+                {"tool_name": name, "tool_use_id": tool_id, "tool_input": tool_input}
+            )
+        return False
+
+    def _ask(self, name: str, tool_input: dict, tool_id: str, decision: Decision) -> dict:
+        if self.channel is None:  # stdio prompt tool without stream-json input: nobody answers
+            return {"error": STREAM_CLOSED_TEXT}
+        request: dict = {
+            "subtype": "can_use_tool",
+            "tool_name": name,
+            "display_name": name,
+            "input": tool_input,
+        }
+        extra = dict(decision.request)
+        if "description" in extra:
+            request["description"] = extra.pop("description")
+        elif "description" in tool_input:
+            request["description"] = tool_input["description"]
+        request.update(extra)
+        request["tool_use_id"] = tool_id
+        return self.channel.ask(request)
+
     # file tools, behaving like the real Read / Write
     def read(self, path: str, text: str | None = None) -> str | None:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                old = fh.read()
-        except OSError:
+        if not os.path.isfile(path):
             return None
-        lines = old.split("\n")
-        numbered = "\n".join(f"{n}\t{line}" for n, line in enumerate(lines, 1))
-        self.tool(
-            "Read",
-            {"file_path": path},
-            numbered,
-            {
+        got: list[str] = []
+
+        def perform(inp: dict):  # type: ignore[no-untyped-def]
+            target = str(inp.get("file_path", path))
+            try:
+                with open(target, encoding="utf-8") as fh:
+                    body = fh.read()
+            except OSError:
+                return (
+                    "<tool_use_error>File does not exist.</tool_use_error>",
+                    "Error: File does not exist.",
+                    True,
+                )
+            got.append(body)
+            self.read_files.add(target)
+            lines = body.split("\n")
+            numbered = "\n".join(f"{n}\t{line}" for n, line in enumerate(lines, 1))
+            extra = {
                 "type": "text",
                 "file": {
-                    "filePath": path,
-                    "content": old,
+                    "filePath": target,
+                    "content": body,
                     "numLines": len(lines),
                     "startLine": 1,
                     "totalLines": len(lines),
                 },
-            },
-            text=text,
-        )
-        self.read_files.add(path)
-        return old
+            }
+            return numbered, extra, None
 
-    def write(self, path: str, content: str) -> None:
+        self.tried_reads.add(path)
+        self.use("Read", {"file_path": path}, perform, text=text)
+        return got[0] if got else None
+
+    def write(self, path: str, content: str) -> bool:
+        """A Write call; returns whether the file was written (a refused Write has no effect)."""
+        exists = os.path.exists(path)
+        if exists and path not in self.read_files and path not in self.tried_reads:
+            self.read(path)
+        if exists and path not in self.read_files:  # the Read was refused: Write's own check
+            msg = "File has not been read yet. Read it first before writing to it."
+            self.tool(
+                "Write",
+                {"file_path": path, "content": content},
+                f"<tool_use_error>{msg}</tool_use_error>",
+                f"Error: {msg}",
+                is_error=True,
+            )
+            return False
+        return self.use("Write", {"file_path": path, "content": content}, self._do_write)
+
+    def _do_write(self, inp: dict):  # type: ignore[no-untyped-def]
+        path = str(inp.get("file_path", ""))
+        content = str(inp.get("content", ""))
         exists = os.path.exists(path)
         old = None
-        if exists and path not in self.read_files:
-            old = self.read(path)
-        elif exists:
+        if exists:
             with open(path, encoding="utf-8") as fh:
                 old = fh.read()
         parent = os.path.dirname(path)
@@ -627,7 +759,7 @@ class Run:
                 "originalFile": None,
                 "userModified": False,
             }
-        self.tool("Write", {"file_path": path, "content": content}, msg, extra)
+        return msg, extra, None
 
 
 def zero_usage() -> dict:
@@ -794,54 +926,415 @@ def substitute(text: str, values: dict[str, str]) -> str:
     return text
 
 
+# --- permissions (measured on 2.1.197; see tests/test_real_claude_cli.py) -----------------------
+
+DONT_ASK_TEXT = (
+    "Permission to use {tool} has been denied because Claude Code is running in don't ask mode. "
+    "IMPORTANT: You *may* attempt to accomplish this action using other tools that might naturally "
+    "be used to accomplish this goal, e.g. using head instead of cat. But you *should not* attempt "
+    "to work around this denial in malicious ways, e.g. do not use your ability to run tests to "
+    "execute non-test actions. You should only try to work around this restriction in reasonable "
+    "ways that do not attempt to bypass the intent behind this denial. If you believe this "
+    "capability is essential to complete the user's request, STOP and explain to the user what "
+    "you were trying to do and why you need this permission. Let the user decide how to proceed."
+)
+NOT_ENABLED_TEXT = (
+    "<tool_use_error>Error: No such tool available: {tool}. {tool} exists but is not enabled in "
+    "this context. Use one of the available tools instead.</tool_use_error>"
+)
+CD_GIT_TEXT = (
+    "This command changes directory before running git, which can execute untrusted hooks from "
+    "the target directory. Approve only if you trust it."
+)
+STREAM_CLOSED_TEXT = (
+    "Tool permission request failed: Error: Tool permission stream closed before response received"
+)
+# what 2.1.197 answers to {"behavior":"allow"} without updatedInput (or a deny without message)
+BARE_ALLOW_TEXT = "Tool permission request failed: ZodError: " + json.dumps(
+    [
+        {
+            "code": "invalid_union",
+            "errors": [
+                [
+                    {
+                        "expected": "record",
+                        "code": "invalid_type",
+                        "path": ["updatedInput"],
+                        "message": "Invalid input: expected record, received undefined",
+                    }
+                ],
+                [
+                    {
+                        "code": "invalid_value",
+                        "values": ["deny"],
+                        "path": ["behavior"],
+                        "message": 'Invalid input: expected "deny"',
+                    },
+                    {
+                        "expected": "string",
+                        "code": "invalid_type",
+                        "path": ["message"],
+                        "message": "Invalid input: expected string, received undefined",
+                    },
+                ],
+            ],
+            "path": [],
+            "message": "Invalid input",
+        }
+    ],
+    indent=2,
+)
+FILE_EDIT_TOOLS = {"Write", "Edit", "NotebookEdit"}
+# tools that never need approval (Glob/Grep are not even offered by 2.1.197; kept harmless here)
+FREE_TOOLS = {"Glob", "Grep", "TodoWrite", "Task", "Agent", "TaskCreate", "TaskGet", "TaskList",
+              "TaskUpdate", "TaskOutput", "TaskStop"}  # fmt: skip
+# the first words of Bash commands the CLI runs without asking (read-only)
+READ_ONLY_COMMANDS = {"echo", "ls", "cat", "pwd", "head", "tail", "wc", "grep", "true", "false",
+                      "date", "whoami", "which", "printf", "stat", "file", "sort", "uniq", "diff"}  # fmt: skip
+READ_ONLY_GIT = {"status", "log", "diff", "show", "branch", "rev-parse"}
+
+
+def split_rules(values: object) -> list[str]:
+    """--allowedTools / --disallowedTools values: comma or space separated, but a rule's
+    parenthesised content may hold spaces ("Bash(git push *)")."""
+    out: list[str] = []
+    for v in values or []:  # type: ignore[attr-defined]
+        buf, depth = "", 0
+        for ch in str(v):
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth = max(0, depth - 1)
+            if depth == 0 and (ch == "," or ch.isspace()):
+                if buf:
+                    out.append(buf)
+                buf = ""
+                continue
+            buf += ch
+        if buf:
+            out.append(buf)
+    return out
+
+
+def parse_rule(rule: str) -> tuple[str, str | None]:
+    m = re.fullmatch(r"([A-Za-z0-9_]+)\((.*)\)", rule.strip())
+    return (m.group(1), m.group(2)) if m else (rule.strip(), None)
+
+
+def subcommands(command: str) -> list[str]:
+    return [p.strip() for p in re.split(r"&&|\|\||;|\||\n", command) if p.strip()]
+
+
+def _glob(pattern: str, text: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(text, pattern)
+
+
+def bash_rule_matches(content: str, command: str) -> bool:
+    if content.endswith(":*"):  # legacy prefix form: "git:*" matches "git" and "git ..."
+        prefix = content[:-2]
+        return command == prefix or command.startswith(prefix + " ")
+    if "*" in content:
+        return _glob(content, command) or (
+            content.endswith(" *") and command == content[:-2]
+        )
+    return command == content
+
+
+def read_only(command: str) -> bool:
+    if ">" in command or "`" in command or "$(" in command:
+        return False
+    words = command.split()
+    if not words:
+        return True
+    if words[0] == "git":
+        return len(words) > 1 and words[1] in READ_ONLY_GIT
+    return words[0] in READ_ONLY_COMMANDS
+
+
+def suggestion_rule(command: str) -> str:
+    words = command.split()
+    if len(words) >= 3 and re.fullmatch(r"[a-z][a-z0-9-]*", words[1]):
+        return f"{words[0]} {words[1]} *"
+    return command
+
+
+class Decision:
+    """How a tool call is settled: allow, deny (text, listed or not), or ask the prompt tool."""
+
+    def __init__(self, kind: str, text: str = "", *, listed: bool = True,
+                 request: dict | None = None) -> None:  # fmt: skip
+        self.kind = kind
+        self.text = text
+        self.listed = listed
+        self.request = request or {}
+
+
+class Permissions:
+    """The CLI's permission evaluation, in the order measured on 2.1.197: a tool disallowed by
+    bare name is not offered at all; a matching deny rule refuses; bypassPermissions allows;
+    allow rules, then the tool's own safe cases (Read in the cwd, read-only Bash, edits in the
+    cwd under acceptEdits) allow; anything else is refused in dontAsk mode, asked over the stdio
+    control protocol with --permission-prompt-tool stdio, and refused with the "needs approval"
+    texts otherwise (print mode has nobody to ask)."""
+
+    def __init__(self, opts: dict[str, object], mode: str, cwd: str) -> None:
+        self.mode = mode
+        self.cwd = os.path.realpath(cwd)
+        self.dirs = [self.cwd] + [
+            os.path.realpath(os.path.join(cwd, d)) for d in split_rules(opts.get("add-dir"))
+        ]
+        self.allow = [parse_rule(r) for r in split_rules(opts.get("allowedTools"))]
+        self.deny = [parse_rule(r) for r in split_rules(opts.get("disallowedTools"))]
+        self.stdio = opts.get("permission-prompt-tool") == "stdio"
+
+    def disabled(self, tool: str) -> bool:
+        return any(name == tool and content is None for name, content in self.deny)
+
+    def _inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return any(real == d or real.startswith(d + os.sep) for d in self.dirs)
+
+    def _matches(self, rules: list[tuple[str, str | None]], tool: str, tool_input: dict) -> bool:
+        for name, content in rules:
+            family = {name} | (FILE_EDIT_TOOLS if name == "Edit" else set())
+            if tool not in family:
+                continue
+            if content is None:
+                return True
+            if tool == "Bash":
+                if bash_rule_matches(content, str(tool_input.get("command", ""))):
+                    return True
+            elif "file_path" in tool_input:
+                path = str(tool_input["file_path"])
+                rel = os.path.relpath(os.path.realpath(path), self.cwd)
+                if _glob(content, path) or _glob(content, rel) or _glob(content.lstrip("/"), rel):
+                    return True
+        return False
+
+    def decide(self, tool: str, tool_input: dict) -> Decision:
+        if self.disabled(tool):
+            return Decision("deny", NOT_ENABLED_TEXT.format(tool=tool), listed=False)
+        command = str(tool_input.get("command", "")) if tool == "Bash" else ""
+        if tool == "Bash":
+            for part in [command, *subcommands(command)]:
+                if self._matches(self.deny, tool, {"command": part}):
+                    return Decision(
+                        "deny", f"Permission to use Bash with command {command} has been denied."
+                    )
+        elif self._matches(self.deny, tool, tool_input):
+            return Decision("deny", f"Permission to use {tool} has been denied.")
+        if self.mode == "bypassPermissions" or tool in FREE_TOOLS:
+            return Decision("allow")
+        if self._matches(self.allow, tool, tool_input):
+            return Decision("allow")
+        path = str(tool_input.get("file_path", ""))
+        request: dict = {}
+        if tool == "Bash":
+            parts = subcommands(command) or [command]
+            pending = [
+                p for p in parts if not read_only(p) and not self._matches(self.allow, tool, {"command": p})
+            ]
+            if not pending:
+                return Decision("allow")
+            if re.match(r"\s*cd\s", command) and any(p.split()[0] == "git" for p in parts):
+                text = CD_GIT_TEXT
+                request = {"decision_reason": text, "decision_reason_type": "other"}
+            elif len(parts) > 1:
+                many = len(pending) > 1
+                text = (
+                    "This Bash command contains multiple operations. The following "
+                    + ("parts require" if many else "part requires")
+                    + " approval: "
+                    + ", ".join(pending)
+                )
+                request = {
+                    "permission_suggestions": [_add_rules(pending)],
+                    "decision_reason_type": "subcommandResults",
+                }
+            else:
+                text = "This command requires approval"
+                request = {
+                    "permission_suggestions": [_add_rules(pending)],
+                    "decision_reason": text,
+                    "decision_reason_type": "other",
+                }
+        elif tool == "Read":
+            if self._inside(path):
+                return Decision("allow")
+            text = f"Claude requested permissions to read from {path}, but you haven't granted it yet."
+            request = {"blocked_path": path}
+        elif tool in FILE_EDIT_TOOLS:
+            if self.mode == "acceptEdits" and self._inside(path):
+                return Decision("allow")
+            text = f"Claude requested permissions to write to {path}, but you haven't granted it yet."
+            request = {
+                "description": os.path.basename(path),
+                "permission_suggestions": [
+                    {"type": "setMode", "mode": "acceptEdits", "destination": "session"}
+                ],
+            }
+        else:
+            text = f"Claude requested permissions to use {tool}, but you haven't granted it yet."
+        if self.mode == "dontAsk":
+            return Decision("deny", DONT_ASK_TEXT.format(tool=tool), request={"mode": True})
+        if self.stdio:
+            return Decision("ask", text, request=request)
+        return Decision("deny", text)
+
+
+def _add_rules(commands: list[str]) -> dict:
+    return {
+        "type": "addRules",
+        "rules": [{"toolName": "Bash", "ruleContent": suggestion_rule(c)} for c in commands],
+        "behavior": "allow",
+        "destination": "localSettings",
+    }
+
+
+class ControlChannel:
+    """The stdio control protocol on stdin (--input-format stream-json): the first user line is the
+    prompt; later lines answer can_use_tool control requests. EOF fails every pending request."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.pending_lines: list[dict] = []
+
+    def next_line(self) -> dict | None:
+        if self.pending_lines:
+            return self.pending_lines.pop(0)
+        while not self.closed:
+            raw = sys.stdin.buffer.readline()
+            if not raw:
+                self.closed = True
+                return None
+            text = raw.decode("utf-8", "replace").strip()
+            if not text:
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError as exc:
+                raise UsageError(
+                    f"Error parsing streaming input line: {text}: SyntaxError: {exc}"
+                ) from None
+            if isinstance(obj, dict):
+                return obj
+        return None
+
+    def first_prompt(self) -> str:
+        while True:
+            obj = self.next_line()
+            if obj is None:
+                return ""
+            if obj.get("type") == "user":
+                content = (obj.get("message") or {}).get("content")
+                if isinstance(content, list):
+                    return "\n".join(
+                        str(b.get("text", "")) for b in content
+                        if isinstance(b, dict) and b.get("type") == "text"
+                    )  # fmt: skip
+                return str(content or "")
+
+    def ask(self, request: dict) -> dict:
+        """Send a control_request, wait for its control_response: the inner response dict, or
+        {"error": text} when the answer is an error or stdin closes first."""
+        request_id = str(uuid.uuid4())
+        line = {"type": "control_request", "request_id": request_id, "request": request}
+        sys.stdout.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        while True:
+            obj = self.next_line()
+            if obj is None:
+                return {"error": STREAM_CLOSED_TEXT}
+            if obj.get("type") != "control_response":
+                continue  # e.g. a further user message: not handled by the fake
+            response = obj.get("response") or {}
+            if response.get("request_id") != request_id:
+                continue
+            if response.get("subtype") == "error":
+                return {"error": f"Tool permission request failed: Error: {response.get('error')}"}
+            return dict(response.get("response") or {})
+
+    def wait_for_eof(self) -> None:
+        """After the result line the CLI waits for more input; it exits when stdin closes."""
+        while self.next_line() is not None:
+            pass
+
+
 # --- tools reported on request -----------------------------------------------------------------
 
 
+def run_bash(command: str, cwd: str):  # type: ignore[no-untyped-def]
+    """Really run an approved command (scenario "exec": true), like the Bash tool."""
+    import subprocess
+
+    proc = subprocess.run(
+        command, shell=True, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    out, err = proc.stdout.rstrip("\n"), proc.stderr.rstrip("\n")
+    if proc.returncode:
+        text = "\n".join(t for t in (f"Exit code {proc.returncode}", out, err) if t)
+        return text, "Error: " + text, True
+    extra = {"stdout": out, "stderr": err, "interrupted": False, "isImage": False,
+             "noOutputExpected": False}  # fmt: skip
+    return out or err or "(Bash completed with no output)", extra, False
+
+
 def extra_tool(run: Run, spec: object) -> None:
+    """A scenario tool call, through the permission check (a refused call has no effect)."""
+
+    def fixed(content: str, extra: object, is_error: bool | None = None):  # type: ignore[no-untyped-def]
+        return lambda _inp: (content, extra, is_error)
+
     if isinstance(spec, dict):
         name = str(spec.get("name", "Bash"))
         tool_input = dict(spec.get("input") or {})
+        if name == "Bash" and spec.get("exec"):
+            run.use(name, tool_input, lambda inp: run_bash(str(inp.get("command", "")), run.cwd))
+            return
         content = str(spec.get("result", ""))
-        run.tool(
+        run.use(
             name,
             tool_input,
-            content,
-            {"stdout": content} if name == "Bash" else content,
-            is_error=spec.get("is_error"),
+            fixed(content, {"stdout": content} if name == "Bash" else content, spec.get("is_error")),
         )
         return
     name = str(spec)
     if name == "Bash":
-        run.tool(
+        run.use(
             "Bash",
             {"command": "ls", "description": "List files"},
-            "README.md",
-            {
-                "stdout": "README.md",
-                "stderr": "",
-                "interrupted": False,
-                "isImage": False,
-                "noOutputExpected": False,
-            },
-            is_error=False,
+            fixed(
+                "README.md",
+                {
+                    "stdout": "README.md",
+                    "stderr": "",
+                    "interrupted": False,
+                    "isImage": False,
+                    "noOutputExpected": False,
+                },
+                False,
+            ),
         )
     elif name == "Grep":
-        run.tool(
+        run.use(
             "Grep",
             {"pattern": "TODO"},
-            "No files found",
-            {"mode": "files_with_matches", "filenames": [], "numFiles": 0},
+            fixed("No files found", {"mode": "files_with_matches", "filenames": [], "numFiles": 0}),
         )
     elif name == "Glob":
-        run.tool(
+        run.use(
             "Glob",
             {"pattern": "**/*.py"},
-            "No files found",
-            {"filenames": [], "durationMs": 1, "numFiles": 0, "truncated": False},
+            fixed(
+                "No files found",
+                {"filenames": [], "durationMs": 1, "numFiles": 0, "truncated": False},
+            ),
         )
     elif name == "Read":
         path = os.path.join(run.cwd, "README.md")
-        if run.read(path) is None:
+        if not os.path.exists(path):  # validation comes before the permission check
             run.tool(
                 "Read",
                 {"file_path": path},
@@ -849,6 +1342,8 @@ def extra_tool(run: Run, spec: object) -> None:
                 "Error: File does not exist.",
                 is_error=True,
             )
+        else:
+            run.read(path)
     elif name == "Edit":
         path = os.path.join(run.cwd, "notes.txt")
         run.tool(
@@ -859,31 +1354,28 @@ def extra_tool(run: Run, spec: object) -> None:
             is_error=True,
         )
     elif name == "WebFetch":
-        run.tool(
+        run.use(
             "WebFetch",
             {"url": "https://example.com", "prompt": "summarise"},
-            "Example Domain",
-            {"code": 200, "result": "Example Domain"},
+            fixed("Example Domain", {"code": 200, "result": "Example Domain"}),
         )
     elif name == "WebSearch":
-        run.tool("WebSearch", {"query": "python asyncio"}, "No results", {"results": []})
+        run.use("WebSearch", {"query": "python asyncio"}, fixed("No results", {"results": []}))
     elif name in ("Task", "Agent"):
-        run.tool(
+        run.use(
             name,
             {"description": "Explore", "prompt": "look around", "subagent_type": "Explore"},
-            "Nothing found.",
-            {"status": "completed"},
+            fixed("Nothing found.", {"status": "completed"}),
         )
     elif name == "TodoWrite":
         todos = [{"content": "do it", "status": "in_progress", "activeForm": "Doing it"}]
-        run.tool(
+        run.use(
             "TodoWrite",
             {"todos": todos},
-            "Todos have been modified successfully.",
-            {"oldTodos": [], "newTodos": todos},
+            fixed("Todos have been modified successfully.", {"oldTodos": [], "newTodos": todos}),
         )
     else:
-        run.tool(name, {}, "ok", "ok")
+        run.use(name, {}, fixed("ok", "ok"))
 
 
 def spawn_child(mode: object) -> int:
@@ -968,10 +1460,22 @@ def main(argv: list[str]) -> int:
         return 0
 
     positional = positionals[0] if positionals else None
-    stdin_text = read_stdin(positional is not None)
-    prompt = positional if positional is not None else stdin_text
-    if positional is not None and stdin_text.strip():
-        prompt = positional + "\n" + stdin_text  # what the real CLI sends
+    channel: ControlChannel | None = None
+    stream_error: str | None = None
+    if opts.get("input-format") == "stream-json":
+        if opts.get("output-format") != "stream-json":
+            return fail("Error: --input-format=stream-json requires output-format=stream-json.")
+        channel = ControlChannel()
+        try:
+            stdin_text = channel.first_prompt()
+        except UsageError as exc:
+            stdin_text, stream_error = "", str(exc)
+        prompt = stdin_text
+    else:
+        stdin_text = read_stdin(positional is not None)
+        prompt = positional if positional is not None else stdin_text
+        if positional is not None and stdin_text.strip():
+            prompt = positional + "\n" + stdin_text  # what the real CLI sends
 
     cwd = os.getcwd()
     env = os.environ
@@ -993,7 +1497,10 @@ def main(argv: list[str]) -> int:
         "model": model,
         "fallback_model": opts.get("fallback-model"),
         "permission_mode": permission_mode,
-        "allowed_tools": split_tools(opts.get("allowedTools")),
+        "allowed_tools": split_rules(opts.get("allowedTools")),
+        "disallowed_tools": split_rules(opts.get("disallowedTools")),
+        "permission_prompt_tool": opts.get("permission-prompt-tool"),
+        "input_format": opts.get("input-format") or "text",
         "output_format": fmt,
         "session_id": None,
         "resumed": False,
@@ -1014,6 +1521,8 @@ def main(argv: list[str]) -> int:
 
     if not opts.get("print"):
         return early("fake claude: only -p/--print mode is supported")
+    if stream_error:
+        return early(stream_error)
     # checks in the order the real CLI makes them (measured with several wrong at once)
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
     if permission_mode == "bypassPermissions" and is_root and env.get("IS_SANDBOX") != "1":
@@ -1090,6 +1599,8 @@ def main(argv: list[str]) -> int:
         os.makedirs(os.path.dirname(transcript), exist_ok=True)
         shutil.copyfile(session_file(cwd, history_from), transcript)
     run = Run(fmt, session_id, model, cwd, transcript)
+    run.perms = Permissions(opts, permission_mode, cwd)
+    run.channel = channel
 
     error = beh.get("error")
     if "fail_models" in beh:
@@ -1104,6 +1615,7 @@ def main(argv: list[str]) -> int:
         tools = [t for t in split_tools(opts.get("tools")) if t != "default"] or (
             TOOLS if "default" in split_tools(opts.get("tools")) else []
         )
+    tools = [t for t in tools if not run.perms.disabled(t)]
     if beh.get("spawn_child"):  # before the init line: a test that has read it finds the pid
         spawn_child(beh["spawn_child"])
     run.init_line(permission_mode, tools)
@@ -1207,6 +1719,8 @@ def main(argv: list[str]) -> int:
     def finish(obj: dict, text_out: str | None, code: int) -> int:
         if fmt == "stream-json":
             run.emit(obj)
+            if channel is not None:  # like the CLI: wait for more input until stdin closes
+                channel.wait_for_eof()
         elif fmt == "json":
             sys.stdout.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
         elif text_out is not None:
@@ -1294,6 +1808,7 @@ def main(argv: list[str]) -> int:
     if status_word:
         state_dir = env.get("LLMAUTO_STATE_DIR") or cwd
         run.write(os.path.join(state_dir, "status.txt"), str(status_word) + "\n")
+    denials.extend(run.denials)
 
     result_text = substitute(str(beh.get("result", "ok")), values)
     run.assistant([{"type": "text", "text": result_text}])
