@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = chain.add_parser("answer", help="answer a BLOCKED chain: the text goes into its handoff")
     s.add_argument("name")
     s.add_argument("text", nargs="+")
+    s = chain.add_parser("approve", help="let a tool call that waits for approval run")
+    s.add_argument("name")
+    s.add_argument("id", nargs="?", help="the request's number (see chain status); needed when several wait")
+    s.add_argument("--always", action="store_true", help="also allow such calls for the rest of the run")
+    s = chain.add_parser("deny", help="refuse a tool call that waits for approval; the reason goes to the agent")
+    s.add_argument("name")
+    s.add_argument("id", nargs="?", help="the request's number (see chain status); needed when several wait")
+    s.add_argument("reason", nargs="*")
 
     s = sub.add_parser("pipe", help="one claude call; the answer on stdout")
     s.add_argument("prompt", nargs="*")
@@ -172,6 +180,10 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
         view = await engine.view(args.name)
         print(status_detail(view, await next_fire_for_chain(engine.store, args.name, settings)))
+        from engine.textview import approval_lines
+
+        for line in approval_lines(await engine.pending_approvals(args.name)):
+            print(line)
         return 0
 
     return await _with_engine(settings, body)
@@ -211,6 +223,39 @@ async def cmd_answer(settings: Settings, args: argparse.Namespace) -> int:
     async def body(engine: Engine) -> int:
         engine.load(args.name)
         print(await engine.answer(args.name, " ".join(args.text), by=_user()))
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+def _approval_args(args: argparse.Namespace) -> tuple[int | None, list[str]]:
+    """`ID` is optional: a first word that is not a number (#12 or 12) starts the reason."""
+    words = list(getattr(args, "reason", []) or [])
+    if args.id is None:
+        return None, words
+    raw = args.id.removeprefix("#")
+    if raw.isdigit():
+        return int(raw), words
+    return None, [args.id, *words]
+
+
+async def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
+    approval_id, _ = _approval_args(args)
+    if args.id is not None and approval_id is None:
+        raise ConfigError(f"approve: expected a request number, got {args.id!r}")
+
+    async def body(engine: Engine) -> int:
+        print(await engine.decide_approval(args.name, approval_id, approve=True, by=_user(), always=args.always))
+        return 0
+
+    return await _with_engine(settings, body)
+
+
+async def cmd_deny(settings: Settings, args: argparse.Namespace) -> int:
+    approval_id, words = _approval_args(args)
+
+    async def body(engine: Engine) -> int:
+        print(await engine.decide_approval(args.name, approval_id, approve=False, by=_user(), message=" ".join(words)))
         return 0
 
     return await _with_engine(settings, body)
@@ -323,6 +368,8 @@ COMMANDS: dict[tuple[str, str | None], Handler] = {
     ("chain", "handoff"): cmd_handoff,
     ("chain", "validate"): cmd_validate,
     ("chain", "answer"): cmd_answer,
+    ("chain", "approve"): cmd_approve,
+    ("chain", "deny"): cmd_deny,
     ("pipe", None): cmd_pipe,
     **{("schedule", a): _schedule(a) for a in ("add", "after", "list", "remove", "pause", "resume")},
 }

@@ -43,7 +43,16 @@ from engine.settings import Settings
 from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles
 from engine.statefiles import remove as remove_state_file
-from engine.store import ChainState, Lease, LinkRunRow, NewEvent, Overview, RunRow, Store
+from engine.store import (
+    ApprovalRow,
+    ChainState,
+    Lease,
+    LinkRunRow,
+    NewEvent,
+    Overview,
+    RunRow,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +298,7 @@ class Engine:
         run_id = runs[-1].id if runs else links[-1].run_id
         for run in runs:
             await self.store.mark_run_interrupted(run.id, [])
+        await self._expire_approvals(chain, "the run was interrupted (llmauto stopped or crashed)")
         st = await self.store.chain_state(chain)
         self._publish(await self.store.add_events(chain, run_id, [NewEvent(ev.RECOVERED, {
             "link": links[-1].link if links else None, "round": st.round, "agents_killed": killed,
@@ -371,6 +381,72 @@ class Engine:
             run.control.set_paused(False)
         elif action == "answer":
             run.control.add_answer(by or "operator", text or "")
+        elif action == "approval":
+            import json
+
+            from engine.approval_desk import Decision
+
+            try:
+                d = json.loads(text or "{}")
+                run.desk.decide(int(d["id"]), Decision(bool(d["approve"]), by or "operator", d.get("message"),
+                                                       bool(d.get("always"))))
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring a malformed approval control for %s: %r", run.chain.name, text)
+
+    # ---- approvals ---------------------------------------------------------------------------
+    async def pending_approvals(self, name: str | None = None) -> list[ApprovalRow]:
+        return await self.store.pending_approvals(name)
+
+    async def decide_approval(
+        self, name: str, approval_id: int | None, *, approve: bool, by: str, message: str | None = None,
+        always: bool = False,
+    ) -> str:
+        """A person's answer to a tool call waiting for approval (no id: the chain's only one). The
+        run that asked gets it, in this process or through the store in the one running the chain."""
+        from engine.approval_desk import Decision
+
+        row = await self._approval_to_decide(name, approval_id)
+        what = "approved" + (" (and allowed for the rest of the run)" if always else "") if approve else "denied"
+        decision = Decision(approve, by, (message or "").strip() or None, always and approve)
+        entry = self._runs.get(name)
+        if entry is not None and not entry[1].done() and entry[0].run_id == row.run_id:
+            if not entry[0].desk.decide(row.id, decision):
+                raise LlmautoError(f"request #{row.id} has expired")
+            return f"{name}: request #{row.id} {what}"
+        if await self._running_elsewhere(name):
+            import json
+
+            await self.store.add_control(name, "approval", json.dumps({
+                "id": row.id, "approve": approve, "message": decision.message, "always": decision.always}), by)
+            return f"{name}: request #{row.id} {what}"
+        await self._expire_approvals(name, "the run that asked has ended")
+        raise LlmautoError(f"request #{row.id} has expired: the run that asked has ended")
+
+    async def _approval_to_decide(self, name: str, approval_id: int | None) -> ApprovalRow:
+        self.load(name)
+        if approval_id is not None:
+            row = await self.store.approval(approval_id)
+            if row is None or row.chain != name:
+                raise LlmautoError(f"{name} has no approval request #{approval_id}")
+            if row.status != "pending":
+                raise LlmautoError(f"request #{row.id} has expired: it was {row.status.replace('_', ' ')}"
+                                   + (f" by {row.decided_by}" if row.decided_by and row.status in ("approved", "denied") else ""))
+            return row
+        pending = await self.store.pending_approvals(name)
+        if not pending:
+            raise LlmautoError(f"{name} has no request waiting for approval")
+        if len(pending) > 1:
+            raise LlmautoError(f"{name} has {len(pending)} requests waiting: give the id ("
+                               + ", ".join(f"#{r.id} {r.tool}" for r in pending) + ")")
+        return pending[0]
+
+    async def _expire_approvals(self, name: str, why: str) -> None:
+        for row in await self.store.pending_approvals(name):
+            events = await self.store.decide_approval(row.id, status="expired", by="llmauto", message=why, evs=[
+                NewEvent(ev.APPROVAL_DECIDED, {"id": row.id, "link": row.link, "tool": row.tool, "status": "expired",
+                                               "by": "llmauto", "message": why})])
+            if events:
+                self._publish(events)
 
     async def _emit(self, chain: str, run_id: int | None, kind: str, **data: object) -> None:
         self._publish(await self.store.add_events(chain, run_id, [NewEvent(kind, data)]))

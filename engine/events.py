@@ -84,3 +84,5 @@ class EventBus:
 # Stored kinds added later.
 WAITING_SLOT = "waiting_slot"  # a link waits for a free agent slot (LLMAUTO_MAX_PARALLEL_LINKS)
 TOOL_REFUSED = "tool_refused"  # claude refused one tool call of a link (its permission rules)
+APPROVAL_REQUESTED = "approval_requested"  # a tool call waits for a person's answer (approve.ask)
+APPROVAL_DECIDED = "approval_decided"  # ... and how it was decided (approved, denied, timed out, expired)

@@ -12,6 +12,7 @@ processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,8 @@ from zoneinfo import ZoneInfo
 from engine import events as ev
 from engine import handoff as hp
 from engine import policy
+from engine.approval_desk import ApprovalDesk
+from engine.approvals import Rule
 from engine.chains import ChainDef, LinkDef
 from engine.clock import Clock, Sleeper
 from engine.errors import StoreError
@@ -146,6 +149,11 @@ class MarbleRun:
         self.links_run = 0  # links that ran in this run (for telegram.update_every_n_links)
         self._max_runs_told: set[str] = set()
         self._denied_alerted: set[str] = set()
+        self.desk = ApprovalDesk(
+            store=deps.store, chain=chain.name, files=self.files, publish=self._publish,
+            stopping=lambda: control.stop_requested or control.shutdown, changed=control.wait_changed,
+            on_timeout_stop=lambda reason: control.request_stop(reason, now=False, by="approval timeout"),
+        )
 
     # ---- plumbing ------------------------------------------------------------------------
     def _publish(self, events: Sequence[Event]) -> None:
@@ -183,6 +191,7 @@ class MarbleRun:
             })],
         )
         state = self._state = replace(state, last_run_id=self.run_id, status="RUNNING", stop_reason=None)
+        self.desk.run_id = self.run_id
         self.ready.set()
         self._publish(events)
         if current.text is not None:
@@ -221,6 +230,8 @@ class MarbleRun:
 
     async def _finish(self, state: ChainState, stop: policy.Stop, *, run_status: str | None = None) -> RunOutcome:
         status = run_status or stop.status
+        with contextlib.suppress(Exception):  # an approval message must not stay answerable after the run
+            await self.desk.expire_all(f"the run ended ({stop.reason})")
         try:
             self.files.write_status(stop.status)
             self.files.remove_stop_file()  # it stopped this run; the next start must not stop at once
@@ -452,6 +463,7 @@ class MarbleRun:
             },
         )
         session_note: str | None = None
+        on_permission = None
         if link.command is not None:
             from engine.prompts import render
 
@@ -465,13 +477,19 @@ class MarbleRun:
                     new_session = str(uuid.uuid4())
                     await self.d.store.set_session(self.chain.name, link.name, new_session, str(workdir))
                 session_note = resume or new_session
+            ask = bool(link.approval)
             argv = claude_argv(
-                self.d.settings.claude_bin, model=model, permission_mode=link.permission_mode,
-                allowed_tools=link.allowed_tools, resume=resume, session_id=new_session,
+                self.d.settings.claude_bin, model=model, permission_mode=_asking_mode(link) if ask else link.permission_mode,
+                allowed_tools=_settled_by_claude(link) if ask else link.allowed_tools, resume=resume,
+                session_id=new_session, ask=ask,
             )
+            if ask:
+                on_permission = self.desk.handler(link, round_no=state.round, cwd=str(workdir),
+                                                  link_run_id=lambda: self._last_link_run_id)
             kind = "claude"
         timeout = policy.link_timeout_s(link.timeout_s, self.chain, self._counters(state), self.d.clock.now())
-        inv = Invocation(argv=argv, stdin=prompt, cwd=workdir, env=env, timeout_s=timeout, stall_s=link.stall_s, kind=kind)  # type: ignore[arg-type]
+        inv = Invocation(argv=argv, stdin=prompt, cwd=workdir, env=env, timeout_s=timeout, stall_s=link.stall_s, kind=kind,  # type: ignore[arg-type]
+                         on_permission=on_permission)
         link_run_id, events = await self.d.store.start_link(
             run_id=self.run_id, chain=self.chain.name, round_no=state.round, index=idx, link=link.name,
             role=link.role, model=model if kind == "claude" else "command", attempt=attempt,
@@ -732,3 +750,27 @@ class MarbleRun:
             await self.d.sleeper.sleep(left, self.control.changed)
         self.files.write_status("RUNNING")
         return None
+
+
+def _asking_mode(link: LinkDef) -> str:
+    """The permission mode of a link with approval rules: claude must ask the runner about what it
+    does not settle itself, which it never does in dontAsk (the runner then refuses what no rule
+    allows, as dontAsk would)."""
+    mode = link.permission_mode or "default"
+    return "default" if mode == "dontAsk" else mode
+
+
+def _settled_by_claude(link: LinkDef) -> tuple[str, ...]:
+    """allowed_tools without the tools that approve.ask or approve.deny rules name: claude would
+    settle every call of those (and its own `ask` rules miss `cd x && git push`), so they go to the
+    runner, which matches each call."""
+    withheld = link.approval.asked_tools() | {t for r in link.approval.deny for t in (r.tool,)}
+    kept = []
+    for text in link.allowed_tools or ():
+        try:
+            tool = Rule.parse(text).tool
+        except ValueError:
+            continue
+        if tool not in withheld and not ({"Edit", "Write"} & withheld and tool in ("Edit", "Write", "MultiEdit")):
+            kept.append(text)
+    return tuple(kept)

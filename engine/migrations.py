@@ -199,4 +199,26 @@ MIGRATIONS: tuple[str, ...] = (
     -- ("Bash ×3 (mkdir -p …)"), NULL when none was refused.
     ALTER TABLE link_runs ADD COLUMN refusals TEXT;
     """,
+    # m008_approvals
+    """
+    -- Tool calls that wait for a person's answer (approve.ask), and how each was decided.
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        chain TEXT NOT NULL,
+        link_run_id INTEGER,
+        round INTEGER NOT NULL,
+        link TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        input TEXT NOT NULL,             -- the call's input, JSON
+        description TEXT,                -- the agent's stated reason
+        suggestions TEXT,                -- claude's permission_suggestions, JSON
+        status TEXT NOT NULL,            -- pending | approved | denied | timed_out | expired
+        decided_by TEXT,
+        decided_at TEXT,
+        message TEXT,                    -- the deny reason given to the agent
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX approvals_chain ON approvals(chain, status)
+    """,
 )

@@ -10,7 +10,11 @@ Texts measured with the real CLI 2.1.197 (see shared CLAUDE_CLI.md):
 - default mode: "This Bash command contains multiple operations. The following parts require
   approval: mkdir -p /x, echo hi" (one command: "... requires approval");
 - dontAsk: "Permission to use Bash has been denied because Claude Code is running in don't ask mode. ...";
-- a --disallowedTools rule: "Permission to use Bash with command rm -rf /x has been denied.".
+- a --disallowedTools rule: "Permission to use Bash with command rm -rf /x has been denied.";
+- a file tool in default mode: "Claude requested permissions to write to P, but you haven't granted it yet.";
+- a path in a Bash command: "mkdir in 'P' was blocked. For security, Claude Code may only create ...";
+- `cd DIR && git ...`: "This command changes directory before running git, ... Approve only if you trust it.";
+- the stdio protocol failing closed: "Tool permission request failed: ...".
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import Any
 
 _REFUSAL = re.compile(
     r"requires? approval|permission to use \S+.{0,200}? (?:has been|was) denied|don'?t ask mode"
-    r"|permission (?:has been |was )?denied|tool permission stream closed",
+    r"|permission (?:has been |was )?denied|tool permission (?:stream closed|request failed)"
+    r"|requested permissions to \w+ .{0,300}? but you haven'?t granted it"
+    r"|was blocked\. For security, Claude Code may only|Approve only if you trust it",
     re.IGNORECASE | re.DOTALL,
 )
 # The argument of a tool call that says what it wanted to do.

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
@@ -28,6 +29,9 @@ TAIL_BYTES = 16 * 1024
 
 ProgressCallback = Callable[[Progress], None]
 SpawnCallback = Callable[[int], None]
+# Answers claude's `can_use_tool` control request (its `request` object) with the response object:
+# {"behavior": "allow", "updatedInput": {...}} or {"behavior": "deny", "message": "..."}.
+PermissionHandler = Callable[[Mapping[str, object]], Awaitable[dict[str, object]]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +43,11 @@ class Invocation:
     timeout_s: float
     stall_s: float | None = None
     kind: Literal["claude", "command"] = "claude"
+    # Set for a claude link whose tool calls may be asked (argv has --permission-prompt-tool stdio
+    # and --input-format stream-json): the prompt goes as a stream-json user message, stdin stays
+    # open until the result, and each permission request is answered by this handler. While one
+    # waits, the link's stall watchdog and timeout are paused (claude prints nothing meanwhile).
+    on_permission: PermissionHandler | None = None
 
 
 class AgentRunner(Protocol):
@@ -160,18 +169,50 @@ class SubprocessRunner:
         stdout_tail = _Tail()
         stderr_tail = _Tail(limit=4096)
         last_life = time.monotonic()
+        asking = _Asking()
+        stdin_lock = asyncio.Lock()
 
         def alive() -> None:
             nonlocal last_life
             last_life = time.monotonic()
 
-        async def feed_stdin() -> None:
+        async def write_stdin(data: bytes, *, close: bool = False) -> None:
             assert proc.stdin is not None
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                proc.stdin.write(inv.stdin.encode())
-                await proc.stdin.drain()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                proc.stdin.close()
+            async with stdin_lock:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+                    if not proc.stdin.is_closing():
+                        proc.stdin.write(data)
+                        await proc.stdin.drain()
+                        if close:
+                            proc.stdin.close()
+
+        async def feed_stdin() -> None:
+            if inv.on_permission is not None:
+                # The prompt as one stream-json user message; stdin stays open for the answers.
+                await write_stdin(user_message(inv.stdin))
+                return
+            await write_stdin(inv.stdin.encode(), close=True)
+
+        async def answer(request: dict[str, object]) -> None:
+            """One control request of claude: a permission question goes to the handler; anything
+            else (hooks we never registered) is answered with an error, so claude does not wait."""
+            request_id = request.get("request_id")
+            body = request.get("request") if isinstance(request.get("request"), dict) else {}
+            assert isinstance(body, dict)
+            if body.get("subtype") != "can_use_tool" or inv.on_permission is None:
+                reply: dict[str, object] = {"subtype": "error", "request_id": request_id,
+                                            "error": f"llmauto does not handle {body.get('subtype')!r}"}
+            else:
+                asking.begin()
+                try:
+                    response = await inv.on_permission(body)
+                except Exception as exc:  # fail closed: a broken handler denies
+                    response = {"behavior": "deny", "message": f"llmauto could not decide: {exc}"}
+                finally:
+                    asking.end()
+                    alive()
+                reply = {"subtype": "success", "request_id": request_id, "response": response}
+            await write_stdin((json.dumps({"type": "control_response", "response": reply}) + "\n").encode())
 
         async def read_stdout() -> None:
             assert proc.stdout is not None
@@ -185,8 +226,14 @@ class SubprocessRunner:
                     return
                 alive()
                 line = raw.decode("utf-8", "replace")
+                if inv.on_permission is not None and line.startswith('{"type":"control_request"'):
+                    with contextlib.suppress(ValueError):
+                        answers.append(asyncio.create_task(answer(json.loads(line))))
+                    continue
                 if inv.kind == "claude":
                     progress = parser.feed(line)
+                    if parser.result is not None and inv.on_permission is not None:
+                        await write_stdin(b"", close=True)  # the run is over: claude exits once stdin closes
                 else:
                     stdout_tail.add(line)
                     progress = Progress("output", detail=line.strip()[:200])
@@ -198,6 +245,7 @@ class SubprocessRunner:
             while chunk := await proc.stderr.read(4096):
                 stderr_tail.add(chunk.decode("utf-8", "replace"))
 
+        answers: list[asyncio.Task[None]] = []
         readers = [
             asyncio.create_task(feed_stdin()),
             asyncio.create_task(read_stdout()),
@@ -210,16 +258,18 @@ class SubprocessRunner:
         try:
             while not waiter.done():
                 now = time.monotonic()
+                if asking.waiting:
+                    alive()  # a person is being asked: claude prints nothing, and that is no stall
                 if kill.is_set():
                     killed = True
-                elif now >= deadline:
+                elif now >= deadline + asking.paused_s(now):
                     timed_out = True
                 elif inv.stall_s is not None and now - last_life >= inv.stall_s:
                     stalled = True
                 if killed or timed_out or stalled:
                     await self._terminate(pgid, waiter)
                     break
-                wake = deadline - now
+                wake = deadline + asking.paused_s(now) - now
                 if inv.stall_s is not None:
                     wake = min(wake, last_life + inv.stall_s - now)
                 await asyncio.wait(
@@ -234,8 +284,9 @@ class SubprocessRunner:
             # Output still buffered in the pipes belongs to this run; read it before judging.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 5.0)
-            for task in readers:
+            for task in readers + answers:
                 task.cancel()
+            await asyncio.gather(*answers, return_exceptions=True)
             await waiter
             await reap_group(pgid)  # stragglers: background children the agent's tools left behind
         exit_code = proc.returncode
@@ -258,6 +309,36 @@ class SubprocessRunner:
             await asyncio.wait_for(asyncio.shield(waiter), self.kill_grace_s)
         kill_group(pgid, signal.SIGKILL)
         await waiter
+
+
+class _Asking:
+    """Permission questions in flight, and how long they kept the link waiting (its timeout is
+    extended by that time: the link's own work did not take it)."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self._since: float | None = None
+        self._paused = 0.0
+
+    def begin(self) -> None:
+        if self.waiting == 0:
+            self._since = time.monotonic()
+        self.waiting += 1
+
+    def end(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0 and self._since is not None:
+            self._paused += time.monotonic() - self._since
+            self._since = None
+
+    def paused_s(self, now: float) -> float:
+        return self._paused + (now - self._since if self._since is not None else 0.0)
+
+
+def user_message(prompt: str) -> bytes:
+    """The prompt as claude's stream-json input expects it (one line)."""
+    line = {"type": "user", "message": {"role": "user", "content": prompt}, "parent_tool_use_id": None, "session_id": ""}
+    return (json.dumps(line) + "\n").encode()
 
 
 def _command_result(
@@ -291,9 +372,14 @@ def claude_argv(
     resume: str | None = None,
     session_id: str | None = None,
     max_budget_usd: float | None = None,
+    ask: bool = False,
+    disallowed_tools: Sequence[str] | None = None,
 ) -> tuple[str, ...]:
-    """The argv of one headless claude call (prompt on stdin)."""
+    """The argv of one headless claude call (prompt on stdin). With `ask`, claude hands the tool
+    calls its rules do not settle to the runner (stdio permission protocol, stream-json input)."""
     argv = [claude_bin, "-p", "--output-format", "stream-json", "--verbose"]
+    if ask:
+        argv += ["--input-format", "stream-json", "--permission-prompt-tool", "stdio"]
     if max_budget_usd is not None:
         argv += ["--max-budget-usd", budget_arg(max_budget_usd)]
     if model:
@@ -304,6 +390,8 @@ def claude_argv(
         argv += ["--permission-mode", permission_mode]
     if allowed_tools:
         argv += ["--allowedTools", " ".join(allowed_tools)]
+    if disallowed_tools:
+        argv += ["--disallowedTools", " ".join(disallowed_tools)]
     if resume:
         argv += ["--resume", resume]
     elif session_id:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -154,6 +154,30 @@ class Control:
     reason: str | None
     requested_by: str | None
     ts: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRow(_Row):
+    id: int
+    run_id: int
+    chain: str
+    link_run_id: int | None
+    round: int
+    link: str
+    tool: str
+    input: str  # JSON
+    description: str | None
+    suggestions: str | None  # JSON
+    status: str  # pending | approved | denied | timed_out | expired
+    decided_by: str | None
+    decided_at: str | None
+    message: str | None
+    created_at: str
+
+    @property
+    def tool_input(self) -> dict[str, Any]:
+        value = json.loads(self.input or "{}")
+        return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -688,6 +712,53 @@ class Store:
     async def discard_controls(self, chain: str) -> None:
         async with self.transaction() as db:
             await db.execute("UPDATE controls SET handled_at = ? WHERE chain = ? AND handled_at IS NULL", (self.stamp(), chain))
+
+    # ---- approvals (tool calls waiting for a person) ----------------------------------------
+    async def add_approval(
+        self, *, run_id: int, chain: str, link_run_id: int | None, round_no: int, link: str, tool: str,
+        tool_input: Mapping[str, Any], description: str | None, suggestions: Any, event: Callable[[int], NewEvent],
+    ) -> tuple[int, list[Event]]:
+        """A new pending request, and its event (made from the new id), in one transaction."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO approvals (run_id, chain, link_run_id, round, link, tool, input, description, suggestions, "
+                "status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (run_id, chain, link_run_id, round_no, link, tool, json.dumps(dict(tool_input), ensure_ascii=False),
+                 description, json.dumps(suggestions) if suggestions is not None else None, self.stamp()),
+            )
+            approval_id = cur.lastrowid
+            assert approval_id is not None
+            return approval_id, [await self._insert_event(db, chain, run_id, event(approval_id))]
+
+    async def decide_approval(
+        self, approval_id: int, *, status: str, by: str | None, message: str | None, evs: Sequence[NewEvent] = (),
+    ) -> list[Event] | None:
+        """Record a decision if the request is still pending; None when it was decided already."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, message = ? WHERE id = ? AND status = 'pending'",
+                (status, by, self.stamp(), message, approval_id),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = await (await db.execute("SELECT chain, run_id FROM approvals WHERE id = ?", (approval_id,))).fetchone()
+            assert row is not None
+            return [await self._insert_event(db, row["chain"], row["run_id"], ev) for ev in evs]
+
+    async def approval(self, approval_id: int) -> ApprovalRow | None:
+        row = await self._fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        return ApprovalRow.from_row(row) if row else None
+
+    async def pending_approvals(self, chain: str | None = None) -> list[ApprovalRow]:
+        if chain is None:
+            rows = await self._fetchall("SELECT * FROM approvals WHERE status = 'pending' ORDER BY id")
+        else:
+            rows = await self._fetchall("SELECT * FROM approvals WHERE status = 'pending' AND chain = ? ORDER BY id", (chain,))
+        return [ApprovalRow.from_row(r) for r in rows]
+
+    async def run_approvals(self, run_id: int) -> list[ApprovalRow]:
+        rows = await self._fetchall("SELECT * FROM approvals WHERE run_id = ? ORDER BY id", (run_id,))
+        return [ApprovalRow.from_row(r) for r in rows]
 
     # ---- raw access for the bot's outbox and the scheduler (in their own modules) ----------
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int | None:

@@ -113,6 +113,7 @@ class StreamParser:
     refusals: list[Refusal] = field(default_factory=list)
     _message_ids: set[str] = field(default_factory=set)
     _calls: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # tool_use id -> (tool, target)
+    _errored: set[str] = field(default_factory=set)  # ids of tool calls that ended in an error of any kind
 
     def feed(self, line: str) -> Progress | None:
         line = line.strip()
@@ -206,9 +207,11 @@ class StreamParser:
             if not isinstance(block, dict) or block.get("type") != "tool_result" or block.get("is_error") is not True:
                 continue
             text = _result_text(block.get("content"))
-            if not is_refusal(text):
-                continue
             use_id = block.get("tool_use_id") if isinstance(block.get("tool_use_id"), str) else None
+            if use_id is not None:
+                self._errored.add(use_id)
+            if not is_refusal(text):
+                continue  # a person's "deny" (phone approvals) or a tool's own error: no refusal by the rules
             if use_id is not None and any(r.tool_use_id == use_id for r in self.refusals):
                 continue
             tool, target = self._calls.get(use_id or "", ("?", None))
@@ -224,7 +227,7 @@ class StreamParser:
             if not isinstance(d, dict):
                 continue
             use_id = d.get("tool_use_id") if isinstance(d.get("tool_use_id"), str) else None
-            if use_id is not None and use_id in seen:
+            if use_id is not None and (use_id in seen or use_id in self._errored):
                 continue
             out.append(Refusal(tool=str(d.get("tool_name") or "?"), target=call_target(d.get("tool_input")),
                                tool_use_id=use_id))

@@ -9,7 +9,7 @@ from engine.chains import ChainDef
 from engine.engine import ChainView
 from engine.events import Event
 from engine.prompts import format_duration
-from engine.store import LinkRunRow
+from engine.store import ApprovalRow, LinkRunRow
 
 
 def since(iso: str | None, now: datetime | None = None) -> str:
@@ -162,3 +162,15 @@ def chain_summary(chain: ChainDef, *, is_root: bool = False, sandbox: bool = Fal
         if link.permission_mode == "bypassPermissions" and is_root and not sandbox:
             lines.append("     ! bypassPermissions as root: claude refuses to start unless IS_SANDBOX=1 is set")
     return "\n".join(lines)
+
+
+def approval_lines(rows: Sequence[ApprovalRow], now: datetime | None = None) -> list[str]:
+    """Tool calls waiting for a person: `chain approve NAME ID` / `chain deny NAME ID REASON`."""
+    from engine.approvals import describe
+
+    out = []
+    for r in rows:
+        what = describe(r.tool, r.tool_input)
+        out.append(f"waiting for approval #{r.id}: {r.link} wants {r.tool} {what[:200]}".rstrip()
+                   + f" (for {since(r.created_at, now)}) — llmauto chain approve {r.chain} {r.id} | deny {r.chain} {r.id} REASON")
+    return out
