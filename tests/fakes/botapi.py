@@ -113,6 +113,13 @@ class SentMessage:
         rows = (self.reply_markup or {}).get("inline_keyboard") or []
         return [(b.get("text", ""), b.get("callback_data", "")) for row in rows for b in row]
 
+    def data_of(self, text: str) -> str:
+        """The callback data of the button labelled `text` (AssertionError if there is none)."""
+        for label, data in self.buttons:
+            if label == text:
+                return data
+        raise AssertionError(f"no button {text!r} on message {self.message_id}: {self.buttons}")
+
     @property
     def plain(self) -> str:
         """The text as a person sees it (tags stripped, entities decoded)."""
