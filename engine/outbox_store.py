@@ -147,11 +147,13 @@ class OutboxStore:
             first = rows[0].id
             for row in rows:
                 # `text = ?`: a progress card whose text changed while it was being sent stays
-                # pending, and goes out as an edit of the message just recorded.
+                # pending, and goes out as an edit of the message just recorded. A possibly
+                # delivered row is done whatever its text now: it is never sent again.
                 await db.execute(
                     "UPDATE outbox SET sent_at = ?, message_id = ?, error = ?, outcome = ?, coalesced_into = ? "
-                    "WHERE id = ? AND text = ?",
-                    (now, message_id, error, outcome, first if row.id != first else None, row.id, row.text),
+                    "WHERE id = ? AND (text = ? OR ? = ?)",
+                    (now, message_id, error, outcome, first if row.id != first else None, row.id, row.text,
+                     outcome, POSSIBLY_DELIVERED),
                 )
             if message_id is not None:
                 await db.execute(
