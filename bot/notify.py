@@ -5,8 +5,8 @@ polls the database every half second for events other processes stored (one inde
 CLI foreground run. Progress events (never stored) only refresh the progress card, which is also
 refreshed every `card_refresh_s` while a link runs, so that its elapsed time moves on. While a run
 waits for the answer to a BLOCKED alert, its card says so. A card lives in this process's memory:
-on start, every card that still shows a run a crash cut off is finished with that run's outcome
-(`close_stale_cards`), so no card stays frozen mid-link."""
+on start (`serve` calls `close_stale_cards` before resuming anything), every card that still shows
+a run a crash cut off is finished with that run's outcome, so no card stays frozen mid-link."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot import callbacks as cb
@@ -66,10 +66,7 @@ class Notifier:
             if await self.outbox.cursor(CURSOR) is None:
                 # First start: notify from now on, not about the whole history.
                 await self.outbox.init_cursor(CURSOR, await self.store.last_event_id())
-            try:
-                await self.close_stale_cards()
-            except Exception:  # a card left as it was is not worth stopping the notifications for
-                log.exception("notifier: cannot finish the cards of interrupted runs")
+
             failures = 0
             while not self.halt.is_set():
                 try:
@@ -215,18 +212,26 @@ class Notifier:
             await self.outbox.enqueue_now(due)
             self.wake.set()
 
-    async def close_stale_cards(self) -> None:
+    async def close_stale_cards(self, cut_chains: Sequence[str] = ()) -> None:
         """Finish every card that still shows a run cut off by a crash (nothing else will edit it):
-        each of its runs with the outcome the store has, and a pointer to the new card."""
+        each of its runs with its outcome (INTERRUPTED for a run of `cut_chains` still marked
+        RUNNING), and a pointer to the new card. Failures are logged: a card is not worth more."""
+        try:
+            await self._close_stale_cards(cut_chains)
+        except Exception:
+            log.exception("notifier: cannot finish the cards of interrupted runs")
+
+    async def _close_stale_cards(self, cut_chains: Sequence[str]) -> None:
         closing: list[NewMessage] = []
-        for stale in await self.outbox.stale_cards():
+        for stale in await self.outbox.stale_cards(cut_chains):
             parts = []
             for run_id in stale.run_ids:
                 run = await self.store.run(run_id)
                 if run is None:
                     continue
                 links = await self.store.run_link_runs(run_id)
-                parts.append(render.card({"chain": run.chain, "finished": True, "status": run.status,
+                status = "INTERRUPTED" if run.status == "RUNNING" else run.status
+                parts.append(render.card({"chain": run.chain, "finished": True, "status": status,
                                           "round": links[-1].round if links else "-", "cost": run.cost_usd}, 0.0))
             if not parts:
                 continue

@@ -122,6 +122,7 @@ async def run_serve(
         stack.push_async_callback(_wind_down, side_tasks, [stop.set, notifier.halt.set])
         stack.push_async_callback(clients.aclose)
 
+        await notifier.close_stale_cards(await engine.interrupted_chains())  # before any is resumed
         await _recover(engine, outbox, settings)
         if on_engine is not None:
             on_engine(engine)

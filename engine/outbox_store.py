@@ -192,20 +192,25 @@ class OutboxStore:
             (chat_id, *REPLY_KINDS))
         return bool(rows)
 
-    async def stale_cards(self) -> list[StaleCard]:
-        """Progress cards with a run that was INTERRUPTED after the card was last sent (or before
-        it was ever sent): nothing will edit them again, so they would stay frozen mid-link."""
+    async def stale_cards(self, cut_chains: Sequence[str] = ()) -> list[StaleCard]:
+        """Progress cards showing a run that a crash cut off after the card was last sent (or
+        before it was ever sent): a run INTERRUPTED since, or one still marked RUNNING of a chain
+        in `cut_chains` (its process is gone). Nothing will edit these cards again."""
         rows = await self.store.query(
-            "SELECT o.card_key AS card_key, o.chat_id AS chat_id, GROUP_CONCAT(DISTINCT o.run_id) AS runs, "
-            "MAX(CASE WHEN r.status = 'INTERRUPTED' THEN r.ended_at END) AS cut_at, "
-            "(SELECT MAX(s.sent_at) FROM outbox s WHERE s.card_key = o.card_key AND s.message_id IS NOT NULL) AS shown_at "
-            "FROM outbox o JOIN runs r ON r.id = o.run_id "
-            "WHERE o.kind = 'card' AND o.card_key IS NOT NULL GROUP BY o.card_key, o.chat_id")
-        out = []
+            "SELECT o.card_key AS card_key, o.chat_id AS chat_id, r.id AS run_id, r.chain AS chain, r.status AS status, "
+            "r.ended_at AS ended_at, (SELECT MAX(s.sent_at) FROM outbox s WHERE s.card_key = o.card_key "
+            "AND s.message_id IS NOT NULL) AS shown_at "
+            "FROM outbox o JOIN runs r ON r.id = o.run_id WHERE o.kind = 'card' AND o.card_key IS NOT NULL "
+            "GROUP BY o.card_key, o.chat_id, r.id ORDER BY o.card_key, r.id")
+        cards: dict[tuple[str, int], list[Any]] = {}
         for r in rows:
-            if r["cut_at"] is not None and (r["shown_at"] is None or r["cut_at"] >= r["shown_at"]):
-                runs = tuple(sorted(int(x) for x in str(r["runs"]).split(",") if x))
-                out.append(StaleCard(card_key=r["card_key"], chat_id=r["chat_id"], run_ids=runs))
+            cards.setdefault((r["card_key"], r["chat_id"]), []).append(r)
+        out = []
+        for (key, chat_id), runs in cards.items():
+            cut = any((r["status"] == "INTERRUPTED" and (r["shown_at"] is None or r["ended_at"] >= r["shown_at"]))
+                      or (r["status"] == "RUNNING" and r["chain"] in cut_chains) for r in runs)
+            if cut:
+                out.append(StaleCard(card_key=key, chat_id=chat_id, run_ids=tuple(r["run_id"] for r in runs)))
         return out
 
     async def remember(self, chat_id: int, message_id: int, *, kind: str, chain: str | None, run_id: int | None = None) -> None:
