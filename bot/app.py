@@ -18,6 +18,13 @@ from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long a send waits for Telegram's answer. A request that reached Telegram and timed out may
+# have been delivered, and is then not sent again (see `bot.outbox`), so this is generous: a
+# slow Telegram (answers 25 s late) still yields every message exactly once. Handlers run
+# concurrently, so a slow answer holds up nobody else's command.
+SEND_READ_TIMEOUT_S = 60.0
+SEND_WRITE_TIMEOUT_S = 30.0
+
 App = Application[Any, Any, Any, Any, Any, Any]
 
 
@@ -26,8 +33,9 @@ class HttpClients:
     so that `serve` closes them whatever happened: PTB closes them only in `Application.shutdown`,
     which it skips when `initialize` never succeeded (Telegram unreachable at start)."""
 
-    def __init__(self, *, poll_timeout_s: float) -> None:
-        self.requests = HTTPXRequest(connection_pool_size=256)
+    def __init__(self, *, poll_timeout_s: float, send_timeout_s: float = SEND_READ_TIMEOUT_S) -> None:
+        self.requests = HTTPXRequest(connection_pool_size=256, read_timeout=send_timeout_s,
+                                     write_timeout=min(send_timeout_s, SEND_WRITE_TIMEOUT_S))
         self.get_updates = HTTPXRequest(connection_pool_size=1, read_timeout=poll_timeout_s + 10)
 
     async def aclose(self) -> None:

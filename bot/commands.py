@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.render import esc
+from bot.render import shown
 
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_ARG_CHARS = 1000
@@ -43,7 +43,7 @@ def check_size(args: list[str]) -> None:
 def chain_arg(value: str) -> str:
     """A chain name as the engine accepts it; anything else is refused (escaped, shortened)."""
     if not NAME.fullmatch(value):
-        raise UserError(f"{esc(value[:70])} is not a chain name (letters, digits, . _ -)")
+        raise UserError(f"{shown(value[:70])} is not a chain name (letters, digits, . _ -)")
     return value
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telegram import Message, Update
+from telegram.error import BadRequest, NetworkError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -123,9 +124,9 @@ class BotHandlers:
         except UserError as exc:
             await self.reply(update, str(exc))
         except InvalidChain as exc:
-            await self.reply(update, "❗ Invalid chain:\n" + render.esc("\n".join(exc.problems)[:3500]))
+            await self.reply(update, "❗ Invalid chain:\n" + render.shown("\n".join(exc.problems)[:3500]))
         except LlmautoError as exc:  # unknown chain (with the names), busy, bad schedule, not running
-            await self.reply(update, "❗ " + render.esc(exc))
+            await self.reply(update, "❗ " + render.shown(exc))
         except Exception:
             log.exception("handling %s failed", _describe(update))
             with contextlib.suppress(Exception):
@@ -138,9 +139,19 @@ class BotHandlers:
         return f"tg:{user.id}" + (f" ({user.username})" if user.username else "")
 
     async def reply(self, update: Update, text: str, *, buttons: cb.Buttons | None = None, chain: str | None = None,
-                    kind: str = "reply", document: tuple[str, str] | None = None, force_reply: bool = False) -> Message | None:
+                    kind: str = "reply", document: tuple[str, str] | None = None, force_reply: bool = False,
+                    run_id: int | None = None) -> Message | None:
+        """Answer in the update's chat; buttons the sender may not use are left out (a viewer's
+        answer carries no Stop)."""
+        user = update.effective_user
+        if buttons:
+            buttons = cb.keyboard(*([b for b in r if self._may_press(user.id if user else None, b)] for r in buttons))
         return await self.replies.send(update, text, buttons=buttons, chain=chain, kind=kind, document=document,
-                                       force_reply=force_reply)
+                                       force_reply=force_reply, run_id=run_id)
+
+    def _may_press(self, user_id: int | None, button: cb.Button) -> bool:
+        press = cb.decode(button["data"])
+        return press is not None and self.access.may(user_id, cb.ACTIONS[press.kind])
 
     async def on_unknown_command(self, update: Update, context: Ctx) -> None:
         """A command no handler knows: refused (and logged) for strangers, a pointer to /help for
@@ -152,7 +163,7 @@ class BotHandlers:
             return
         if not await self._allowed(update, "help", shown=f"{name[:33]} (unknown command)"):
             return
-        await self.reply(update, f"Unknown command {render.esc(name[:33])}. /help lists the commands.")
+        await self.reply(update, f"Unknown command {render.shown(name[:33])}. /help lists the commands.")
 
     # ---- commands ------------------------------------------------------------------------
     async def cmd_help(self, update: Update, args: list[str]) -> None:
@@ -160,33 +171,36 @@ class BotHandlers:
 
     async def cmd_start_chain(self, update: Update, args: list[str]) -> None:
         if not args:
-            await self._pick(update, "Which chain?", self.engine.chain_names(), "start")
+            states = await self.engine.store.all_chain_states()
+            await self._pick(update, "Which chain?", [
+                (n, cb.start_button(n, n, states[n].last_run_id if n in states else None)) for n in self.engine.chain_names()])
             return
         await self._start(update, chain_arg(args[0]))
 
-    async def _pick(self, update: Update, question: str, names: list[str], kind: str) -> None:
-        if not names:
+    async def _pick(self, update: Update, question: str, choices: list[tuple[str, cb.Button | None]]) -> None:
+        if not choices:
             raise UserError("No chains yet: put a definition in chains/NAME.json.")
-        await self.reply(update, question, buttons=cb.picker(names, kind))
+        await self.reply(update, question, buttons=cb.picker(choices))
 
     async def _start(self, update: Update, name: str) -> None:
         chat = update.effective_chat
         run_id = await self.engine.start_chain(name, origin="telegram", chat_id=chat.id if chat else None,
                                                requested_by=self._who(update))
-        await self.reply(update, f"▶️ Started <b>{render.esc(name)}</b> (run #{run_id}).", chain=name,
-                         buttons=cb.chain_buttons(name))
+        await self.reply(update, f"▶️ Started <b>{render.esc(name)}</b> (run #{run_id}).", chain=name, run_id=run_id,
+                         buttons=cb.chain_buttons(name, run_id))
 
     async def cmd_stop_chain(self, update: Update, args: list[str]) -> None:
-        replied_chain, _ = await self.replies.replied_chain(update)
+        replied_chain = (await self.replies.replied(update)).chain
         if replied_chain and (not args or args[0] != replied_chain):
             name, reason = replied_chain, " ".join(args)  # a reply to a chain's message: all is the reason
         elif args:
             name, reason = chain_arg(args[0]), " ".join(args[1:])
         else:
-            running = [v.name for v in await self.engine.views() if v.running_here or v.running_elsewhere]
+            running = [(v.name, cb.button(v.name, "stop", v.last_run.id)) for v in await self.engine.views()
+                       if (v.running_here or v.running_elsewhere) and v.last_run is not None]
             if not running:
                 raise UserError("No chain is running.")
-            await self._pick(update, "Stop which chain?", running, "stop")
+            await self._pick(update, "Stop which chain?", running)
             return
         if not reason.strip():
             await self._ask_reason(update, name)
@@ -194,16 +208,16 @@ class BotHandlers:
         await self._stop(update, name, reason, now=False)
 
     async def _ask_reason(self, update: Update, name: str) -> None:
+        """Ask why (a reply prompt) and offer Stop now, both bound to the run that runs now."""
         self.engine.load(name)
         view = await self.engine.view(name)
-        if not (view.running_here or view.running_elsewhere):
+        if not (view.running_here or view.running_elsewhere) or view.last_run is None:
             raise UserError(f"<b>{render.esc(name)}</b> is not running: there is nothing to stop.")
-        await self.reply(update, f"Why stop <b>{render.esc(name)}</b>? Reply to this message with the reason.",
-                         chain=name, kind="reason", force_reply=True)
-        stop_now = cb.button("Stop now", "stopnow", name)
-        if stop_now is not None:
-            await self.reply(update, f"Or stop <b>{render.esc(name)}</b> at once, killing the running link:",
-                             buttons=[[stop_now]], chain=name)
+        run_id = view.last_run.id
+        await self.reply(update, f"Why stop <b>{render.esc(name)}</b>? Reply to this message with the reason "
+                                 f"(for run #{run_id}).", chain=name, kind="reason", force_reply=True, run_id=run_id)
+        await self.reply(update, f"Or stop <b>{render.esc(name)}</b> at once, killing the running link:",
+                         buttons=cb.keyboard(cb.row(cb.button("Stop now", "stopnow", run_id))), chain=name, run_id=run_id)
 
     async def _stop(self, update: Update, name: str, reason: str, *, now: bool) -> None:
         text = await self.engine.stop_chain(name, reason.strip()[:500], now=now, by=self._who(update))
@@ -216,8 +230,9 @@ class BotHandlers:
         name = chain_arg(args[0])
         view = await self.engine.view(name)
         fire = await next_fire_for_chain(self.engine.store, name, self.settings)
-        running = bool(view.running_here or view.running_elsewhere)
-        await self.reply(update, render.status_detail(view, fire), chain=name, buttons=cb.chain_buttons(name, stop=running))
+        running = bool(view.running_here or view.running_elsewhere) and view.last_run is not None
+        run_id = view.last_run.id if running and view.last_run is not None else None
+        await self.reply(update, render.status_detail(view, fire), chain=name, buttons=cb.chain_buttons(name, run_id))
 
     async def cmd_chains(self, update: Update, args: list[str]) -> None:
         await self.cmd_status(update, [])
@@ -227,7 +242,7 @@ class BotHandlers:
             names = self.engine.chain_names()
             running = [n for n in names if self.engine.is_running_here(n)]
             if len(running) != 1:
-                await self._pick(update, "Handoff of which chain?", names, "hand")
+                await self._pick(update, "Handoff of which chain?", [(n, cb.button(n, "hand", n)) for n in names])
                 return
             args = running
         which = handoff_args(args)
@@ -257,7 +272,8 @@ class BotHandlers:
     async def cmd_reset(self, update: Update, args: list[str]) -> None:
         name = required_chain(args, "/reset NAME")
         self.engine.load(name)
-        confirm = cb.button("Yes, reset", "reset!", name)
+        state = await self.engine.store.chain_state(name)
+        confirm = cb.button("Yes, reset", "reset!", name, state.last_run_id or 0, state.status)
         if confirm is None:
             raise UserError("That name is too long for a confirmation button; use <code>llmauto chain reset</code>.")
         await self.reply(update, f"Reset <b>{render.esc(name)}</b>? It starts over at round 1 with a fresh handoff "
@@ -303,38 +319,87 @@ class BotHandlers:
 
     # ---- buttons -------------------------------------------------------------------------
     async def on_button(self, update: Update, context: Ctx) -> None:
+        """A button press: only on a message this bot sent to that chat, only by someone allowed,
+        and only while what the button was offered for still holds (`cb.stale_reason`)."""
         query = update.callback_query
         if query is None:
             return
-        decoded = cb.decode(query.data)
-        if decoded is None:
-            log.warning("unknown button data %r from user %s", (query.data or "")[:64],
-                        update.effective_user.id if update.effective_user else None)
+        user_id = update.effective_user.id if update.effective_user else None
+        press = cb.decode(query.data)
+        if press is None:
+            log.warning("unknown button data %r from user %s", render.shown((query.data or "")[:64]), user_id)
             await query.answer()
             return
-        kind, arg = decoded
-        if not await self._allowed(update, cb.ACTIONS[kind]):
+        chat, message = update.effective_chat, query.message
+        sent = None
+        if chat is not None and message is not None and message.chat.id == chat.id:
+            sent = await self.replies.sent(chat.id, message.message_id, from_bot=True)
+        if sent is None:
+            log.warning("button %r from user %s on message %s, which this bot did not send to chat %s: ignored",
+                        query.data, user_id, message.message_id if message else None, chat.id if chat else None)
+            await query.answer()
             return
-        await query.answer()
+        if not await self._allowed(update, cb.ACTIONS[press.kind]):
+            return
         async with self._errors(update):
-            if kind == "noop":
-                return
-            if kind in ("spause", "sresume", "sdel"):
-                await self._schedule_button(update, kind, schedule_id(arg))
-                return
-            name = chain_arg(arg)
-            if kind == "start":
-                await self._start(update, name)
-            elif kind == "stop":
-                await self._ask_reason(update, name)
-            elif kind == "stopnow":
-                await self._stop(update, name, f"stopped now from Telegram by {self._who(update)}", now=True)
-            elif kind == "hand":
-                await self.cmd_handoff(update, [name])
-            elif kind == "stat":
-                await self.cmd_status(update, [name])
-            elif kind == "reset!":
-                await self.reply(update, "🔄 " + render.esc(await self.engine.reset_chain(name)), chain=name)
+            stale, chain = await self._check_press(press)
+            await query.answer(stale or None)
+            if stale is None:
+                await self._press(update, press, chain)
+            if press.kind in cb.ONE_SHOT:
+                await self._drop_keyboard(update)
+
+    async def _check_press(self, press: cb.Press) -> tuple[str | None, str | None]:
+        """(why the press no longer applies or None, the chain it concerns)."""
+        store = self.engine.store
+        chain = press.chain
+        if press.kind in ("stop", "stopnow"):
+            assert press.run_id is not None
+            run = await store.run(press.run_id)
+            if run is None:
+                return cb.stale_reason(press, cb.Current(last_run_id=None, chain_status="")), None
+            chain = run.chain
+            st = await store.chain_state(chain)
+            return cb.stale_reason(press, cb.Current(last_run_id=st.last_run_id, chain_status=st.status,
+                                                     run_status=run.status)), chain
+        if press.kind in ("start", "reset!") and chain is not None:
+            st = await store.chain_state(chain)
+            return cb.stale_reason(press, cb.Current(last_run_id=st.last_run_id, chain_status=st.status)), chain
+        return None, chain
+
+    async def _press(self, update: Update, press: cb.Press, chain: str | None) -> None:
+        kind = press.kind
+        if kind == "noop":
+            return
+        if press.schedule_id is not None:
+            await self._schedule_button(update, kind, press.schedule_id)
+            return
+        assert chain is not None
+        if kind == "start":
+            await self._start(update, chain)
+        elif kind == "stop":
+            await self._ask_reason(update, chain)
+        elif kind == "stopnow":
+            await self._stop(update, chain, f"stopped now from Telegram by {self._who(update)}", now=True)
+        elif kind == "hand":
+            await self.cmd_handoff(update, [chain])
+        elif kind == "stat":
+            await self.cmd_status(update, [chain])
+        elif kind == "reset!":
+            await self.reply(update, "🔄 " + render.esc(await self.engine.reset_chain(chain)), chain=chain)
+
+    async def _drop_keyboard(self, update: Update) -> None:
+        """The message's buttons have done their job (or no longer apply): remove them."""
+        query = update.callback_query
+        if query is None or query.message is None:
+            return
+        try:
+            await update.get_bot().edit_message_reply_markup(query.message.chat.id, query.message.message_id,
+                                                             reply_markup=None)
+        except BadRequest as exc:  # already removed ("not modified"), or the message is gone
+            log.info("cannot remove the buttons of message %s: %s", query.message.message_id, exc)
+        except NetworkError as exc:  # the check in `on_button` still guards an old button
+            log.info("cannot remove the buttons of message %s now: %s", query.message.message_id, exc)
 
     async def _schedule_button(self, update: Update, kind: str, sid: int) -> None:
         if kind == "sdel":
@@ -348,8 +413,10 @@ class BotHandlers:
 
     # ---- replies -------------------------------------------------------------------------
     async def on_reply(self, update: Update, context: Ctx) -> None:
-        """A reply to a chain's message: the reason asked for, or the answer to a BLOCKED alert."""
-        chain, kind = await self.replies.replied_chain(update)
+        """A reply to a chain's message: the reason asked for, or the answer to a BLOCKED alert,
+        each bound to the run it was asked for (a reply to an old run's prompt does nothing)."""
+        replied = await self.replies.replied(update)
+        chain, kind = replied.chain, replied.kind
         if chain is None:
             return  # a reply to something that is not a chain's message: not for us
         if not await self._allowed(update, "answer"):
@@ -361,6 +428,8 @@ class BotHandlers:
         async with self._errors(update):
             if len(text) > MAX_ANSWER_CHARS:
                 raise UserError(f"That answer is too long (over {MAX_ANSWER_CHARS} characters).")
+            if kind in ("reason", "alert") and replied.run_id is not None:
+                await self._check_prompt(chain, kind, replied.run_id)
             if kind == "reason":
                 await self._stop(update, chain, text, now=False)
             elif kind == "alert":
@@ -370,6 +439,16 @@ class BotHandlers:
                 await self.reply(update, "To answer an agent, reply to its ⛔ BLOCKED alert; to stop the chain, "
                                          "reply with <code>/stop_chain REASON</code>.", chain=chain)
 
+    async def _check_prompt(self, chain: str, kind: str, run_id: int) -> None:
+        """A reason prompt holds while its run runs; an alert's answer while its run is the chain's
+        last (an ended run's alert may still leave a note for the next run, not for a later one)."""
+        store = self.engine.store
+        run = await store.run(run_id)
+        ended = (await store.chain_state(chain)).last_run_id != run_id or (
+            kind == "reason" and (run is None or run.status != "RUNNING"))
+        if ended:
+            what = "question" if kind == "alert" else "prompt"
+            raise UserError(render.esc(f"This {what} is from run #{run_id}, which has ended: nothing done for {chain}."))
 
 def _describe(update: Update) -> str:
     message = update.effective_message

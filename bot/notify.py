@@ -3,7 +3,10 @@ the outbox rows they call for together with the new cursor, in one transaction: 
 its notifications exactly once, whatever crashes. It wakes on every in-process publish and also
 polls the database every half second for events other processes stored (one indexed query), such as a
 CLI foreground run. Progress events (never stored) only refresh the progress card, which is also
-refreshed every `card_refresh_s` while a link runs, so that its elapsed time moves on."""
+refreshed every `card_refresh_s` while a link runs, so that its elapsed time moves on. While a run
+waits for the answer to a BLOCKED alert, its card says so. A card lives in this process's memory:
+on start (`serve` calls `close_stale_cards` before resuming anything), every card that still shows
+a run a crash cut off is finished with that run's outcome, so no card stays frozen mid-link."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot import callbacks as cb
@@ -34,7 +37,7 @@ PROGRESS_CARD_EVERY_S = 2.0
 # minutes after the first one). The sender edits a card at most every CARD_INTERVAL_S anyway.
 CARD_REFRESH_S = 30.0
 CARD_EVENTS = frozenset({ev.RUN_STARTED, ev.LINK_STARTED, ev.LINK_FINISHED, ev.RUN_FINISHED, ev.ROUND_FINISHED,
-                         ev.WAITING_SLOT})
+                         ev.WAITING_SLOT, ev.BLOCKED, ev.OPERATOR_NOTE})
 
 
 class Notifier:
@@ -63,6 +66,7 @@ class Notifier:
             if await self.outbox.cursor(CURSOR) is None:
                 # First start: notify from now on, not about the whole history.
                 await self.outbox.init_cursor(CURSOR, await self.store.last_event_id())
+
             failures = 0
             while not self.halt.is_set():
                 try:
@@ -147,7 +151,13 @@ class Notifier:
             state.update(round=d.get("round", 1), max_rounds=d.get("max_rounds"))
         elif event.kind == ev.LINK_STARTED:
             state.update(link=d.get("link"), model=d.get("model"), round=d.get("round"), tool=None, turns=None,
-                         link_started_mono=self.monotonic(), refused=None)
+                         link_started_mono=self.monotonic(), refused=None, waiting_answer=None)
+        elif event.kind == ev.BLOCKED:
+            if d.get("policy") == "wait":
+                state.update(waiting_answer=d.get("link") or state.get("link") or "?", waiting_round=d.get("round"),
+                             waiting_since_mono=self.monotonic())
+        elif event.kind == ev.OPERATOR_NOTE:
+            state.update(waiting_answer=None)
         elif event.kind == ev.WAITING_SLOT:
             state.update(waiting_slots=d.get("slots") or True)
         elif event.kind == ev.LINK_FINISHED:
@@ -155,7 +165,7 @@ class Notifier:
         elif event.kind == ev.ROUND_FINISHED:
             state.update(round=(d.get("round") or 0) + 1)
         elif event.kind == ev.RUN_FINISHED:
-            state.update(finished=True, status=d.get("status"), cost=d.get("cost_usd", state.get("cost")))
+            state.update(finished=True, waiting_answer=None, status=d.get("status"), cost=d.get("cost_usd", state.get("cost")))
         return state
 
     def _card(self, chat: int, event: Event) -> NewMessage:
@@ -176,7 +186,8 @@ class Notifier:
                 shown.append(part)
                 size += len(part) + 2
             text = "\n\n".join(shown) + f"\n\n… and {len(parts) - len(shown)} more"
-        buttons = cb.chain_buttons(str(active[0]["chain"])) if len(active) == 1 else None
+        active_runs = [run for run, st in runs.items() if not st.get("finished")]
+        buttons = cb.chain_buttons(str(active[0]["chain"]), active_runs[0]) if len(active) == 1 else None
         if queued:
             self._card_at[chat], self._card_text[chat] = now, text
         return NewMessage(chat_id=chat, kind="card", chain=chain if len(runs) == 1 else None, run_id=run_id,
@@ -201,6 +212,36 @@ class Notifier:
             await self.outbox.enqueue_now(due)
             self.wake.set()
 
+    async def close_stale_cards(self, cut_chains: Sequence[str] = ()) -> None:
+        """Finish every card that still shows a run cut off by a crash (nothing else will edit it):
+        each of its runs with its outcome (INTERRUPTED for a run of `cut_chains` still marked
+        RUNNING), and a pointer to the new card. Failures are logged: a card is not worth more."""
+        try:
+            await self._close_stale_cards(cut_chains)
+        except Exception:
+            log.exception("notifier: cannot finish the cards of interrupted runs")
+
+    async def _close_stale_cards(self, cut_chains: Sequence[str]) -> None:
+        closing: list[NewMessage] = []
+        for stale in await self.outbox.stale_cards(cut_chains):
+            parts = []
+            for run_id in stale.run_ids:
+                run = await self.store.run(run_id)
+                if run is None:
+                    continue
+                links = await self.store.run_link_runs(run_id)
+                status = "INTERRUPTED" if run.status == "RUNNING" else run.status
+                parts.append(render.card({"chain": run.chain, "finished": True, "status": status,
+                                          "round": links[-1].round if links else "-", "cost": run.cost_usd}, 0.0))
+            if not parts:
+                continue
+            text = "\n\n".join(parts) + "\n<i>serve was restarted: progress goes on in a new card.</i>"
+            closing.append(NewMessage(chat_id=stale.chat_id, kind="card", run_id=stale.run_ids[-1],
+                                      text=render.truncate(text), card_key=stale.card_key))
+        if closing:
+            await self.outbox.enqueue_now(closing)
+            self.wake.set()
+
     async def _messages(self, event: Event) -> list[NewMessage]:
         chat = await self._chat_of(event)
         if chat is None:
@@ -213,10 +254,10 @@ class Notifier:
         base: dict[str, Any] = {"chat_id": chat, "chain": event.chain, "run_id": event.run_id, "event_id": event.id}
         if event.kind == ev.LINK_FINISHED and event.data.get("notify") and not event.data.get("rerun"):
             out.append(NewMessage(kind="note", text=render.link_note(chain, event.data),
-                                  buttons=cb.chain_buttons(chain), **base))
+                                  buttons=cb.chain_buttons(chain, event.run_id), **base))
         elif event.kind == ev.BLOCKED:
             out.append(NewMessage(kind="alert", text=render.blocked_alert(chain, event.data),
-                                  buttons=cb.alert_buttons(chain), **base))
+                                  buttons=cb.alert_buttons(chain, event.run_id), **base))
         elif event.kind == ev.RUN_FINISHED and event.run_id is not None:
             out.append(NewMessage(kind="note", text=render.event_text(chain, event.kind, event.data) or "", **base))
             report = await build_report(self.store, event.run_id)

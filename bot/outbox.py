@@ -10,6 +10,24 @@ every few seconds; "message is not modified" counts as done. A Telegram outage (
 5xx, 429 retry_after) delays rows, never drops them; a message Telegram refuses for good (bad
 request, blocked bot) is recorded with its error and skipped. Every text, caption and document
 is scrubbed of secrets on the way out (`bot.redact`).
+
+What "once each" really means. Telegram has no idempotency key: when a request reached it and the
+answer did not come back, nobody can tell whether the message exists. So, per outcome:
+- Telegram answered (message id known): delivered, never sent again (the row is marked sent in
+  the store as soon as the answer arrives; a crash between the two is the one way left to send
+  a message twice);
+- refused before it was sent (429, 5xx, connection refused, connect/pool/write timeout): not
+  delivered, sent again later, in order: at least once, and in practice once;
+- the request was sent and the *answer* timed out (a read timeout): possibly delivered. The row is
+  marked `possibly_delivered` and NOT sent again: at most once. Sends wait up to
+  `SEND_READ_TIMEOUT_S` (see `bot.app`) for Telegram's answer, so a slow Telegram (answers delayed
+  25 s) still yields each message exactly once; only an answer later than that is given up on.
+  A progress card whose creation timed out is not created again (a second card could appear
+  beside it); its later updates are dropped, and the run's notes go on. Edits of a card are
+  idempotent and simply retried.
+- a connection dropped before any answer (a network error other than a timeout) is retried: if
+  Telegram had in fact received that request, the message arrives twice. That is the only
+  duplicate left, and it needs a connection cut between Telegram's receipt and its answer.
 """
 
 from __future__ import annotations
@@ -21,13 +39,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot import render
 from bot.pacer import Pacer, retry_after_s
-from engine.outbox_store import OutboxRow, OutboxStore
+from engine.outbox_store import POSSIBLY_DELIVERED, OutboxRow, OutboxStore
 from engine.redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -42,6 +61,13 @@ def markup(buttons: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup |
     if not buttons:
         return None
     return InlineKeyboardMarkup([[InlineKeyboardButton(b["text"], callback_data=b["data"]) for b in row] for row in buttons])
+
+
+def possibly_delivered(exc: BaseException) -> bool:
+    """Did the request reach Telegram before this error (so the message may exist)? True for a
+    read timeout (the request was written, the answer never came); a timeout while connecting,
+    waiting for a pooled connection or writing the request means Telegram never got it whole."""
+    return isinstance(exc, TimedOut) and isinstance(exc.__cause__, httpx.ReadTimeout)
 
 
 def plain(text: str) -> str:
@@ -202,6 +228,9 @@ class OutboxSender:
             await self._give_up(rows, kind, chain, str(exc))
             return
         except (TimedOut, NetworkError) as exc:
+            if possibly_delivered(exc):
+                await self._possibly_delivered(rows, kind, chain)
+                return
             await self._later(rows, exc)
             return
         except TelegramError as exc:
@@ -216,6 +245,13 @@ class OutboxSender:
         log.info("Telegram unreachable (%s); retrying %d message(s) in %.1f s", type(exc).__name__, len(rows), delay)
         await self.outbox.retry_later([r.id for r in rows], delay, f"{type(exc).__name__}: {exc}")
 
+    async def _possibly_delivered(self, rows: Sequence[OutboxRow], kind: str, chain: str | None,
+                                  card_key: str | None = None) -> None:
+        log.warning("Telegram's answer to message %s timed out: it may have arrived, so it is not sent again",
+                    rows[0].id)
+        await self.outbox.mark_sent(rows, None, kind=kind, chain=chain, run_id=rows[0].run_id, card_key=card_key,
+                                    error="the answer timed out: possibly delivered", outcome=POSSIBLY_DELIVERED)
+
     async def _give_up(self, rows: Sequence[OutboxRow], kind: str, chain: str | None, error: str) -> None:
         log.error("Telegram refused message %s for good: %s", rows[0].id, error)
         await self.outbox.mark_sent(rows, None, kind=kind, chain=chain, run_id=rows[0].run_id, error=error)
@@ -225,6 +261,10 @@ class OutboxSender:
         self._card_edit_at[key] = time.monotonic()
         self.pacer.record(row.chat_id)
         message_id = await self.outbox.card_message(key)
+        if message_id is None and await self.outbox.card_possibly_created(key):
+            # This card may exist with an id we never learnt: creating it again could show two.
+            await self._possibly_delivered([row], "card", row.chain, key)
+            return
         try:
             if message_id is not None:
                 try:
@@ -250,6 +290,9 @@ class OutboxSender:
             await self._give_up([row], "card", row.chain, str(exc))
             return
         except (TelegramError, NetworkError) as exc:
+            if message_id is None and possibly_delivered(exc):  # creating the card, not editing it
+                await self._possibly_delivered([row], "card", row.chain, key)
+                return
             await self._later([row], exc)
             return
         await self.outbox.mark_sent([row], message_id, kind="card", chain=row.chain, run_id=row.run_id, card_key=key)

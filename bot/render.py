@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,26 @@ _TAG = re.compile(r"<(/?)([a-z-]+)[^>]*>")  # our own tags: agent text is escape
 
 def esc(text: object) -> str:
     return html.escape(str(text), quote=False)
+
+
+def visible(text: object) -> str:
+    """The text with every invisible or reordering character (controls such as NUL, format
+    characters such as U+202E RIGHT-TO-LEFT OVERRIDE, separators, unassigned code points) shown as
+    `\\u202e`-style escapes, so that echoing input back can neither hide nor disguise anything.
+    Newlines and tabs stay."""
+    out = []
+    for ch in str(text):
+        if ch in "\n\t" or unicodedata.category(ch)[0] not in "CZ" or ch == " ":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def shown(text: object) -> str:
+    """User or agent text echoed in a message: invisible characters made visible, then escaped."""
+    return esc(visible(text))
 
 
 def money(value: object) -> str:
@@ -176,16 +197,19 @@ def log_text(chain: str, rows: Sequence[LinkRunRow]) -> str:
 
 
 def handoff_message(title: str, text: str) -> tuple[str, str | None]:
-    """(message, document text or None): short handoffs inline, long ones as a document."""
-    if len(text) <= HANDOFF_INLINE:
-        return f"<b>{esc(title)}</b>\n<pre>{esc(text)}</pre>", None
+    """(message, document text or None): short handoffs inline, long ones as a document. "Short"
+    is measured on the message as sent, escaped: 3,000 `<` are 12,000 characters of `&lt;`."""
+    inline = f"<b>{esc(title)}</b>\n<pre>{esc(text)}</pre>"
+    if len(text) <= HANDOFF_INLINE and len(inline) <= LIMIT:
+        return inline, None
     return truncate(f"<b>{esc(title)}</b> ({len(text):,} characters, attached)\n<pre>{esc(excerpt(text, 8, 600))}</pre>",
                     CAPTION_LIMIT), text
 
 
 def diff_message(chain: str, diff: str) -> tuple[str, str | None]:
-    if len(diff) <= HANDOFF_INLINE:
-        return f"<b>{esc(chain)}</b>: what the last link changed\n<pre>{esc(diff)}</pre>", None
+    inline = f"<b>{esc(chain)}</b>: what the last link changed\n<pre>{esc(diff)}</pre>"
+    if len(diff) <= HANDOFF_INLINE and len(inline) <= LIMIT:
+        return inline, None
     return f"<b>{esc(chain)}</b>: what the last link changed (attached)", diff
 
 
@@ -197,9 +221,15 @@ def card(state: Mapping[str, Any], now_mono: float) -> str:
         done = max(0, int(state.get("round") or 1) - 1)
         return (f"{STATUS_ICON.get(str(state.get('status')), '■')} <b>{chain}</b> {esc(state.get('status'))} · "
                 f"{done} round{'' if done == 1 else 's'} done · {money(state.get('cost'))}")
-    lines = [f"▶️ <b>{chain}</b> · round {state.get('round')}" + (f"/{state['max_rounds']}" if state.get("max_rounds") else "")]
+    waiting_answer = state.get("waiting_answer")
+    shown_round = state.get("waiting_round") if waiting_answer and state.get("waiting_round") else state.get("round")
+    lines = [f"▶️ <b>{chain}</b> · round {shown_round}" + (f"/{state['max_rounds']}" if state.get("max_rounds") else "")]
     link = state.get("link")
-    if link:
+    if waiting_answer:
+        since = state.get("waiting_since_mono")
+        elapsed = dur(now_mono - since) if isinstance(since, float) else "-"
+        lines.append(f"⛔ BLOCKED at <b>{esc(waiting_answer)}</b>: waits for your answer (reply to the alert) · {elapsed}")
+    elif link:
         since = state.get("link_started_mono")
         elapsed = dur(now_mono - since) if isinstance(since, float) else "-"
         waiting = state.get("waiting_slots")
@@ -215,6 +245,14 @@ def card(state: Mapping[str, Any], now_mono: float) -> str:
     if refused:
         told = refusal_summary(Refusal.from_json(r) for r in refused if isinstance(r, Mapping))
         lines.append(f"⚠️ claude was refused {esc(told)}")
+    asking = state.get("approvals")
+    if asking:
+        first = next(iter(asking.values()))
+        since = first.get("since_mono")
+        waited = dur(now_mono - since) if isinstance(since, float) else "-"
+        what = f"{first.get('tool')} {first.get('command') or ''}".strip()
+        more = f" (+{len(asking) - 1} more)" if len(asking) > 1 else ""
+        lines.append(f"✋ waiting for your approval: {esc(what[:100])}{'…' if len(what) > 100 else ''} ({waited}){more}")
     lines.append(f"Cost so far: {money(state.get('cost'))}")
     return "\n".join(lines)
 

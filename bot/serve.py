@@ -93,6 +93,7 @@ async def run_serve(
     card_interval_s: float = CARD_INTERVAL_S,
     on_ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
     on_engine: Callable[[Engine], None] | None = None,
+    send_timeout_s: float | None = None,
 ) -> None:
     check(settings)
     if shutdown_kills_links is None:  # LLMAUTO_ON_SHUTDOWN: interrupt (the default) or finish
@@ -115,12 +116,13 @@ async def run_serve(
         handlers = BotHandlers(engine, ScheduleBook(store, settings), outbox, pacer,
                                Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake,
                                redact=redact)
-        clients = HttpClients(poll_timeout_s=poll_timeout_s)
+        clients = HttpClients(poll_timeout_s=poll_timeout_s, **({"send_timeout_s": send_timeout_s} if send_timeout_s else {}))
         app = build_application(settings, handlers, clients)
         side_tasks: list[asyncio.Task[None]] = [asyncio.create_task(notifier.run(), name="notifier")]
         stack.push_async_callback(_wind_down, side_tasks, [stop.set, notifier.halt.set])
         stack.push_async_callback(clients.aclose)
 
+        await notifier.close_stale_cards(await engine.interrupted_chains())  # before any is resumed
         await _recover(engine, outbox, settings)
         if on_engine is not None:
             on_engine(engine)
@@ -190,7 +192,8 @@ async def _recover(engine: Engine, outbox: OutboxStore, settings: Settings) -> N
                     "interrupted chains are resumed automatically, as with LLMAUTO_RECOVERY=auto")
     for name in await engine.interrupted_chains():
         if settings.recovery == "ask" and settings.chat_id is not None:
-            buttons = cb.keyboard(cb.row(cb.button("Resume", "start", name), cb.button("Leave stopped", "noop")))
+            last_run = (await engine.store.chain_state(name)).last_run_id  # a later run makes Resume void
+            buttons = cb.keyboard(cb.row(cb.start_button("Resume", name, last_run), cb.button("Leave stopped", "noop")))
             # kind "question": sent alone, never coalesced with notes (that would drop its buttons).
             await outbox.enqueue_now([NewMessage(
                 chat_id=settings.chat_id, kind="question", chain=name, buttons=buttons,

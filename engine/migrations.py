@@ -193,6 +193,14 @@ MIGRATIONS: tuple[str, ...] = (
     -- when that run ends, kept across restarts of serve (NULL: nothing waiting).
     ALTER TABLE schedules ADD COLUMN queued_at TEXT;
     """,
+    # m006_outbox_outcome
+    """
+    -- How a delivered outbox row ended: 'sent' (Telegram answered with the message),
+    -- 'possibly_delivered' (the request reached Telegram but its answer timed out: never sent again,
+    -- so at most once), or 'refused' (Telegram refused it for good). NULL on rows from before.
+    ALTER TABLE outbox ADD COLUMN outcome TEXT;
+    CREATE INDEX outbox_card_key ON outbox(card_key) WHERE card_key IS NOT NULL;
+    """,
     # m007_link_refusals
     """
     -- The tool calls claude refused in a link, told as `chain log` and /log show them

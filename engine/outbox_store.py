@@ -1,9 +1,11 @@
 """The notification outbox in the store: what the bot must send, what it sent, and where it is in
 the event log. All SQL for the `outbox`, `messages` and `cursors` tables lives here.
 
-Exactly-once: the notifier turns stored events into outbox rows and moves its cursor in ONE
-transaction, so each event becomes its notifications once, across restarts; the sender marks a row
-sent as soon as Telegram accepts it.
+Exactly-once *queueing*: the notifier turns stored events into outbox rows and moves its cursor
+in ONE transaction, so each event becomes its notifications once, across restarts; the sender marks
+a row done as soon as Telegram answers. What reaches the chat is another matter (see `bot.outbox`):
+a row whose request timed out after it reached Telegram is marked `possibly_delivered` and never
+sent again.
 """
 
 from __future__ import annotations
@@ -56,6 +58,23 @@ class NewMessage:
     document_name: str | None = None
     document: str | None = None
     card_key: str | None = None
+
+
+# Outcomes of a delivered row (the `outcome` column).
+SENT = "sent"
+POSSIBLY_DELIVERED = "possibly_delivered"
+REFUSED = "refused"
+# Kinds of outbox rows that are answers to commands (queued when they could not go at once).
+REPLY_KINDS = ("reply", "reason")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaleCard:
+    """A progress card that shows a run cut off (serve killed) after the card was last sent."""
+
+    card_key: str
+    chat_id: int
+    run_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,19 +136,24 @@ class OutboxStore:
 
     async def mark_sent(
         self, rows: Sequence[OutboxRow], message_id: int | None, *, kind: str, chain: str | None,
-        run_id: int | None, card_key: str | None = None, error: str | None = None,
+        run_id: int | None, card_key: str | None = None, error: str | None = None, outcome: str | None = None,
     ) -> None:
-        """Rows delivered (several when coalesced into one message), and the message remembered so
-        replies to it can be traced back to its chain."""
+        """Rows done (several when coalesced into one message), and the message remembered so
+        replies to it can be traced back to its chain. `outcome` defaults to sent (no error) or
+        refused (an error)."""
         now = self.store.stamp()
+        outcome = outcome or (SENT if error is None else REFUSED)
         async with self.store.transaction() as db:
             first = rows[0].id
             for row in rows:
                 # `text = ?`: a progress card whose text changed while it was being sent stays
-                # pending, and goes out as an edit of the message just recorded.
+                # pending, and goes out as an edit of the message just recorded. A possibly
+                # delivered row is done whatever its text now: it is never sent again.
                 await db.execute(
-                    "UPDATE outbox SET sent_at = ?, message_id = ?, error = ?, coalesced_into = ? WHERE id = ? AND text = ?",
-                    (now, message_id, error, first if row.id != first else None, row.id, row.text),
+                    "UPDATE outbox SET sent_at = ?, message_id = ?, error = ?, outcome = ?, coalesced_into = ? "
+                    "WHERE id = ? AND (text = ? OR ? = ?)",
+                    (now, message_id, error, outcome, first if row.id != first else None, row.id, row.text,
+                     outcome, POSSIBLY_DELIVERED),
                 )
             if message_id is not None:
                 await db.execute(
@@ -151,6 +175,43 @@ class OutboxStore:
         rows = await self.store.query(
             "SELECT message_id FROM messages WHERE card_key = ? ORDER BY message_id DESC LIMIT 1", (card_key,))
         return int(rows[0][0]) if rows else None
+
+    async def card_possibly_created(self, card_key: str) -> bool:
+        """Did a request that creates this card time out after reaching Telegram (so a card may
+        exist whose id we never learnt)?"""
+        rows = await self.store.query(
+            "SELECT 1 FROM outbox WHERE card_key = ? AND outcome = ? AND message_id IS NULL LIMIT 1",
+            (card_key, POSSIBLY_DELIVERED))
+        return bool(rows)
+
+    async def replies_waiting(self, chat_id: int) -> bool:
+        """Is an answer to a command queued for this chat (a later answer must queue behind it)?"""
+        marks = ", ".join("?" for _ in REPLY_KINDS)
+        rows = await self.store.query(
+            f"SELECT 1 FROM outbox WHERE chat_id = ? AND sent_at IS NULL AND kind IN ({marks}) LIMIT 1",
+            (chat_id, *REPLY_KINDS))
+        return bool(rows)
+
+    async def stale_cards(self, cut_chains: Sequence[str] = ()) -> list[StaleCard]:
+        """Progress cards showing a run that a crash cut off after the card was last sent (or
+        before it was ever sent): a run INTERRUPTED since, or one still marked RUNNING of a chain
+        in `cut_chains` (its process is gone). Nothing will edit these cards again."""
+        rows = await self.store.query(
+            "SELECT o.card_key AS card_key, o.chat_id AS chat_id, r.id AS run_id, r.chain AS chain, r.status AS status, "
+            "r.ended_at AS ended_at, (SELECT MAX(s.sent_at) FROM outbox s WHERE s.card_key = o.card_key "
+            "AND s.message_id IS NOT NULL) AS shown_at "
+            "FROM outbox o JOIN runs r ON r.id = o.run_id WHERE o.kind = 'card' AND o.card_key IS NOT NULL "
+            "GROUP BY o.card_key, o.chat_id, r.id ORDER BY o.card_key, r.id")
+        cards: dict[tuple[str, int], list[Any]] = {}
+        for r in rows:
+            cards.setdefault((r["card_key"], r["chat_id"]), []).append(r)
+        out = []
+        for (key, chat_id), runs in cards.items():
+            cut = any((r["status"] == "INTERRUPTED" and (r["shown_at"] is None or r["ended_at"] >= r["shown_at"]))
+                      or (r["status"] == "RUNNING" and r["chain"] in cut_chains) for r in runs)
+            if cut:
+                out.append(StaleCard(card_key=key, chat_id=chat_id, run_ids=tuple(r["run_id"] for r in runs)))
+        return out
 
     async def remember(self, chat_id: int, message_id: int, *, kind: str, chain: str | None, run_id: int | None = None) -> None:
         await self.store.execute(

@@ -41,8 +41,8 @@ async def test_stop_button_asks_for_a_reason_and_the_reply_stops_the_chain(serve
     write_chain(served.home, "slow", {"links": [{"name": "w", "command": sleeper(0.2), "telegram_update": True}]})
     await served.answer("/start_chain slow", "Started")
     note = await served.api.wait_for(lambda api: next(
-        (m for m in api.messages(CHAT) if ("Stop", "stop:slow") in m.buttons and "round" in m.plain), None))
-    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=note.message_id, data="stop:slow")
+        (m for m in api.messages(CHAT) if "Stop" in dict(m.buttons) and "round" in m.plain), None))
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=note.message_id, data=note.data_of("Stop"))
     prompt = await served.api.wait_for_message(CHAT, "Why stop slow?", after=note.message_id)
     assert prompt.force_reply
     await served.answer("the disk is full", "stopping after the current link", reply_to=prompt.message_id)
@@ -70,7 +70,7 @@ async def test_in_a_group_only_the_operator_acts_on_an_alert(served: Served, cap
     # The viewer may read (Handoff) but not stop, nor answer.
     api.press_button(user_id=VIEWER, chat_id=GROUP, message_id=alert.message_id, data="hand:asker")
     await api.wait_for_message(GROUP, "current handoff", after=alert.message_id)
-    api.press_button(user_id=VIEWER, chat_id=GROUP, message_id=alert.message_id, data="stop:asker")
+    api.press_button(user_id=VIEWER, chat_id=GROUP, message_id=alert.message_id, data=alert.data_of("Stop"))
     await api.wait_for(lambda a: any(c.get("text") == REFUSAL for c in a.answered_callbacks))
     await served.answer("use postgres", REFUSAL, user=VIEWER, chat=GROUP, reply_to=alert.message_id)
     await served.answer("drop everything", REFUSAL, user=STRANGER, chat=GROUP, reply_to=alert.message_id)

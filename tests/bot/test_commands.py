@@ -57,8 +57,8 @@ async def test_start_chain_errors_say_why(served: Served) -> None:
 async def test_start_chain_without_a_name_offers_buttons(served: Served) -> None:
     loop_chain(served.home, "alpha", rounds=1)
     picker = await served.answer("/start_chain", "Which chain?")
-    assert ("alpha", "start:alpha") in picker.buttons
-    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=picker.message_id, data="start:alpha")
+    assert ("alpha", "start:alpha:0") in picker.buttons  # offered while alpha had no run yet
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=picker.message_id, data="start:alpha:0")
     await served.api.wait_for_message(CHAT, "Started alpha")
 
 
@@ -127,7 +127,8 @@ async def test_stop_now_button_kills_the_running_link(served: Served) -> None:
     write_chain(served.home, "hang", {"links": [{"name": "w", "command": ["python3", "-c", "import time; time.sleep(300)"]}]})
     await served.answer("/start_chain hang", "Started")
     prompt = await served.answer("/stop_chain hang", "Or stop hang at once")
-    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=prompt.message_id, data="stopnow:hang")
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=prompt.message_id,
+                              data=prompt.data_of("Stop now"))
     final = await served.api.wait_for_message(CHAT, "hang STOPPED", timeout=20)
     assert "stopped now from Telegram" in final.plain
     rows = await served.engine.store.link_runs("hang")
@@ -139,7 +140,8 @@ async def test_reset_asks_to_confirm(served: Served) -> None:
     await served.answer("/start_chain alpha", "Started")
     await served.api.wait_for_message(CHAT, "COMPLETED")
     confirm = await served.answer("/reset alpha", "Reset alpha?")
-    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=confirm.message_id, data="reset!:alpha")
+    served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=confirm.message_id,
+                              data=confirm.data_of("Yes, reset"))
     await served.api.wait_for_message(CHAT, "alpha: reset")
     assert not (served.home / "state" / "alpha" / "handoff.md").exists()
 

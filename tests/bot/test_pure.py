@@ -80,28 +80,68 @@ def test_agent_text_is_escaped_in_notes_and_alerts() -> None:
 
 
 # ---- callbacks ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(("kind", "arg", "data"), [
-    ("stop", "nightly", "stop:nightly"), ("stopnow", "a.b-c_d", "stopnow:a.b-c_d"), ("sdel", 12, "sdel:12"),
-    ("noop", "", "noop"), ("reset!", "x" * 57, "reset!:" + "x" * 57), ("reset!", "x" * 58, None),
+@pytest.mark.parametrize(("kind", "args", "data"), [
+    ("stop", (12,), "stop:12"), ("stopnow", (7,), "stopnow:7"), ("sdel", (12,), "sdel:12"), ("noop", (), "noop"),
+    ("hand", ("a.b-c_d",), "hand:a.b-c_d"), ("start", ("x", 0), "start:x:0"),
+    ("reset!", ("x" * 49, 3, "READY"), "reset!:" + "x" * 49 + ":3:READY"), ("reset!", ("x" * 50, 3, "READY"), None),
 ])
-def test_callback_data_fits_in_64_bytes_or_is_left_out(kind: str, arg: object, data: str | None) -> None:
-    assert cb.encode(kind, arg) == data
+def test_callback_data_fits_in_64_bytes_or_is_left_out(kind: str, args: tuple[object, ...], data: str | None) -> None:
+    assert cb.encode(kind, *args) == data
     if data is not None:
-        assert cb.decode(data) == (kind, str(arg))
+        press = cb.decode(data)
+        assert press is not None and press.kind == kind
 
 
-def test_unknown_callback_data_is_ignored() -> None:
-    assert cb.decode("rm:-rf") is None and cb.decode(None) is None and cb.decode("") is None
+@pytest.mark.parametrize("data", [
+    "rm:-rf", None, "", "stop:slow", "stopnow:", "stopnow:1x", "spause:abc", "spause:-1", "sdel:1:2",
+    "start:alpha", "start:../x:1", "reset!:alpha", "reset!:alpha:1:ready", "hand:a b", "noop:x", "stat:" + "n" * 65,
+])
+def test_data_this_bot_never_made_is_ignored(data: str | None) -> None:
+    """Each argument is checked for its kind's shape: a bad `spause:` id is an unknown button, not a
+    usage message about /unschedule (broke: `_SHAPES` matched any argument: `spause:abc` decoded)."""
+    assert cb.decode(data) is None
     with pytest.raises(ValueError):
         cb.encode("rm", "x")
 
 
+_RUNNING = cb.Current(last_run_id=2, chain_status="RUNNING", run_status="RUNNING")
+
+
+@pytest.mark.parametrize(("data", "now", "stale"), [
+    # Stop / Stop now: only while the run they were offered for runs.
+    ("stopnow:2", _RUNNING, None),
+    ("stopnow:1", cb.Current(last_run_id=2, chain_status="RUNNING", run_status="STOPPED"), "run #1, which has ended"),
+    ("stop:1", cb.Current(last_run_id=2, chain_status="RUNNING", run_status="STOPPED"), "run #1, which has ended"),
+    ("stop:2", cb.Current(last_run_id=2, chain_status="STOPPED", run_status="STOPPED"), "run #2, which has ended"),
+    ("stop:2", cb.Current(last_run_id=3, chain_status="RUNNING", run_status="RUNNING"), "run #2, which has ended"),
+    ("stopnow:9", cb.Current(last_run_id=None, chain_status=""), "not known"),
+    # Start / Resume: only while the chain's last run is the one it was offered after.
+    ("start:a:0", cb.Current(last_run_id=None, chain_status="READY"), None),
+    ("start:a:4", cb.Current(last_run_id=4, chain_status="INTERRUPTED"), None),
+    ("start:a:4", cb.Current(last_run_id=5, chain_status="COMPLETED"), "before run #5"),
+    # Reset: only while the chain is at the run and status it was offered at.
+    ("reset!:a:1:COMPLETED", cb.Current(last_run_id=1, chain_status="COMPLETED"), None),
+    ("reset!:a:1:COMPLETED", cb.Current(last_run_id=2, chain_status="COMPLETED"), "out of date"),
+    ("reset!:a:1:COMPLETED", cb.Current(last_run_id=1, chain_status="READY"), "out of date"),
+    ("reset!:a:0:READY", cb.Current(last_run_id=None, chain_status="READY"), None),
+    # Read-only buttons never go stale.
+    ("hand:a", cb.Current(last_run_id=9, chain_status="FAILED"), None),
+])
+def test_whether_a_pressed_button_still_applies(data: str, now: cb.Current, stale: str | None) -> None:
+    """The one decision "is this button still valid" (broke: `stale_reason` returning None for
+    stop/stopnow whatever the run: the 'ended' rows go red)."""
+    press = cb.decode(data)
+    assert press is not None
+    reason = cb.stale_reason(press, now)
+    assert (reason is None) if stale is None else (reason is not None and stale in reason), reason
+
+
 def test_buttons_that_do_not_fit_are_dropped_not_cut() -> None:
-    name = "n" * 59  # "stat:NAME" is 64 bytes and fits, "stopnow:NAME" would not
-    assert cb.button("Stop now", "stopnow", name) is None
-    row = (cb.chain_buttons(name) or [[]])[0]
-    assert [b["data"] for b in row] == [f"hand:{name}", f"stat:{name}", f"stop:{name}"]
-    assert cb.picker([], "start") is None
+    name = "n" * 59  # "stat:NAME" is 64 bytes and fits, "start:NAME:RUN" would not
+    assert cb.start_button("Start", name, 1) is None
+    row = (cb.chain_buttons(name, 12) or [[]])[0]
+    assert [b["data"] for b in row] == [f"hand:{name}", f"stat:{name}", "stop:12"]
+    assert cb.picker([]) is None
 
 
 # ---- commands and access -----------------------------------------------------------------------

@@ -113,6 +113,13 @@ class SentMessage:
         rows = (self.reply_markup or {}).get("inline_keyboard") or []
         return [(b.get("text", ""), b.get("callback_data", "")) for row in rows for b in row]
 
+    def data_of(self, text: str) -> str:
+        """The callback data of the button labelled `text` (AssertionError if there is none)."""
+        for label, data in self.buttons:
+            if label == text:
+                return data
+        raise AssertionError(f"no button {text!r} on message {self.message_id}: {self.buttons}")
+
     @property
     def plain(self) -> str:
         """The text as a person sees it (tags stripped, entities decoded)."""
@@ -155,6 +162,9 @@ class FakeBotApi:
         # as it comes in, before it is answered.
         self.slow: dict[str, float] = {}
         self.arrived: list[str] = []
+        # Seconds to hold the answer to a method *after* carrying it out (a Telegram that
+        # delivers, then answers late): a client that times out cannot know the message exists.
+        self.late: dict[str, float] = {}
         # True: every getUpdates answers 409, as when another process polls the same token.
         self.conflict = False
         # Errors to answer the next calls of a method with, in order (see `fail_next`).
@@ -243,13 +253,20 @@ class FakeBotApi:
         self._push({"message": message})
         return message
 
-    def press_button(self, *, user_id: int, message_id: int, chat_id: int, data: str) -> None:
+    def press_button(self, *, user_id: int, message_id: int, chat_id: int, data: str, forged_chat: int | None = None,
+                     forged: bool = False) -> None:
+        """A press of a button on a bot message. `forged`: data that is not on the message (a
+        client can send any); `forged_chat`: the update claims the message sits in that chat."""
         msg = self.by_id.get((chat_id, message_id))
-        if msg is None or data not in [d for _, d in msg.buttons]:
+        if msg is None or (not forged and data not in [d for _, d in msg.buttons]):
             raise AssertionError(f"no button {data!r} on message {message_id}: {msg.buttons if msg else None}")
+        message = self._bot_message_dict(msg)
+        if forged_chat is not None:
+            self.chats.setdefault(forged_chat, "private")
+            message["chat"] = self._chat(forged_chat)
         self._push({"callback_query": {
             "id": str(next(self._ids)), "from": self._user(user_id), "chat_instance": "ci",
-            "message": self._bot_message_dict(msg), "data": data,
+            "message": message, "data": data,
         }})
 
     def fail_next(self, method: str, code: int = 429, *, retry_after: int | None = 1, times: int = 1) -> None:
@@ -348,6 +365,9 @@ class FakeBotApi:
                 raise self._failures[method].pop(0)
             result = await handler(params)
             status, payload = 200, {"ok": True, "result": result}
+            if self.late.get(method):
+                await self._notify()  # done: visible to the test before the answer leaves
+                await asyncio.sleep(self.late[method])
         except ApiError as exc:
             status = exc.code
             payload = {"ok": False, "error_code": exc.code, "description": exc.description}
