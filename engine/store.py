@@ -723,9 +723,10 @@ def _replace(st: ChainState, **changes: Any) -> ChainState:
 
 
 def _private_dir(folder: Path) -> None:
-    """The state folder: created 0700; an existing looser one is tightened, with a note."""
+    """The state folder: created 0700; an existing looser one is tightened without a note (a
+    git checkout makes it 0755, and a note at every first start would be noise)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _tighten(folder, 0o700)
+    _tighten(folder, 0o700, note=False)
 
 
 def _private_files(path: Path) -> None:
@@ -739,7 +740,7 @@ def _private_files(path: Path) -> None:
         _tighten(file, 0o600)
 
 
-def _tighten(path: Path, mode: int) -> None:
+def _tighten(path: Path, mode: int, *, note: bool = True) -> None:
     try:
         current = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
@@ -751,7 +752,8 @@ def _tighten(path: Path, mode: int) -> None:
             log.warning("%s is readable by others (mode %s) and cannot be made private: %s",
                         path, oct(current), exc.strerror)
             return
-        log.warning("%s was readable by others (mode %s); made private (%s)", path, oct(current), oct(mode))
+        if note:
+            log.warning("%s was readable by others (mode %s); made private (%s)", path, oct(current), oct(mode))
 
 
 def _statements(script: str) -> list[str]:
