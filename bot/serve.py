@@ -36,6 +36,7 @@ from bot.summary import summary_loop
 from engine.clock import RealSleeper
 from engine.engine import Engine
 from engine.errors import ConfigError, LlmautoError
+from engine.exposure import agent_workdirs, env_file_exposure
 from engine.outbox_store import NewMessage, OutboxStore
 from engine.redact import Redactor
 from engine.scheduler import Scheduler
@@ -105,6 +106,9 @@ async def run_serve(
     # only write to the store), the scheduler, the engine, and the store last.
     async with AsyncExitStack() as stack:
         stack.enter_context(logsafe.protect(settings.secrets()))
+        exposed = env_file_exposure(settings, agent_workdirs(settings))
+        if exposed is not None:
+            log.warning("%s", exposed)
         store = await stack.enter_async_context(Store.open(settings.db_path, secrets=settings.secrets()))
         engine = await stack.enter_async_context(Engine(settings, store, shutdown_kills_links=shutdown_kills_links))
         scheduler = await stack.enter_async_context(Scheduler(settings, engine))

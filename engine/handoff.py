@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
+
+from engine.redact import cut
 
 _ASSIGNED = re.compile(r"^\s*(?:[-*]\s*)?\**ASSIGNED\**\s*:\s*\**\s*([^\s*`]+)", re.IGNORECASE | re.MULTILINE)
 _STATUS = re.compile(r"^\s*#*\s*\**status\**\s*:\s*\**\s*([A-Za-z_]+)", re.IGNORECASE | re.MULTILINE)
@@ -36,11 +39,15 @@ def question(text: str) -> str | None:
     return str(found[-1]).strip() if found else None
 
 
-def headline(text: str, max_lines: int = 3, max_chars: int = 300) -> str:
-    """The first meaningful lines of a handoff, for a notification."""
+def headline(text: str, max_lines: int = 3, max_chars: int = 300, *, redact: Callable[[str], str] | None = None) -> str:
+    """The first meaningful lines of a handoff, for a notification. Redacted (when given a
+    redactor) before it is cut, and never cut inside a long word: a cut first would hand the
+    redactor only part of a secret."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     out = "\n".join(lines[:max_lines])
-    return out if len(out) <= max_chars else out[: max_chars - 1] + "…"
+    if redact is not None:
+        out = redact(out)
+    return cut(out, max_chars)
 
 
 def matches_assignment(assignee: str, *, link_name: str, model: str | None) -> bool:
@@ -55,9 +62,27 @@ def matches_assignment(assignee: str, *, link_name: str, model: str | None) -> b
     return any(re.search(rf"(?<![a-z0-9]){re.escape(a)}(?![a-z0-9])", n) for n in names)
 
 
+# C0 controls but tab and newline, and DEL: a NUL makes the reader refuse the whole handoff.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Bidi embeddings, overrides and isolates: they make a text read on screen otherwise than an agent
+# reads it ("Trojan Source"). Kept visible as <U+202E>, not dropped: the note loses nothing.
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_person_text(text: str) -> str:
+    """A text a person (or the chat) puts into a handoff, made safe to write there: line ends
+    normalised to \\n, other control characters removed, bidi controls written out as <U+XXXX>."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROLS.sub("", text)
+    return _BIDI.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
+
+
 def operator_note(text: str, note: str, who: str, when_iso: str) -> str:
-    """The handoff with a person's answer appended as an operator note."""
-    block = f"\n\n## Operator note ({who}, {when_iso})\n{note.strip()}\n"
+    """The handoff with a person's answer appended as an operator note. Every answer path comes
+    through here (the chat, the CLI, another process's control), so the note and the name are
+    cleaned here (`clean_person_text`)."""
+    who_clean = " ".join(clean_person_text(who).split())
+    block = f"\n\n## Operator note ({who_clean}, {when_iso})\n{clean_person_text(note).strip()}\n"
     return text.rstrip("\n") + block
 
 

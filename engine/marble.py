@@ -637,7 +637,7 @@ class MarbleRun:
             if blocked:
                 new_events.append(NewEvent(ev.BLOCKED, {
                     "link": link.name, "round": state.round, "kind": "agent",
-                    "question": (hp.question(after_text or "") or hp.headline(self.d.store.redact(after_text or ""), 4, 500)),
+                    "question": (hp.question(after_text or "") or hp.headline(after_text or "", 4, 500, redact=self.d.store.redact)),
                     "policy": self.chain.on_blocked,
                 }))
             self.links_run += 1
@@ -647,7 +647,7 @@ class MarbleRun:
                 "duration_s": round(result.duration_s, 3), "cost_usd": round(result.cost_usd, 6),
                 "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "turns": result.turns,
                 "attempts": attempts,
-                "headline": hp.headline(self.d.store.redact(after_text)) if after_text else "",
+                "headline": hp.headline(after_text, redact=self.d.store.redact) if after_text else "",
                 "notify": self._notify(link),
                 "permission_denials": list(result.permission_denials)[:10], "run_cost_usd": round(self.cost, 6),
                 "refused": len(result.refusals), "refusals": refusal_summary(result.refusals) if result.refusals else "",

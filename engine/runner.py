@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+from engine.redact import cut
 from engine.stream import ErrorClass, LinkResult, Progress, StreamParser
 
 KILL_GRACE_S = 3.0
@@ -355,7 +356,9 @@ def _command_result(
         cls, msg = ErrorClass.OK, ""
     else:
         last = (stderr.strip().splitlines() or stdout.strip().splitlines() or [""])[-1]
-        cls, msg = ErrorClass.CRASHED, f"exit code {exit_code}" + (f": {last[:300]}" if last else "")
+        # Never cut inside a long word: the store redacts after this cut, and half a token is
+        # still a token (redact.cut).
+        cls, msg = ErrorClass.CRASHED, f"exit code {exit_code}" + (f": {cut(last, 300)}" if last else "")
     return LinkResult(
         error_class=cls, text=stdout.strip(), exit_code=exit_code, duration_s=duration,
         error_message=msg, stderr_tail=stderr,

@@ -1,7 +1,10 @@
 """Settings: read once at the edge (CLI, serve) into a frozen object and passed down.
 
-The `.env` file in the home folder is read first; the process environment wins. Library modules
-never read `os.environ`.
+The env file is read first; the process environment wins. Library modules never read
+`os.environ`. The env file is the home's `.env`, or `LLMAUTO_ENV_FILE` (a path, relative to the
+home; `none`: no file, the environment only). Agents run as the same user in a folder that is by
+default the home itself, so a `.env` there is a file they can read: keeping the secrets elsewhere
+is the way to keep them from agents (see `engine.exposure`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,18 @@ def split_tools(raw: str) -> tuple[str, ...]:
     if current:
         rules.append("".join(current))
     return tuple(r.strip() for r in rules if r.strip())
+
+
+# A variable whose name holds one of these words has a secret value (masked everywhere) ...
+SECRET_WORDS = ("TOKEN", "SECRET", "API_KEY", "KEY", "PASSWORD", "PASSWD", "PASS", "CREDENTIAL", "PRIVATE")
+# ... unless its name ends in one of these (it names a file, a folder, a socket or an account).
+NOT_SECRET_SUFFIXES = ("_PATH", "_FILE", "_DIR", "_SOCK", "_ID", "_USER", "_USERNAME")
+MIN_SECRET_CHARS = 8  # shorter values would mask ordinary words
+
+
+def is_secret_name(key: str) -> bool:
+    name = key.upper()
+    return any(w in name for w in SECRET_WORDS) and not name.endswith(NOT_SECRET_SUFFIXES)
 
 
 def default_parallel_links() -> int:
@@ -152,6 +167,9 @@ class Settings:
     allowed_tools: tuple[str, ...] = DEFAULT_ALLOWED_TOOLS
     default_model: str = DEFAULT_MODEL
     warnings: tuple[str, ...] = ()
+    # The env file that was read (None: none, the environment only) and the names it sets.
+    env_file: Path | None = None
+    env_file_keys: frozenset[str] = frozenset()
 
     @property
     def chains_dir(self) -> Path:
@@ -174,12 +192,12 @@ class Settings:
         return self.on_shutdown == "interrupt"
 
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never reach a log, a message, a state file or an agent."""
+        """Values that must never reach a log, a message or the database: the bot token and every
+        secret-looking variable of the env file and the environment (`is_secret_name`), at least
+        MIN_SECRET_CHARS long. (Agents get the API keys they need, not the TELEGRAM_ ones.)"""
         found = [self.telegram_token or ""]
-        for key, value in self.environ.items():
-            if any(w in key.upper() for w in ("TOKEN", "SECRET", "API_KEY", "PASSWORD")):
-                found.append(value)
-        return tuple(sorted({s for s in found if len(s) >= 8}, key=len, reverse=True))
+        found += [value.strip() for key, value in self.environ.items() if is_secret_name(key)]
+        return tuple(sorted({s for s in found if len(s) >= MIN_SECRET_CHARS}, key=lambda s: (-len(s), s)))
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
@@ -187,20 +205,9 @@ class Settings:
         env = dict(os.environ if environ is None else environ)
         home = (home or Path(env.get("LLMAUTO_HOME") or Path.cwd())).expanduser().resolve()
         warnings: list[str] = []
-        dotenv = home / ".env"
-        merged: dict[str, str] = {}
-        if dotenv.is_file():
-            mode = dotenv.stat().st_mode
-            if mode & (stat.S_IROTH | stat.S_IWOTH):
-                warnings.append(
-                    f"{dotenv} is readable by other users (mode {stat.filemode(mode)}); "
-                    f"it holds secrets: chmod 600 {dotenv}"
-                )
-            try:
-                merged.update(parse_dotenv(dotenv.read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{dotenv}: cannot read: {exc}") from exc
-        merged.update(env)
+        dotenv = env_file_path(home, env.get("LLMAUTO_ENV_FILE"))
+        from_file = _read_env_file(dotenv, warnings) if dotenv is not None else {}
+        merged = {**from_file, **env}
 
         chat_raw = merged.get("TELEGRAM_CHAT_ID", "").strip()
         try:
@@ -254,4 +261,39 @@ class Settings:
             timezone=tz,
             environ=merged,
             warnings=tuple(warnings),
+            env_file=dotenv if dotenv is not None and dotenv.is_file() else None,
+            env_file_keys=frozenset(k for k, v in from_file.items() if v.strip()),
         )
+
+
+def env_file_path(home: Path, raw: str | None) -> Path | None:
+    """The env file to read: LLMAUTO_ENV_FILE unset or empty: the home's `.env` (read if it
+    exists); `none`: no file at all; a path (`~` expanded, relative to the home): that file,
+    which must exist (a ConfigError names it otherwise: a typo must not silently drop the token)."""
+    value = (raw or "").strip()
+    if not value:
+        return home / ".env"
+    if value.lower() == "none":
+        return None
+    path = Path(value).expanduser()
+    path = (path if path.is_absolute() else home / path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"LLMAUTO_ENV_FILE: {path} does not exist or is not a file "
+                          "(`none`: read no file, only the environment)")
+    return path
+
+
+def _read_env_file(path: Path, warnings: list[str]) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        warnings.append(
+            f"{path} is readable by other users (mode {stat.filemode(mode)}); "
+            f"it holds secrets: chmod 600 {path}"
+        )
+    try:
+        return parse_dotenv(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+

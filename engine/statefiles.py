@@ -148,15 +148,36 @@ def read_bounded(path: Path, limit: int, root: Path | None = None) -> HandoffRea
             raw = handle.read(limit + 1)
     except OSError as exc:
         return HandoffRead(None, f"handoff.md cannot be read: {exc.strerror}")
+    problem = refusal(raw, limit)
+    if problem is not None:
+        return HandoffRead(None, problem, len(raw))
+    return HandoffRead(raw.decode("utf-8"), None, len(raw))
+
+
+def refusal(raw: bytes, limit: int = MAX_HANDOFF_BYTES) -> str | None:
+    """Why a handoff's bytes are unusable (None: usable). The one rule for the reader and for the
+    store, which records no version the reader would refuse (it would be put back as "last good"
+    and refused again, every link)."""
+    if len(raw) > limit:
+        return f"handoff.md is {len(raw):,} bytes, over the {limit:,}-byte limit"
     if not raw.strip():
-        return HandoffRead(None, "handoff.md is empty", len(raw))
+        return "handoff.md is empty"
     if b"\x00" in raw:
-        return HandoffRead(None, "handoff.md holds binary data (NUL bytes)", len(raw))
+        return "handoff.md holds binary data (NUL bytes)"
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return HandoffRead(None, f"handoff.md is not UTF-8 text (byte {exc.start})", len(raw))
-    return HandoffRead(text, None, len(raw))
+        return f"handoff.md is not UTF-8 text (byte {exc.start})"
+    return None
+
+
+def text_refusal(text: str, limit: int = MAX_HANDOFF_BYTES) -> str | None:
+    """`refusal` for a text about to be written or recorded (lone surrogates are not UTF-8)."""
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"handoff.md is not UTF-8 text (character {exc.start})"
+    return refusal(raw, limit)
 
 
 class ChainFiles:

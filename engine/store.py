@@ -15,8 +15,12 @@ echoed into its handoff or its answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -31,6 +35,9 @@ from engine.errors import StoreError
 from engine.events import Event
 from engine.migrations import MIGRATIONS
 from engine.redact import Redactor
+from engine.statefiles import text_refusal
+
+log = logging.getLogger(__name__)
 
 
 class Writer:
@@ -222,7 +229,11 @@ class Store:
     async def open(
         cls, path: Path, *, busy_timeout_ms: int = 15_000, clock: Clock | None = None, secrets: Sequence[str] = (),
     ) -> AsyncIterator[Store]:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _private_dir(path.parent)
+            _private_files(path)
+        except OSError as exc:
+            raise StoreError(f"cannot open the database {path}: {exc.strerror or exc}") from exc
         try:
             conn = await aiosqlite.connect(str(path), isolation_level=None)
         except sqlite3.Error as exc:
@@ -594,6 +605,12 @@ class Store:
         latest version is not stored again: the row names that version (`same_as`), so `handoff
         NAME N` still finds the handoff of every round, and `diff` compares real changes."""
         content = self.redact(content)  # compared as it is stored
+        problem = text_refusal(content)
+        if problem is not None:
+            # The reader would refuse it; recorded, it would be put back as the last good version
+            # and refused again after every link.
+            log.warning("%s: handoff after %s not recorded: %s", chain, link, problem)
+            return
         latest = await (await db.execute(
             "SELECT id, content FROM handoffs WHERE chain = ? AND same_as IS NULL ORDER BY id DESC LIMIT 1", (chain,)
         )).fetchone()
@@ -782,6 +799,40 @@ def _replace(st: ChainState, **changes: Any) -> ChainState:
     from dataclasses import replace
 
     return replace(st, **changes)
+
+
+def _private_dir(folder: Path) -> None:
+    """The state folder: created 0700; an existing looser one is tightened without a note (a
+    git checkout makes it 0755, and a note at every first start would be noise)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(folder, 0o700, note=False)
+
+
+def _private_files(path: Path) -> None:
+    """The database holds handoffs and operator notes: 0600 whatever the umask. A new one is
+    created 0600 here, before SQLite opens it; SQLite gives the -wal and -shm it creates the
+    database's own mode. Existing looser ones (an older llmauto) are tightened, with a note.
+    (No umask change: it is process-wide, and agents started meanwhile would inherit it.)"""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        _tighten(file, 0o600)
+
+
+def _tighten(path: Path, mode: int, *, note: bool = True) -> None:
+    try:
+        current = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if current & ~mode & 0o777:
+        try:
+            os.chmod(path, mode)
+        except OSError as exc:
+            log.warning("%s is readable by others (mode %s) and cannot be made private: %s",
+                        path, oct(current), exc.strerror)
+            return
+        if note:
+            log.warning("%s was readable by others (mode %s); made private (%s)", path, oct(current), oct(mode))
 
 
 def _statements(script: str) -> list[str]:

@@ -138,3 +138,63 @@ async def test_every_write_of_the_store_is_scrubbed(settings: Settings) -> None:
         assert (row.text, row.document) == ("<b>[redacted]</b>", "[redacted]")
     raw = b"".join(p.read_bytes() for p in settings.state_dir.iterdir() if p.name.startswith("llmauto.db"))
     assert TOKEN.encode() not in raw and API_KEY.encode() not in raw
+
+
+# Issue #12, items 1 and 2: a token cut by a headline, and the forms of a secret the old redactor
+# let through. The bot id is public, so the part after the colon is the whole secret.
+WRAP_TOKEN = "7012345678:AAH-fake-secret-part-of-the-test-token_x9"
+WRAP_PART = WRAP_TOKEN.split(":", 1)[1]
+FILE_KEY = "sk-proj-fake-openai-key-from-the-env-file-0123"
+WRITE = "import os, sys; open(os.environ['LLMAUTO_HANDOFF'], sys.argv[2]).write(open(sys.argv[1]).read())"
+
+
+def _runs(secret: str, n: int = 12) -> list[str]:
+    return [secret[i:i + n] for i in range(len(secret) - n + 1)]
+
+
+def _leaks(data: str | bytes) -> list[str]:
+    """Every run of 12 characters of the test secrets that `data` holds."""
+    found = []
+    for run in _runs(WRAP_TOKEN) + _runs(FILE_KEY):
+        if (run.encode() if isinstance(data, bytes) else run) in data:
+            found.append(run)
+    return found
+
+
+async def test_a_cut_wrapped_or_encoded_secret_leaves_no_part_in_the_database_or_the_cli(cli: Cli, home: Path, tmp_path: Path) -> None:
+    """A real `chain start` whose links write, into the handoff: 260 characters and then the bot
+    token on the line a headline cuts at 300 (the old headline kept 38 of the token's characters
+    in events.data), the token's secret part alone, its URL-encoded form, the token and an API
+    key from .env each broken across two lines. Afterwards no 12 consecutive characters of either
+    secret are in any byte of the database, nor in what `chain handoff`, `handoff 1` and
+    `handoff diff` print. Fails on the old redactor (whole raw forms only) and the old headline
+    (cut first)."""
+    env_file = home / ".env"
+    env_file.write_text(f"TELEGRAM_BOT_TOKEN={WRAP_TOKEN}\nOPENAI_API_KEY={FILE_KEY}\n", encoding="utf-8")
+    os.chmod(env_file, 0o600)
+    first = tmp_path / "first.md"
+    first.write_text("w" * 260 + " " + WRAP_TOKEN + "\n\n" + f"part {WRAP_PART}\n", encoding="utf-8")
+    second = tmp_path / "second.md"
+    second.write_text(
+        f"url bot{WRAP_TOKEN.replace(':', '%3A')}/getMe\n"
+        f"wrapped {WRAP_TOKEN[:25]}\n    {WRAP_TOKEN[25:]}\n"
+        f"key {FILE_KEY[:10]}\n{FILE_KEY[10:]}\n", encoding="utf-8")
+    write_chain(home, "cut", {"max_rounds": 1, "links": [
+        {"name": "first", "command": [sys.executable, "-c", WRITE, str(first), "w"]},
+        {"name": "second", "command": [sys.executable, "-c", WRITE, str(second), "a"]},
+    ]})
+    out = cli.run("chain", "start", "cut")
+    assert out.returncode == 0, out.stderr
+    state = home / "state"
+    for path in state.iterdir():
+        if path.name.startswith("llmauto.db"):
+            assert _leaks(path.read_bytes()) == [], path
+    async with Store.open(state / "llmauto.db") as store:
+        headlines = [e.data["headline"] for e in await store.chain_events("cut") if e.kind == "link_finished"]
+    assert headlines and all(_leaks(h) == [] for h in headlines)
+    assert headlines[0].startswith("w" * 260) and headlines[0].endswith("…")
+    for which in ([], ["1"], ["diff"]):
+        shown = cli.run("chain", "handoff", "cut", *which)
+        assert shown.returncode == 0, shown.stderr
+        assert _leaks(shown.stdout) == [], (which, shown.stdout)
+        assert "[redacted]" in shown.stdout
