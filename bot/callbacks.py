@@ -28,9 +28,12 @@ MAX_DATA_BYTES = 64
 ACTIONS: dict[str, str] = {
     "start": "start_chain", "stop": "stop_chain", "stopnow": "stop_chain", "hand": "handoff", "stat": "status",
     "reset!": "reset", "spause": "schedule", "sresume": "schedule", "sdel": "unschedule", "noop": "noop",
+    # A tool call waiting for approval (engine/approval_desk.py): owners only, never viewers.
+    "apr": "approve", "dny": "approve", "dnyw": "approve", "alw": "approve",
 }
+APPROVAL_KINDS = frozenset({"apr", "dny", "dnyw", "alw"})
 # Buttons whose message has done its job once one of them is pressed: the keyboard is removed.
-ONE_SHOT = frozenset({"start", "stopnow", "reset!", "noop"})
+ONE_SHOT = frozenset({"start", "stopnow", "reset!", "noop", "apr", "dny", "alw"})
 
 _CHAIN = r"[A-Za-z0-9_.-]{1,64}"
 _ID = r"[0-9]{1,12}"
@@ -45,6 +48,7 @@ _SHAPES: dict[str, re.Pattern[str]] = {
     "sresume": re.compile(rf"(?P<sid>{_ID})"),
     "sdel": re.compile(rf"(?P<sid>{_ID})"),
     "noop": re.compile(""),
+    **{kind: re.compile(rf"(?P<aid>{_ID})") for kind in ("apr", "dny", "dnyw", "alw")},
 }
 
 Button = dict[str, str]
@@ -60,6 +64,7 @@ class Press:
     run_id: int | None = None  # stop/stopnow: the run; start/reset!: the chain's last run then (0: none)
     status: str | None = None  # reset!: the chain's status then
     schedule_id: int | None = None
+    approval_id: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +93,8 @@ def decode(data: str | None) -> Press | None:
         return None
     g = match.groupdict()
     return Press(kind=kind, chain=g.get("chain"), run_id=int(g["run"]) if g.get("run") else None,
-                 status=g.get("status"), schedule_id=int(g["sid"]) if g.get("sid") else None)
+                 status=g.get("status"), schedule_id=int(g["sid"]) if g.get("sid") else None,
+                 approval_id=int(g["aid"]) if g.get("aid") else None)
 
 
 def stale_reason(press: Press, now: Current) -> str | None:
@@ -138,6 +144,13 @@ def chain_buttons(chain: str, run_id: int | None = None) -> Buttons | None:
 def alert_buttons(chain: str, run_id: int | None) -> Buttons | None:
     """Under a BLOCKED alert: Stop (that run), Handoff (the answer is a reply, not a button)."""
     return keyboard(row(button("Stop", "stop", run_id) if run_id is not None else None, button("Handoff", "hand", chain)))
+
+
+def approval_buttons(approval_id: int, *, always: bool) -> Buttons | None:
+    """Under a tool call waiting for approval: Approve / Deny, Deny and say why / Always allow."""
+    return keyboard(row(button("✅ Approve", "apr", approval_id), button("❌ Deny", "dny", approval_id)),
+                    row(button("✍️ Deny and say why", "dnyw", approval_id),
+                        button("♾ Always allow this in this run", "alw", approval_id) if always else None))
 
 
 def start_button(text: str, chain: str, last_run_id: int | None) -> Button | None:

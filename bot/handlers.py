@@ -225,14 +225,17 @@ class BotHandlers:
 
     async def cmd_status(self, update: Update, args: list[str]) -> None:
         if not args:
-            await self.reply(update, render.status_compact(await self.engine.views()))
+            waiting = render.approvals_waiting(await self.engine.pending_approvals())
+            await self.reply(update, render.status_compact(await self.engine.views()) + waiting)
             return
         name = chain_arg(args[0])
         view = await self.engine.view(name)
         fire = await next_fire_for_chain(self.engine.store, name, self.settings)
         running = bool(view.running_here or view.running_elsewhere) and view.last_run is not None
         run_id = view.last_run.id if running and view.last_run is not None else None
-        await self.reply(update, render.status_detail(view, fire), chain=name, buttons=cb.chain_buttons(name, run_id))
+        waiting = render.approvals_waiting(await self.engine.pending_approvals(name))
+        await self.reply(update, render.status_detail(view, fire) + waiting, chain=name,
+                         buttons=cb.chain_buttons(name, run_id))
 
     async def cmd_chains(self, update: Update, args: list[str]) -> None:
         await self.cmd_status(update, [])
@@ -365,6 +368,12 @@ class BotHandlers:
         if press.kind in ("start", "reset!") and chain is not None:
             st = await store.chain_state(chain)
             return cb.stale_reason(press, cb.Current(last_run_id=st.last_run_id, chain_status=st.status)), chain
+        if press.kind in cb.APPROVAL_KINDS:
+            assert press.approval_id is not None
+            row = await store.approval(press.approval_id)
+            if row is None or row.status != "pending":
+                return "This request has expired.", row.chain if row else None
+            return None, row.chain
         return None, chain
 
     async def _press(self, update: Update, press: cb.Press, chain: str | None) -> None:
@@ -387,6 +396,26 @@ class BotHandlers:
             await self.cmd_status(update, [chain])
         elif kind == "reset!":
             await self.reply(update, "🔄 " + render.esc(await self.engine.reset_chain(chain)), chain=chain)
+        elif kind in cb.APPROVAL_KINDS:
+            await self._approval_press(update, press, chain)
+
+    async def _approval_press(self, update: Update, press: cb.Press, chain: str) -> None:
+        """Approve, deny, always allow (the decision edits the question message, see the notifier),
+        or ask for the reason to deny with (a reply to that prompt denies)."""
+        aid = press.approval_id
+        assert aid is not None
+        who = self._who(update)
+        if press.kind == "dnyw":
+            await self.reply(update, f"Why deny request #{aid} of <b>{render.esc(chain)}</b>? Reply to this message "
+                                     "with the reason: the agent reads it.", chain=chain, kind=f"deny:{aid}",
+                             force_reply=True)
+            return
+        try:
+            await self.engine.decide_approval(chain, aid, approve=press.kind != "dny", by=who,
+                                              message=f"Denied by {who} from Telegram." if press.kind == "dny" else None,
+                                              always=press.kind == "alw")
+        except LlmautoError as exc:
+            await self.reply(update, "⌛ " + render.esc(exc), chain=chain)
 
     async def _drop_keyboard(self, update: Update) -> None:
         """The message's buttons have done their job (or no longer apply): remove them."""
@@ -430,6 +459,12 @@ class BotHandlers:
                 raise UserError(f"That answer is too long (over {MAX_ANSWER_CHARS} characters).")
             if kind in ("reason", "alert") and replied.run_id is not None:
                 await self._check_prompt(chain, kind, replied.run_id)
+            if kind is not None and kind.startswith("deny:") and kind[5:].isdigit():
+                # The reason asked for by "Deny and say why": the agent gets it as the denial.
+                said = await self.engine.decide_approval(chain, int(kind[5:]), approve=False, by=self._who(update),
+                                                         message=text)
+                await self.reply(update, "❌ " + render.esc(said), chain=chain)
+                return
             if kind == "reason":
                 await self._stop(update, chain, text, now=False)
             elif kind == "alert":

@@ -37,7 +37,7 @@ PROGRESS_CARD_EVERY_S = 2.0
 # minutes after the first one). The sender edits a card at most every CARD_INTERVAL_S anyway.
 CARD_REFRESH_S = 30.0
 CARD_EVENTS = frozenset({ev.RUN_STARTED, ev.LINK_STARTED, ev.LINK_FINISHED, ev.RUN_FINISHED, ev.ROUND_FINISHED,
-                         ev.WAITING_SLOT, ev.BLOCKED, ev.OPERATOR_NOTE})
+                         ev.WAITING_SLOT, ev.BLOCKED, ev.OPERATOR_NOTE, ev.APPROVAL_REQUESTED, ev.APPROVAL_DECIDED})
 
 
 class Notifier:
@@ -158,6 +158,12 @@ class Notifier:
                              waiting_since_mono=self.monotonic())
         elif event.kind == ev.OPERATOR_NOTE:
             state.update(waiting_answer=None)
+        elif event.kind == ev.APPROVAL_REQUESTED:
+            asking = dict(state.get("approvals") or {})
+            asking[d.get("id")] = {"tool": d.get("tool"), "command": d.get("command"), "since_mono": self.monotonic()}
+            state.update(approvals=asking)
+        elif event.kind == ev.APPROVAL_DECIDED:
+            state.update(approvals={k: v for k, v in (state.get("approvals") or {}).items() if k != d.get("id")} or None)
         elif event.kind == ev.WAITING_SLOT:
             state.update(waiting_slots=d.get("slots") or True)
         elif event.kind == ev.LINK_FINISHED:
@@ -258,6 +264,8 @@ class Notifier:
         elif event.kind == ev.BLOCKED:
             out.append(NewMessage(kind="alert", text=render.blocked_alert(chain, event.data),
                                   buttons=cb.alert_buttons(chain, event.run_id), **base))
+        elif event.kind in (ev.APPROVAL_REQUESTED, ev.APPROVAL_DECIDED):
+            out.append(await self._approval_message(chain, event, base))
         elif event.kind == ev.RUN_FINISHED and event.run_id is not None:
             out.append(NewMessage(kind="note", text=render.event_text(chain, event.kind, event.data) or "", **base))
             report = await build_report(self.store, event.run_id)
@@ -269,6 +277,25 @@ class Notifier:
             if notice:
                 out.append(NewMessage(kind="note", text=notice, **base))
         return out
+
+    async def _approval_message(self, chain: str, event: Event, base: dict[str, Any]) -> NewMessage:
+        """A tool call waiting for approval is one message with its buttons (kept under the key
+        approval:ID, like a card); its decision edits that message: who decided what and when,
+        and the buttons go."""
+        d = event.data
+        key = f"approval:{d.get('id')}"
+        if event.kind == ev.APPROVAL_REQUESTED:
+            return NewMessage(kind="card", card_key=key, text=render.approval_question(chain, event.run_id, d),
+                              buttons=cb.approval_buttons(int(d.get("id") or 0), always=bool(d.get("always"))), **base)
+        row = await self.store.approval(int(d.get("id") or 0))
+        request = {"link": d.get("link"), "tool": d.get("tool"), "command": ""}
+        if row is not None:
+            from engine.approvals import describe
+
+            request["command"] = describe(row.tool, row.tool_input)
+        when = render.short_local_time(event.ts, self.settings.timezone)
+        return NewMessage(kind="card", card_key=key, text=render.approval_decided(chain, event.run_id, request, d, when),
+                          **base)
 
     async def _progress(self, event: Event) -> None:
         """A live progress event: refresh the card, at most every few seconds per chat."""

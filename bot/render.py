@@ -363,3 +363,67 @@ HELP = """<b>llmauto</b>: marble runs of claude agents.
 /schedules, /unschedule ID — list and remove schedules
 
 Reply to a ⛔ BLOCKED alert to answer the agent."""
+
+
+# ---- approvals ---------------------------------------------------------------------------------
+APPROVAL_INLINE = 300  # a longer command is shown as a collapsed block
+
+
+def _call_block(command: str) -> str:
+    if not command:
+        return ""
+    if len(command) <= APPROVAL_INLINE and "\n" not in command:
+        return f"\n<pre>{esc(command)}</pre>"
+    shown = command if len(command) <= 3000 else command[:2999] + "…"
+    return f"\n<blockquote expandable>{esc(shown)}</blockquote>"
+
+
+def approval_question(chain: str, run_id: int | None, d: Mapping[str, Any]) -> str:
+    """The question on the phone: which chain, run, round and link wants to do what, and why."""
+    reason = f"\nReason: <i>{esc(str(d.get('reason'))[:500])}</i>" if d.get("reason") else ""
+    then = "the chain stops" if d.get("on_timeout") == "stop_chain" else "it is denied"
+    return (f"✋ <b>{esc(chain)}</b> · run #{run_id} · round {d.get('round')} · <b>{esc(d.get('link'))}</b> "
+            f"asks to use <b>{esc(d.get('tool'))}</b>:{_call_block(str(d.get('command') or ''))}{reason}\n"
+            f"Request #{d.get('id')}. No answer within {dur(d.get('timeout_s'))}: {then}.")
+
+
+DECIDED_ICON = {"approved": "✅", "denied": "❌", "timed_out": "⌛", "expired": "⌛"}
+
+
+def approval_decided(chain: str, run_id: int | None, request: Mapping[str, Any], d: Mapping[str, Any], when: str) -> str:
+    """The question once answered: what was asked, who decided what and when (no buttons)."""
+    status = str(d.get("status"))
+    what = {"approved": "Approved", "denied": "Denied", "timed_out": "No answer in time: denied",
+            "expired": "This request has expired"}.get(status, status)
+    by = f" by {esc(d.get('by'))}" if status in ("approved", "denied") and d.get("by") else ""
+    always = " (allowed for the rest of the run)" if d.get("always") else ""
+    message = f"\n<i>{esc(str(d.get('message'))[:300])}</i>" if d.get("message") and status != "approved" else ""
+    return (f"{DECIDED_ICON.get(status, '•')} <b>{esc(chain)}</b> · run #{run_id} · <b>{esc(request.get('link'))}</b> "
+            f"· {esc(request.get('tool'))}{_call_block(str(request.get('command') or ''))}\n"
+            f"<b>{what}</b>{by}{always} · {esc(when)}{message}")
+
+
+def short_local_time(iso: str, zone: str | None) -> str:
+    """"19:42 UTC": an event's time (stored in UTC) in the home's zone."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        when = datetime.fromisoformat(iso)
+        local = when.astimezone(ZoneInfo(zone)) if zone else when.astimezone()
+    except (ValueError, KeyError):
+        return iso[:16]
+    return local.strftime("%H:%M %Z").strip()
+
+
+def approvals_waiting(rows: Sequence[Any], now: datetime | None = None) -> str:
+    """Tool calls waiting for a person, for /status (the buttons are on each request's message)."""
+    if not rows:
+        return ""
+    from engine.approvals import describe
+
+    lines = ["", "<b>Waiting for your approval</b>"]
+    for r in rows[:20]:
+        what = describe(r.tool, r.tool_input)
+        lines.append(f"✋ #{r.id} <b>{esc(r.chain)}</b> · {esc(r.link)}: {esc(r.tool)} {esc(what[:80])}"
+                     + ("…" if len(what) > 80 else "") + f" ({ago(r.created_at, now)})")
+    return "\n".join(lines)

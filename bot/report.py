@@ -9,12 +9,15 @@ the handoff arrives verbatim."""
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from engine import events as ev
 from engine.permissions import Refusal, summary
 from engine.prompts import format_duration
 from engine.store import Store
+
+APPROVAL_WORDS = {"approved": "approved", "denied": "denied", "timed_out": "unanswered (denied)",
+                  "expired": "expired"}
 
 
 async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None:
@@ -56,6 +59,17 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
         lines += ["", "## Refused tool calls", ""]
         lines += [f"- round {e.data.get('round')}, {e.data.get('link')}: {e.data.get('tool')}"
                   + (f" `{e.data.get('target')}`" if e.data.get("target") else "") for e in refused]
+    decided = [e for e in events if e.kind == ev.APPROVAL_DECIDED]
+    if decided:
+        count = Counter(str(e.data.get("status")) for e in decided)
+        people = sorted({str(e.data.get("by")) for e in decided if e.data.get("status") in ("approved", "denied")})
+        told = ", ".join(f"{n} {APPROVAL_WORDS.get(k, k)}" for k, n in count.items())
+        lines.insert(7, f"- tool calls asked on the phone: {told}" + (f", by {', '.join(people)}" if people else ""))
+        lines += ["", "## Approvals", ""]
+        lines += [f"- #{e.data.get('id')} {e.data.get('link')}: {e.data.get('tool')} — {e.data.get('status')}"
+                  + (f" by {e.data.get('by')}" if e.data.get("by") else "")
+                  + (f" ({e.data.get('message')})" if e.data.get("message") and e.data.get("status") != "approved" else "")
+                  for e in decided]
     blocked = [e for e in events if e.kind == ev.BLOCKED]
     if blocked:
         lines += ["", "## BLOCKED", ""]

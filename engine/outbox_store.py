@@ -200,7 +200,7 @@ class OutboxStore:
             "SELECT o.card_key AS card_key, o.chat_id AS chat_id, r.id AS run_id, r.chain AS chain, r.status AS status, "
             "r.ended_at AS ended_at, (SELECT MAX(s.sent_at) FROM outbox s WHERE s.card_key = o.card_key "
             "AND s.message_id IS NOT NULL) AS shown_at "
-            "FROM outbox o JOIN runs r ON r.id = o.run_id WHERE o.kind = 'card' AND o.card_key IS NOT NULL "
+            "FROM outbox o JOIN runs r ON r.id = o.run_id WHERE o.kind = 'card' AND o.card_key LIKE 'card:%' "
             "GROUP BY o.card_key, o.chat_id, r.id ORDER BY o.card_key, r.id")
         cards: dict[tuple[str, int], list[Any]] = {}
         for r in rows:
