@@ -135,3 +135,11 @@ def test_refusals_are_told_per_tool_with_the_first_target() -> None:
     told = summary([Refusal("Bash", "mkdir -p /tmp/x"), Refusal("Write", "state/c/handoff.md"),
                     Refusal("Bash", "echo hi"), Refusal("Bash", None)])
     assert told == "Bash ×3 (mkdir -p /tmp/x), Write (state/c/handoff.md)"
+
+
+def test_an_allow_pattern_must_cover_every_part_of_a_command() -> None:
+    """allowed_tools `Bash(echo:*)` lets `echo ok` run but refuses `echo ok && rm -rf /`.
+    Checked by matching allow rules on any part (`every_part=False` in RunRules.decide): red."""
+    rules = RunRules(approval=ApprovalRules(ask=(Rule.parse("WebFetch"),)), allowed=(Rule.parse("Bash(echo:*)"),))
+    assert rules.decide("Bash", bash("echo ok"), "/work").verdict is Verdict.ALLOW
+    assert rules.decide("Bash", bash("echo ok && rm -rf /"), "/work").verdict is Verdict.DENY
