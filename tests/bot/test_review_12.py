@@ -173,7 +173,7 @@ async def test_a_send_answered_late_is_not_sent_again(home: Path, fake_api: Fake
         rows = await outbox.store.query("SELECT kind, outcome FROM outbox")
     texts = [m.plain for m in fake_api.messages(CHAT)]
     assert sum("Started demo" in t for t in texts) == 1, texts
-    assert sum(t.startswith("▶️ demo · round") or t.startswith("✅ demo COMPLETED · round") for t in texts) == 1, texts
+    assert sum(t.startswith("▶️ demo · round") or t.startswith("✅ demo COMPLETED · ") for t in texts) == 1, texts
     assert sum("demo COMPLETED" in t and "run cost" in t for t in texts) == 1, texts
     assert any(r["outcome"] == "possibly_delivered" for r in rows)
 

@@ -192,7 +192,7 @@ async def test_a_cut_wrapped_or_encoded_secret_leaves_no_part_in_the_database_or
     async with Store.open(state / "llmauto.db") as store:
         headlines = [e.data["headline"] for e in await store.chain_events("cut") if e.kind == "link_finished"]
     assert headlines and all(_leaks(h) == [] for h in headlines)
-    assert headlines[0].startswith("w" * 260) and headlines[0].endswith("…")
+    assert headlines[0].startswith("w" * 260)  # redacted first, then cut: what is left fits
     for which in ([], ["1"], ["diff"]):
         shown = cli.run("chain", "handoff", "cut", *which)
         assert shown.returncode == 0, shown.stderr

@@ -45,4 +45,4 @@ async def test_the_card_of_a_run_cut_off_by_sigkill_is_finished_on_restart(
     await until("the old card to be finished", lambda: "INTERRUPTED" in card.plain, 20, proc=second)
     assert "Link: worker" not in card.plain and "new card" in card.plain
     await until("the resumed run's own card", lambda: any(
-        m.message_id != card.message_id and "crash COMPLETED · round" in m.plain for m in botapi.messages(CHAT)), 20)
+        m.message_id != card.message_id and "crash COMPLETED · 1 round done" in m.plain for m in botapi.messages(CHAT)), 20)
