@@ -12,7 +12,7 @@ from typing import Any
 from bench.common import ROOT, settings_for, summary_ms, temp_home, write_chain
 from engine import events as ev
 from engine.engine import Engine
-from engine.runner import live_group_members
+from engine.processes import live_group_members
 from engine.store import Store
 
 

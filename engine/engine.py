@@ -31,14 +31,8 @@ from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
 from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
 from engine.marble import MarbleRun, RunControl, RunDeps, RunOutcome
-from engine.runner import (
-    AgentRunner,
-    BudgetedRunner,
-    SubprocessRunner,
-    kill_group,
-    process_is,
-    process_start_token,
-)
+from engine.processes import kill_group, process_is, process_start_token
+from engine.runner import AgentRunner, BudgetedRunner, SubprocessRunner
 from engine.settings import Settings
 from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles

@@ -27,13 +27,15 @@ from engine import policy
 from engine.approval_desk import ApprovalDesk
 from engine.approvals import Rule
 from engine.chains import ChainDef, LinkDef
+from engine.claude_cli import agent_env, claude_argv
 from engine.clock import Clock, Sleeper
 from engine.errors import StoreError
 from engine.events import Event, EventBus
 from engine.limits import next_attempt_at
 from engine.permissions import summary as refusal_summary
+from engine.processes import process_start_token
 from engine.prompts import build_prompt, format_duration
-from engine.runner import AgentRunner, Invocation, agent_env, claude_argv, process_start_token
+from engine.runner import AgentRunner, Invocation
 from engine.settings import Settings
 from engine.statefiles import STATUS_WORDS, ChainFiles
 from engine.store import ChainState, NewEvent, Store

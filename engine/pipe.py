@@ -6,7 +6,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from engine.runner import Invocation, SubprocessRunner, agent_env, claude_argv
+from engine.claude_cli import agent_env, claude_argv
+from engine.runner import Invocation, SubprocessRunner
 from engine.settings import Settings
 from engine.stream import Progress
 

@@ -1,4 +1,5 @@
-"""One link = one subprocess in its own process group, watched until it ends.
+"""One link = one subprocess in its own process group, watched until it ends (the watchdog runner;
+the process toolkit is engine/processes.py, the claude CLI contract engine/claude_cli.py).
 
 The real runner spawns `claude -p` (or a link's `command`) with the prompt on stdin, parses its
 stream-json output live, and ends it when asked (`kill`), when the link's timeout passes, or when it
@@ -12,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+from engine.claude_cli import user_message, with_budget
+from engine.processes import kill_group, reap_group
 from engine.redact import cut
 from engine.stream import ErrorClass, LinkResult, Progress, StreamParser
 
@@ -81,56 +83,6 @@ class _Tail:
         return joined[-self.limit :]
 
 
-def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
-    """Signal a whole process group; False when it is already gone."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def live_group_members(pgid: int) -> list[int]:
-    """Processes of a group that are not zombies (Linux /proc; a container's init may leave
-    zombies unreaped, and they still count for killpg)."""
-    found: list[int] = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[-1].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            found.append(int(name))
-    return found
-
-
-async def reap_group(pgid: int, timeout_s: float = 2.0) -> None:
-    """SIGKILL whatever is left of a group and wait (briefly) until it is really gone."""
-    if not kill_group(pgid):
-        return  # the fast path: nothing left
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while live_group_members(pgid) and loop.time() < deadline:  # noqa: ASYNC110 (no event to wait on)
-        await asyncio.sleep(0.01)
-
-
 class SubprocessRunner:
     """Runs an Invocation as a real child process group."""
 
@@ -164,152 +116,178 @@ class SubprocessRunner:
                 error_message=f"cannot start {inv.argv[0]!r}: {exc.strerror or exc}",
                 duration_s=time.monotonic() - started,
             )
-        pgid = proc.pid
         on_spawn(proc.pid)
-        parser = StreamParser()
-        stdout_tail = _Tail()
-        stderr_tail = _Tail(limit=4096)
-        last_life = time.monotonic()
-        asking = _Asking()
-        stdin_lock = asyncio.Lock()
+        watch = _Watch(inv, proc, on_progress, started)
+        await watch.until_done(kill, self.tick_s, self.kill_grace_s)
+        return watch.result()
 
-        def alive() -> None:
-            nonlocal last_life
-            last_life = time.monotonic()
 
-        async def write_stdin(data: bytes, *, close: bool = False) -> None:
-            assert proc.stdin is not None
-            async with stdin_lock:
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
-                    if not proc.stdin.is_closing():
-                        proc.stdin.write(data)
-                        await proc.stdin.drain()
-                        if close:
-                            proc.stdin.close()
+class _Watch:
+    """One running process: its pipes (the prompt in; stream-json, output and stderr out; the
+    answers to claude's permission questions in), and the watchdog that ends it on a kill, its
+    timeout, or a stall. Ending means SIGTERM to the group, a grace period, SIGKILL; it is always
+    reaped, with any stragglers of its group."""
 
-        async def feed_stdin() -> None:
-            if inv.on_permission is not None:
-                # The prompt as one stream-json user message; stdin stays open for the answers.
-                await write_stdin(user_message(inv.stdin))
+    def __init__(self, inv: Invocation, proc: asyncio.subprocess.Process, on_progress: ProgressCallback,
+                 started: float) -> None:
+        self.inv = inv
+        self.proc = proc
+        self.pgid = proc.pid
+        self.on_progress = on_progress
+        self.started = started
+        self.parser = StreamParser()
+        self.stdout_tail = _Tail()
+        self.stderr_tail = _Tail(limit=4096)
+        self.last_life = time.monotonic()
+        self.asking = _Asking()
+        self.stdin_lock = asyncio.Lock()
+        self.answers: list[asyncio.Task[None]] = []
+        self.timed_out = self.stalled = self.killed = False
+
+    def alive(self) -> None:
+        self.last_life = time.monotonic()
+
+    # ---- the pipes ---------------------------------------------------------------------------
+    async def write_stdin(self, data: bytes, *, close: bool = False) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        async with self.stdin_lock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+                if not stdin.is_closing():
+                    stdin.write(data)
+                    await stdin.drain()
+                    if close:
+                        stdin.close()
+
+    async def feed_stdin(self) -> None:
+        if self.inv.on_permission is not None:
+            # The prompt as one stream-json user message; stdin stays open for the answers.
+            await self.write_stdin(user_message(self.inv.stdin))
+            return
+        await self.write_stdin(self.inv.stdin.encode(), close=True)
+
+    async def answer(self, request: dict[str, object]) -> None:
+        """One control request of claude: a permission question goes to the handler; anything else
+        (hooks we never registered) is answered with an error, so claude does not wait."""
+        request_id = request.get("request_id")
+        body = request.get("request") if isinstance(request.get("request"), dict) else {}
+        assert isinstance(body, dict)
+        handler = self.inv.on_permission
+        if body.get("subtype") != "can_use_tool" or handler is None:
+            reply: dict[str, object] = {"subtype": "error", "request_id": request_id,
+                                        "error": f"llmauto does not handle {body.get('subtype')!r}"}
+        else:
+            self.asking.begin()
+            try:
+                response = await handler(body)
+            except Exception as exc:  # fail closed: a broken handler denies
+                response = {"behavior": "deny", "message": f"llmauto could not decide: {exc}"}
+            finally:
+                self.asking.end()
+                self.alive()
+            reply = {"subtype": "success", "request_id": request_id, "response": response}
+        await self.write_stdin((json.dumps({"type": "control_response", "response": reply}) + "\n").encode())
+
+    async def read_stdout(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        while True:
+            try:
+                raw = await stdout.readline()
+            except ValueError:  # a line over the limit: skip it, keep reading
+                self.alive()
+                continue
+            if not raw:
                 return
-            await write_stdin(inv.stdin.encode(), close=True)
+            self.alive()
+            await self.take_line(raw.decode("utf-8", "replace"))
 
-        async def answer(request: dict[str, object]) -> None:
-            """One control request of claude: a permission question goes to the handler; anything
-            else (hooks we never registered) is answered with an error, so claude does not wait."""
-            request_id = request.get("request_id")
-            body = request.get("request") if isinstance(request.get("request"), dict) else {}
-            assert isinstance(body, dict)
-            if body.get("subtype") != "can_use_tool" or inv.on_permission is None:
-                reply: dict[str, object] = {"subtype": "error", "request_id": request_id,
-                                            "error": f"llmauto does not handle {body.get('subtype')!r}"}
-            else:
-                asking.begin()
-                try:
-                    response = await inv.on_permission(body)
-                except Exception as exc:  # fail closed: a broken handler denies
-                    response = {"behavior": "deny", "message": f"llmauto could not decide: {exc}"}
-                finally:
-                    asking.end()
-                    alive()
-                reply = {"subtype": "success", "request_id": request_id, "response": response}
-            await write_stdin((json.dumps({"type": "control_response", "response": reply}) + "\n").encode())
+    async def take_line(self, line: str) -> None:
+        asks = self.inv.on_permission is not None
+        if asks and line.startswith('{"type":"control_request"'):
+            with contextlib.suppress(ValueError):
+                self.answers.append(asyncio.create_task(self.answer(json.loads(line))))
+            return
+        if self.inv.kind == "claude":
+            progress = self.parser.feed(line)
+            if asks and self.parser.result is not None:
+                await self.write_stdin(b"", close=True)  # the run is over: claude exits once stdin closes
+        else:
+            self.stdout_tail.add(line)
+            progress = Progress("output", detail=line.strip()[:200])
+        if progress is not None:
+            self.on_progress(progress)
 
-        async def read_stdout() -> None:
-            assert proc.stdout is not None
-            while True:
-                try:
-                    raw = await proc.stdout.readline()
-                except ValueError:  # a line over the limit: skip it, keep reading
-                    alive()
-                    continue
-                if not raw:
-                    return
-                alive()
-                line = raw.decode("utf-8", "replace")
-                if inv.on_permission is not None and line.startswith('{"type":"control_request"'):
-                    with contextlib.suppress(ValueError):
-                        answers.append(asyncio.create_task(answer(json.loads(line))))
-                    continue
-                if inv.kind == "claude":
-                    progress = parser.feed(line)
-                    if parser.result is not None and inv.on_permission is not None:
-                        await write_stdin(b"", close=True)  # the run is over: claude exits once stdin closes
-                else:
-                    stdout_tail.add(line)
-                    progress = Progress("output", detail=line.strip()[:200])
-                if progress is not None:
-                    on_progress(progress)
+    async def read_stderr(self) -> None:
+        stderr = self.proc.stderr
+        assert stderr is not None
+        while chunk := await stderr.read(4096):
+            self.stderr_tail.add(chunk.decode("utf-8", "replace"))
 
-        async def read_stderr() -> None:
-            assert proc.stderr is not None
-            while chunk := await proc.stderr.read(4096):
-                stderr_tail.add(chunk.decode("utf-8", "replace"))
-
-        answers: list[asyncio.Task[None]] = []
-        readers = [
-            asyncio.create_task(feed_stdin()),
-            asyncio.create_task(read_stdout()),
-            asyncio.create_task(read_stderr()),
-        ]
-        waiter = asyncio.create_task(proc.wait())
+    # ---- the watchdog ------------------------------------------------------------------------
+    async def until_done(self, kill: asyncio.Event, tick_s: float, grace_s: float) -> None:
+        readers = [asyncio.create_task(self.feed_stdin()), asyncio.create_task(self.read_stdout()),
+                   asyncio.create_task(self.read_stderr())]
+        waiter = asyncio.create_task(self.proc.wait())
         killer = asyncio.create_task(kill.wait())
-        deadline = started + inv.timeout_s
-        timed_out = stalled = killed = False
         try:
             while not waiter.done():
-                now = time.monotonic()
-                if asking.waiting:
-                    alive()  # a person is being asked: claude prints nothing, and that is no stall
-                if kill.is_set():
-                    killed = True
-                elif now >= deadline + asking.paused_s(now):
-                    timed_out = True
-                elif inv.stall_s is not None and now - last_life >= inv.stall_s:
-                    stalled = True
-                if killed or timed_out or stalled:
-                    await self._terminate(pgid, waiter)
+                if self.must_end(kill):
+                    await self.terminate(waiter, grace_s)
                     break
-                wake = deadline + asking.paused_s(now) - now
-                if inv.stall_s is not None:
-                    wake = min(wake, last_life + inv.stall_s - now)
-                await asyncio.wait(
-                    {waiter, killer}, timeout=max(0.0, min(wake, self.tick_s * 4)) + 0.001,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await asyncio.wait({waiter, killer}, timeout=self.next_look(tick_s) + 0.001,
+                                   return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
-            await asyncio.shield(self._terminate(pgid, waiter))
+            await asyncio.shield(self.terminate(waiter, grace_s))
             raise
         finally:
             killer.cancel()
             # Output still buffered in the pipes belongs to this run; read it before judging.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 5.0)
-            for task in readers + answers:
+            for task in readers + self.answers:
                 task.cancel()
-            await asyncio.gather(*answers, return_exceptions=True)
+            await asyncio.gather(*self.answers, return_exceptions=True)
             await waiter
-            await reap_group(pgid)  # stragglers: background children the agent's tools left behind
-        exit_code = proc.returncode
-        duration = time.monotonic() - started
-        if inv.kind == "command":
-            return _command_result(
-                exit_code, stdout_tail.text(), stderr_tail.text(), duration,
-                timed_out=timed_out, stalled=stalled, killed=killed,
-            )
-        return parser.finish(
-            exit_code, duration_s=duration, stderr_tail=stderr_tail.text(),
-            timed_out=timed_out, stalled=stalled, killed=killed,
-        )
+            await reap_group(self.pgid)  # stragglers: background children the agent's tools left behind
 
-    async def _terminate(self, pgid: int, waiter: asyncio.Task[int]) -> None:
+    def must_end(self, kill: asyncio.Event) -> bool:
+        """Killed, past the timeout, or silent for too long? A permission question in flight pauses
+        both clocks: claude prints nothing while a person decides."""
+        now = time.monotonic()
+        if self.asking.waiting:
+            self.alive()
+        if kill.is_set():
+            self.killed = True
+        elif now >= self.started + self.inv.timeout_s + self.asking.paused_s(now):
+            self.timed_out = True
+        elif self.inv.stall_s is not None and now - self.last_life >= self.inv.stall_s:
+            self.stalled = True
+        return self.killed or self.timed_out or self.stalled
+
+    def next_look(self, tick_s: float) -> float:
+        now = time.monotonic()
+        wake = self.started + self.inv.timeout_s + self.asking.paused_s(now) - now
+        if self.inv.stall_s is not None:
+            wake = min(wake, self.last_life + self.inv.stall_s - now)
+        return max(0.0, min(wake, tick_s * 4))
+
+    async def terminate(self, waiter: asyncio.Task[int], grace_s: float) -> None:
         if waiter.done():
             return
-        kill_group(pgid, signal.SIGTERM)
+        kill_group(self.pgid, signal.SIGTERM)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(waiter), self.kill_grace_s)
-        kill_group(pgid, signal.SIGKILL)
+            await asyncio.wait_for(asyncio.shield(waiter), grace_s)
+        kill_group(self.pgid, signal.SIGKILL)
         await waiter
+
+    def result(self) -> LinkResult:
+        exit_code = self.proc.returncode
+        duration = time.monotonic() - self.started
+        how = {"timed_out": self.timed_out, "stalled": self.stalled, "killed": self.killed}
+        if self.inv.kind == "command":
+            return _command_result(exit_code, self.stdout_tail.text(), self.stderr_tail.text(), duration, **how)
+        return self.parser.finish(exit_code, duration_s=duration, stderr_tail=self.stderr_tail.text(), **how)
 
 
 class _Asking:
@@ -336,12 +314,6 @@ class _Asking:
         return self._paused + (now - self._since if self._since is not None else 0.0)
 
 
-def user_message(prompt: str) -> bytes:
-    """The prompt as claude's stream-json input expects it (one line)."""
-    line = {"type": "user", "message": {"role": "user", "content": prompt}, "parent_tool_use_id": None, "session_id": ""}
-    return (json.dumps(line) + "\n").encode()
-
-
 def _command_result(
     exit_code: int | None, stdout: str, stderr: str, duration: float,
     *, timed_out: bool, stalled: bool, killed: bool,
@@ -363,60 +335,6 @@ def _command_result(
         error_class=cls, text=stdout.strip(), exit_code=exit_code, duration_s=duration,
         error_message=msg, stderr_tail=stderr,
     )
-
-
-def claude_argv(
-    claude_bin: str,
-    *,
-    model: str | None,
-    permission_mode: str | None,
-    allowed_tools: Sequence[str] | None,
-    fallback_model: str | None = None,
-    resume: str | None = None,
-    session_id: str | None = None,
-    max_budget_usd: float | None = None,
-    ask: bool = False,
-    disallowed_tools: Sequence[str] | None = None,
-) -> tuple[str, ...]:
-    """The argv of one headless claude call (prompt on stdin). With `ask`, claude hands the tool
-    calls its rules do not settle to the runner (stdio permission protocol, stream-json input)."""
-    argv = [claude_bin, "-p", "--output-format", "stream-json", "--verbose"]
-    if ask:
-        argv += ["--input-format", "stream-json", "--permission-prompt-tool", "stdio"]
-    if max_budget_usd is not None:
-        argv += ["--max-budget-usd", budget_arg(max_budget_usd)]
-    if model:
-        argv += ["--model", model]
-    if fallback_model and fallback_model != model:
-        argv += ["--fallback-model", fallback_model]
-    if permission_mode:
-        argv += ["--permission-mode", permission_mode]
-    if allowed_tools:
-        argv += ["--allowedTools", " ".join(allowed_tools)]
-    if disallowed_tools:
-        argv += ["--disallowedTools", " ".join(disallowed_tools)]
-    if resume:
-        argv += ["--resume", resume]
-    elif session_id:
-        argv += ["--session-id", session_id]
-    return tuple(argv)
-
-
-def budget_arg(usd: float) -> str:
-    """A dollar amount for --max-budget-usd: plain decimal, to the hundredth of a cent."""
-    return f"{max(usd, 0.0001):.4f}".rstrip("0").rstrip(".")
-
-
-def with_budget(argv: Sequence[str], usd: float) -> tuple[str, ...]:
-    """A claude argv with `--max-budget-usd usd` (replacing one already there)."""
-    out = list(argv)
-    if "--max-budget-usd" in out:
-        at = out.index("--max-budget-usd")
-        del out[at : at + 2]
-    # Right after -p & co., before any variadic option (--allowedTools) could swallow it.
-    at = out.index("--verbose") + 1 if "--verbose" in out else len(out)
-    out[at:at] = ["--max-budget-usd", budget_arg(usd)]
-    return tuple(out)
 
 
 class BudgetedRunner:
@@ -442,60 +360,3 @@ class BudgetedRunner:
         return await self.inner.run(inv, on_progress=on_progress, on_spawn=on_spawn, kill=kill)
 
 
-# Variables never handed to agents unless a chain's env_allow names them.
-_WITHHELD_PREFIXES = ("TELEGRAM_",)
-_ALWAYS_PASSED = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "TERM")
-
-
-def agent_env(
-    parent: Mapping[str, str],
-    *,
-    env_allow: Sequence[str] | None,
-    link_env: Mapping[str, str],
-    llmauto_vars: Mapping[str, str],
-) -> dict[str, str]:
-    """The environment of one link: the parent's (or its allow-listed part) without the bot's
-    secrets or `CLAUDECODE`, plus the link's own `env`, plus the LLMAUTO_* variables."""
-    if env_allow is None:
-        env = {k: v for k, v in parent.items() if not k.startswith(_WITHHELD_PREFIXES)}
-    else:
-        allowed = set(env_allow) | set(_ALWAYS_PASSED)
-        env = {k: v for k, v in parent.items() if k in allowed}
-    env.pop("CLAUDECODE", None)
-    env.update(link_env)
-    env.update(llmauto_vars)
-    return env
-
-
-def process_is(pid: int, start_token: str | None) -> bool:
-    """Is `pid` alive and still the process that had `start_token` (when given)? A dead pid, a
-    zombie, or another process that reuses the pid: False. Without /proc, only liveness counts."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, someone else's
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            rest = handle.read().decode("ascii", "replace").rsplit(")", 1)[-1].split()
-    except FileNotFoundError:
-        return False  # gone between the two looks
-    except OSError:
-        return True
-    if rest and rest[0] == "Z":
-        return False
-    return start_token is None or (len(rest) > 19 and rest[19] == start_token)
-
-
-def process_start_token(pid: int) -> str | None:
-    """The process's start time in clock ticks (Linux /proc), so a reused pid is never mistaken
-    for the agent that once had it."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # Field 22 (starttime), counted after the ')' that ends the command name.
-    rest = stat.rsplit(")", 1)[-1].split()
-    return rest[19] if len(rest) > 19 else None

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from engine.approvals import ApprovalRules, Rule, RunRules, Verdict, always_rule, check_rules, command_parts
+from engine.approvals import (
+    ApprovalRules,
+    Rule,
+    RunRules,
+    Verdict,
+    always_rule,
+    check_rules,
+    command_parts,
+)
 from engine.permissions import Refusal, is_refusal, summary
 
 

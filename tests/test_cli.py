@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.runner import process_start_token
+from engine.processes import process_start_token
 from engine.store import Store
 from tests.conftest import write_chain
 from tests.helpers import Cli, gone, wait_for_lease

@@ -10,15 +10,9 @@ from typing import Any
 
 import pytest
 
-from engine.runner import (
-    Invocation,
-    SubprocessRunner,
-    agent_env,
-    budget_arg,
-    claude_argv,
-    live_group_members,
-    with_budget,
-)
+from engine.claude_cli import agent_env, budget_arg, claude_argv, with_budget
+from engine.processes import live_group_members
+from engine.runner import Invocation, SubprocessRunner
 from engine.stream import ErrorClass, LinkResult, Progress
 from tests.fakes.claude_env import fake_claude_bin, fake_env, read_log, write_scenario
 
@@ -282,7 +276,7 @@ def test_budget_argv() -> None:
     assert capped[7:] == base[5:]  # before the variadic --allowedTools, which would swallow it
     assert with_budget(capped, 0.5).count("--max-budget-usd") == 1 and "0.5" in with_budget(capped, 0.5)
     assert [budget_arg(x) for x in (2.0, 0.1, 0.00001, -1.0)] == ["2", "0.1", "0.0001", "0.0001"]
-    assert claude_argv("claude", model=None, permission_mode=None, allowed_tools=None, max_budget_usd=3.0) == (
+    assert with_budget(claude_argv("claude", model=None, permission_mode=None, allowed_tools=None), 3.0) == (
         "claude", "-p", "--output-format", "stream-json", "--verbose", "--max-budget-usd", "3")
 
 
