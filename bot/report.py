@@ -56,6 +56,7 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
         lines += ["", "## Refused tool calls", ""]
         lines += [f"- round {e.data.get('round')}, {e.data.get('link')}: {e.data.get('tool')}"
                   + (f" `{e.data.get('target')}`" if e.data.get("target") else "") for e in refused]
+    lines += routing_lines(events)
     blocked = [e for e in events if e.kind == ev.BLOCKED]
     if blocked:
         lines += ["", "## BLOCKED", ""]
@@ -91,3 +92,19 @@ def rounds_line(events: list[ev.Event]) -> str:
     total = started.data.get("max_rounds") if started else None
     extra = f" ({counted} counted toward max_rounds)" if isinstance(counted, int) and counted != done else ""
     return f"{done if done is not None else '?'} / {total if total else 'unlimited'}{extra}"
+
+
+def routing_lines(events: list[ev.Event]) -> list[str]:
+    """#13: the run's routed hops and its tasks (done, and BLOCKED ones marked and skipped)."""
+    out: list[str] = []
+    hops = [e for e in events if e.kind == ev.ROUTED]
+    if hops:
+        out += ["", "## Routed hops", ""]
+        out += [f"- round {e.data.get('round')}: {e.data.get('note')}" for e in hops]
+    for kind, title in ((ev.TASK_DONE, "Tasks done"), (ev.TASK_BLOCKED, "Tasks BLOCKED (marked, skipped next time)")):
+        tasks = [e for e in events if e.kind == kind]
+        if tasks:
+            out += ["", f"## {title}", ""]
+            out += [f"- {e.data.get('task_id')}: {e.data.get('text')}" + (f" ({e.data.get('problem')})" if e.data.get("problem") else "")
+                    for e in tasks]
+    return out
