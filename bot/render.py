@@ -270,6 +270,8 @@ def link_note(chain: str, d: Mapping[str, Any]) -> str:
         lines.append(f"⚠️ claude was refused {esc(d.get('refusals'))}")
     elif d.get("permission_denials") and not d.get("refusals"):
         lines.append("Denied tools: " + esc(", ".join(map(str, d["permission_denials"]))))
+    if d.get("hop"):  # #13: "reviewer: NEEDS_FIX → back to worker (2/3)"
+        lines.append(f"↪ {esc(d.get('hop'))}")
     if d.get("headline"):
         lines.append(f"<pre>{esc(str(d.get('headline'))[:600])}</pre>")
     return "\n".join(lines)

@@ -70,6 +70,7 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
                   + (f" by {e.data.get('by')}" if e.data.get("by") else "")
                   + (f" ({e.data.get('message')})" if e.data.get("message") and e.data.get("status") != "approved" else "")
                   for e in decided]
+    lines += routing_lines(events)
     blocked = [e for e in events if e.kind == ev.BLOCKED]
     if blocked:
         lines += ["", "## BLOCKED", ""]
@@ -105,3 +106,19 @@ def rounds_line(events: list[ev.Event]) -> str:
     total = started.data.get("max_rounds") if started else None
     extra = f" ({counted} counted toward max_rounds)" if isinstance(counted, int) and counted != done else ""
     return f"{done if done is not None else '?'} / {total if total else 'unlimited'}{extra}"
+
+
+def routing_lines(events: list[ev.Event]) -> list[str]:
+    """#13: the run's routed hops and its tasks (done, and BLOCKED ones marked and skipped)."""
+    out: list[str] = []
+    hops = [e for e in events if e.kind == ev.ROUTED]
+    if hops:
+        out += ["", "## Routed hops", ""]
+        out += [f"- round {e.data.get('round')}: {e.data.get('note')}" for e in hops]
+    for kind, title in ((ev.TASK_DONE, "Tasks done"), (ev.TASK_BLOCKED, "Tasks BLOCKED (marked, skipped next time)")):
+        tasks = [e for e in events if e.kind == kind]
+        if tasks:
+            out += ["", f"## {title}", ""]
+            out += [f"- {e.data.get('task_id')}: {e.data.get('text')}" + (f" ({e.data.get('problem')})" if e.data.get("problem") else "")
+                    for e in tasks]
+    return out

@@ -16,6 +16,7 @@ from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
+from engine import routing
 from engine.approvals import ON_TIMEOUT, ApprovalRules, check_rules
 from engine.errors import BadChainName, InvalidChain, UnknownChain
 from engine.settings import (
@@ -26,6 +27,8 @@ from engine.settings import (
     Settings,
     split_tools,
 )
+from engine.taskpool import check_pool
+from engine.tasks import PoolDef, parse_pool
 
 Role = Literal["worker", "reviewer", "controller"]
 Mode = Literal["loop", "once", "deadend"]
@@ -66,6 +69,9 @@ class LinkDef:
     prompt_source: str = "inline"
     # Which tool calls wait for a person's answer on the phone (`approve`: the link's, else the chain's).
     approval: ApprovalRules = field(default_factory=ApprovalRules)
+
+    # Verdict routing (#13): where the marble goes after this link, by the handoff's verdict.
+    routes: routing.Routes = routing.NO_ROUTES
 
     @property
     def is_command(self) -> bool:
@@ -112,6 +118,24 @@ class ChainDef:
     env_allow: tuple[str, ...] | None = None
     links: tuple[LinkDef, ...] = ()
     warnings: tuple[str, ...] = ()
+    # Written as "mode": "conditional" (the original's name for a loop whose links route); it
+    # runs as mode "loop", so every rule about loops applies to it unchanged.
+    conditional: bool = False
+    max_bounces: int = routing.DEFAULT_MAX_BOUNCES  # routed hops back to one link per round
+    task_pool: PoolDef | None = None  # one task per round, read at each round's start
+
+    @property
+    def routes(self) -> dict[str, routing.Routes]:
+        """Link name -> its routes (a repeated name: its last routing occurrence)."""
+        out: dict[str, routing.Routes] = {}
+        for link in self.links:
+            if link.routes or link.name not in out:
+                out[link.name] = link.routes
+        return out
+
+    @property
+    def routing(self) -> bool:
+        return any(link.routes for link in self.links)
 
 
 # ---- loading -------------------------------------------------------------------------------------
@@ -128,11 +152,13 @@ CHAIN_FIELDS = frozenset({
     # The original llmauto's fields (chains/*.json of lukisch/MarbleRun and its CHAIN_CONFIG_SCHEMA.md).
     "chain_name", "version", "opus_deep_limit", "telegram", "shutdown", "task_pools",
     "approve",
+    # #13: verdict routing and task pools.
+    "max_bounces", "task_pool",
 })
 LINK_FIELDS = frozenset({
     "name", "role", "model", "command", "prompt", "continue", "fallback_model", "until_full", "telegram_update",
     "permission_mode", "allowed_tools", "timeout_seconds", "stall_seconds", "env", "description", "max_runs",
-    "task_pool", "approve",
+    "task_pool", "approve", "routes",
 })
 APPROVE_FIELDS = frozenset({"ask", "deny", "timeout_minutes", "on_timeout"})
 DEFAULT_FIELDS = frozenset({
@@ -266,7 +292,11 @@ class _Loader:
                 self.warn(str(key), "unknown field (ignored)")
         self.original_fields(doc)
         description = self.string(doc, "description", "") or ""
-        mode = self.choice(doc, "mode", ("loop", "once", "deadend"), "loop")
+        mode = self.choice(doc, "mode", ("loop", "once", "deadend", routing.CONDITIONAL_MODE), "loop")
+        conditional = mode == routing.CONDITIONAL_MODE
+        if conditional:
+            mode = "loop"
+        max_bounces = self.integer(doc, "max_bounces", routing.DEFAULT_MAX_BOUNCES, minimum=1)
         max_rounds = self.integer(doc, "max_rounds", DEFAULT_MAX_ROUNDS, minimum=0)
         runtime_hours = self.number(doc, "runtime_hours", 0.0, minimum=0.0)
         deadline = self.deadline(doc)
@@ -284,6 +314,8 @@ class _Loader:
         self.chain_approval = self.approve(doc, "")
         links = self.links(doc, prompts, defaults)
         links = self.opus_deep_limit(doc, links)
+        links = self.routes(doc, links, routing.CONDITIONAL_MODE if conditional else mode)
+        task_pool = self.task_pool(doc, workdir)
         every_n = self.telegram(doc)
         if self.problems:
             raise InvalidChain(self.problems)
@@ -296,6 +328,7 @@ class _Loader:
             max_consecutive_blocks=int(max_blocks if max_blocks is not None else 3), max_cost_usd=max_cost,
             workdir=workdir, on_blocked=on_blocked, blocked_wait_s=float(wait_min or 0) * 60,  # type: ignore[arg-type]
             notify_every_link=notify_every, env_allow=env_allow, links=tuple(links), warnings=tuple(self.warnings),
+            conditional=conditional, max_bounces=int(max_bounces or routing.DEFAULT_MAX_BOUNCES), task_pool=task_pool,
         )
 
     def approve(self, obj: dict[str, Any], path: str) -> ApprovalRules | None:
@@ -317,6 +350,41 @@ class _Loader:
         minutes = self.number(raw, "timeout_minutes", 30.0, minimum=0.0, exclusive=True, path=f"{where}.")
         on_timeout = self.choice(raw, "on_timeout", ON_TIMEOUT, "deny", f"{where}.")
         return ApprovalRules(ask=ask, deny=deny, timeout_s=float(minutes or 30.0) * 60, on_timeout=on_timeout)
+
+    # -- #13: verdict routing and task pools --
+    def routes(self, doc: dict[str, Any], links: list[LinkDef], mode: str) -> list[LinkDef]:
+        """Each link's `routes`, checked against the chain's link names; then the whole chain's
+        routing (unreachable links, a conditional chain that routes nothing) as warnings."""
+        raw_links = doc.get("links")
+        if not isinstance(raw_links, list) or len(raw_links) != len(links):
+            return links  # a link failed to load: its problem is already reported
+        names = [link.name for link in links]
+        out = list(links)
+        for i, item in enumerate(raw_links):
+            if not isinstance(item, dict) or item.get("routes") is None:
+                continue
+            if mode in ("once", "deadend"):
+                self.warn(f"links[{i}].routes", f"mode {mode!r} never loops back: 'next' after the last link ends the run")
+            parsed, problems = routing.parse_routes(item["routes"], names, f"links[{i}].routes")
+            for problem in problems:
+                self.err(problem.field, problem.reason)
+            out[i] = replace(out[i], routes=parsed)
+        for warning in routing.check_chain(names, {n.name: n.routes for n in reversed(out)}, mode):
+            field_path, _, reason = warning.partition(": ")
+            self.warn(field_path, reason)
+        return out
+
+    def task_pool(self, doc: dict[str, Any], workdir: Path | None) -> PoolDef | None:
+        """The chain's `task_pool`: its shape, then the disk (missing, unreadable, outside the
+        workdir, too large are errors with the reason)."""
+        pool, problems = parse_pool(doc.get("task_pool"))
+        for problem in problems:
+            self.err(problem.field, problem.reason)
+        if pool is None:
+            return None
+        for problem in check_pool(pool, workdir or self.home.resolve()):
+            self.err(problem.field, problem.reason)
+        return pool
 
     # -- the original llmauto's fields --
     def original_fields(self, doc: dict[str, Any]) -> None:

@@ -86,3 +86,8 @@ WAITING_SLOT = "waiting_slot"  # a link waits for a free agent slot (LLMAUTO_MAX
 TOOL_REFUSED = "tool_refused"  # claude refused one tool call of a link (its permission rules)
 APPROVAL_REQUESTED = "approval_requested"  # a tool call waits for a person's answer (approve.ask)
 APPROVAL_DECIDED = "approval_decided"  # ... and how it was decided (approved, denied, timed out, expired)
+# Verdict routing and task pools (#13).
+ROUTED = "routed"  # a link's verdict chose where the marble goes (data: link, verdict, target, note, ...)
+TASK_STARTED = "task_started"  # a round took the pool's next open task (data: task_id, text, left)
+TASK_DONE = "task_done"  # the round's task was ticked off
+TASK_BLOCKED = "task_blocked"  # the round's task stays BLOCKED: marked and skipped from now on

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from engine import events as ev
 from engine import handoff as hp
-from engine import policy
+from engine import hops, policy, routing, taskpool
 from engine.approval_desk import ApprovalDesk
 from engine.approvals import Rule
 from engine.chains import ChainDef, LinkDef
@@ -40,6 +40,8 @@ from engine.settings import Settings
 from engine.statefiles import STATUS_WORDS, ChainFiles
 from engine.store import ChainState, NewEvent, Store
 from engine.stream import FALLBACK_WORTHY, ErrorClass, LinkResult, Progress
+from engine.tasks import PoolError, PoolRead, Task, TaskState
+from engine.tasks import placeholders as task_placeholders
 
 MAX_REFUSAL_EVENTS = 20  # refusals stored one by one per link; the rest are counted
 
@@ -156,6 +158,7 @@ class MarbleRun:
             stopping=lambda: control.stop_requested or control.shutdown, changed=control.wait_changed,
             on_timeout_stop=lambda reason: control.request_stop(reason, now=False, by="approval timeout"),
         )
+        self._task: tuple[Task, PoolRead] | None = None  # the round's task (a chain with a task_pool)
 
     # ---- plumbing ------------------------------------------------------------------------
     def _publish(self, events: Sequence[Event]) -> None:
@@ -289,6 +292,11 @@ class MarbleRun:
             if self.control.paused:
                 await self._pause()
                 continue
+            if self.chain.task_pool is not None:
+                state, stop = await self._take_task(state)
+                self._state = state
+                if stop is not None:
+                    return stop, state
             state, stop = await self._step(state)
             self._state = state
             if stop is not None:
@@ -388,6 +396,7 @@ class MarbleRun:
             "ROUNDS_LEFT": "unlimited" if left is None else str(left),
             "TIME_LEFT": format_duration(t_left),
             "DEADLINE": self.chain.deadline.isoformat(timespec="minutes") if self.chain.deadline else "none",
+            **(task_placeholders(*self._task) if self._task else {"TASK": "", "TASK_ID": "", "TASKS_LEFT": "", "TASK_FILE": ""}),
         }
 
     async def _run_with_retries(
@@ -605,6 +614,7 @@ class MarbleRun:
         handoff_version: tuple[int | None, int, str, str] | None = None
         after_text = before
         blocked = False
+        hop: routing.Hop | None = None
         failed = ran and result is not None and not result.ok
         if ran:
             assert result is not None
@@ -642,6 +652,16 @@ class MarbleRun:
                     "question": (hp.question(after_text or "") or hp.headline(after_text or "", 4, 500, redact=self.d.store.redact)),
                     "policy": self.chain.on_blocked,
                 }))
+            elif link.routes and not failed:
+                hop = hops.hop_after(self.chain, state.next_link, link, state, before, after_text)
+                if hop.routed:
+                    new_events.append(NewEvent(ev.ROUTED, hops.routed_event(hop, link.name, state.round)))
+                if hop.kind is routing.HopKind.BLOCKED:
+                    blocked = True
+                    new_events.append(NewEvent(ev.BLOCKED, {
+                        "link": link.name, "round": state.round, "kind": "bounces" if hop.guard else "routed",
+                        "question": hop.reason, "policy": self.chain.on_blocked,
+                    }))
             self.links_run += 1
             new_events.append(NewEvent(ev.LINK_FINISHED, {
                 "link": link.name, "role": link.role, "model": result.model or link.model, "round": state.round,
@@ -655,6 +675,7 @@ class MarbleRun:
                 "refused": len(result.refusals), "refusals": refusal_summary(result.refusals) if result.refusals else "",
                 "tool_calls": result.tool_calls,
                 "blocked": blocked, "command": link.is_command,
+                "hop": hop.note if hop is not None and hop.routed else "", "verdict": hop.verdict if hop else None,
             }))
             if self.chain.mode == "deadend" and (failed or blocked):
                 stop = policy.Stop("FAILED" if failed else "BLOCKED", f"dead end at {link.name}: {result.error_message or 'BLOCKED'}")
@@ -662,13 +683,13 @@ class MarbleRun:
             new_events.append(NewEvent(ev.LINK_SKIPPED, {"link": link.name, "round": state.round, "assigned": skipped_for}))
 
         state = replace(
-            state, next_link=state.next_link + 1, status="RUNNING",
+            state, status="RUNNING",
             round_ran=state.round_ran + (1 if ran else 0), round_failed=state.round_failed + (1 if failed else 0),
             round_blocked=state.round_blocked or (1 if blocked else 0),
+            round_path=hops.path_after(state.round_path, link.name) if ran else state.round_path,
         )
-        if state.next_link >= len(self.chain.links):
-            state, round_events = self._end_round(state, after_text)
-            new_events += round_events
+        state, hop_stop = self._advance(state, link, hop, after_text, blocked=blocked, failed=failed, out=new_events)
+        stop = stop or hop_stop
         self._publish(await self.d.store.commit_link(
             state=state, run_id=self.run_id, cost_delta=result.cost_usd if result else 0.0, ran=ran,
             passes=self.passes, handoff=handoff_version, evs=new_events,
@@ -678,6 +699,8 @@ class MarbleRun:
         ))
         self._state = state
         self._write_round(state)
+        if state.task_outcome:
+            state = self._state = await self._settle_task(state)
         if blocked and self.chain.on_blocked == "wait" and stop is None:
             stop = await self._wait_for_answer(link)
         return state, stop
@@ -727,10 +750,85 @@ class MarbleRun:
         })
         return replace(
             state, round=state.round + 1, next_link=0, round_ran=0, round_failed=0, round_blocked=0,
+            round_bounces="", round_path="",
             rounds_counted=state.rounds_counted + (1 if counted else 0),
             consecutive_blocks=state.consecutive_blocks + 1 if blocked else 0,
             failed_rounds=state.failed_rounds + 1 if all_failed else 0,
         ), [finished]
+
+    def _advance(
+        self, state: ChainState, link: LinkDef, hop: routing.Hop | None, handoff_text: str | None,
+        *, blocked: bool, failed: bool, out: list[NewEvent],
+    ) -> tuple[ChainState, policy.Stop | None]:
+        """The chain's position after a link: the next link, or the hop's target, or a new round
+        (with the round's task outcome); a `stop` route ends the run, a `blocked` one (or the
+        bounce guard) too unless a task pool has other tasks or a person is waited for."""
+        stop: policy.Stop | None = None
+        if hop is None or hop.kind is routing.HopKind.GO:
+            nxt = hop.next_index if hop is not None and hop.next_index is not None else state.next_link + 1
+            bounced = hops.dump_bounces(routing.record(hops.bounces(state), hop)) if hop is not None else state.round_bounces
+            state = replace(state, next_link=nxt, round_bounces=bounced)
+            if nxt < len(self.chain.links):
+                return state, None
+        elif hop.kind is routing.HopKind.STOP:
+            stop = policy.Stop("STOPPED", hop.note)
+        elif hop.kind is routing.HopKind.BLOCKED and self.chain.task_pool is None and self.chain.on_blocked != "wait":
+            stop = policy.Stop("BLOCKED", hop.reason)
+        if self.chain.task_pool is not None and state.task_id:
+            outcome = hops.task_outcome(self.chain, link, hop, blocked=bool(state.round_blocked) or blocked, failed=failed)
+            state = replace(state, task_outcome=outcome.value if outcome else "")
+        state, round_events = self._end_round(state, handoff_text)
+        out += round_events
+        return state, stop
+
+    # ---- the task pool -------------------------------------------------------------------
+    def _pool_read(self) -> PoolRead:
+        assert self.chain.task_pool is not None
+        return taskpool.read_pool(self.chain.task_pool, self._workdir())
+
+    async def _take_task(self, state: ChainState) -> tuple[ChainState, policy.Stop | None]:
+        """At a round's start (or a resumed run's first link): a pending outcome written to the
+        pool, then the pool read afresh and its next open task taken; none left: ALL_DONE."""
+        if state.task_outcome:
+            state = await self._settle_task(state)
+        fresh_round = state.next_link == 0 and state.round_ran == 0  # not a bounce back to the first link
+        if not fresh_round and self._task is not None:
+            return state, None
+        try:
+            read = self._pool_read()
+        except PoolError as exc:
+            return state, policy.Stop("FAILED", f"task pool: {exc}")
+        task = None
+        if not fresh_round and state.task_id:  # resumed mid-round: the same task
+            task = next((t for t in read.tasks if t.id == state.task_id), None)
+        task = task or next((t for t in read.open), None)
+        if task is None:
+            return state, policy.Stop("ALL_DONE", "task list done")
+        self._task = (task, read)
+        if task.id != state.task_id or fresh_round:
+            state = replace(state, task_id=task.id)
+            self._publish(await self.d.store.put_chain_state(state, [NewEvent(ev.TASK_STARTED, {
+                "task_id": task.id, "text": task.text[:500], "left": len(read.open), "round": state.round,
+            })], run_id=self.run_id))
+        return state, None
+
+    async def _settle_task(self, state: ChainState) -> ChainState:
+        """Write the round's task outcome to the pool ([x] or done/, [!] or blocked/); marking is
+        idempotent, so a crash before the state below is committed only repeats it."""
+        outcome, task_id = TaskState(state.task_outcome), state.task_id
+        text = self._task[0].text if self._task and self._task[0].id == task_id else ""
+        data: dict[str, Any] = {"task_id": task_id, "text": text[:500], "round": state.round - 1}
+        try:
+            found = taskpool.mark(self.chain.task_pool, self._workdir(), task_id, outcome) if task_id and self.chain.task_pool else False
+            if not found:
+                data["problem"] = "the task is no longer in the pool (removed or reworded)"
+        except (PoolError, OSError) as exc:
+            data["problem"] = str(exc)
+        kind = ev.TASK_DONE if outcome is TaskState.DONE else ev.TASK_BLOCKED
+        state = replace(state, task_outcome="", task_id=None)
+        self._task = None
+        self._publish(await self.d.store.put_chain_state(state, [NewEvent(kind, data)], run_id=self.run_id))
+        return state
 
     async def _last_good_handoff(self) -> str | None:
         versions = await self.d.store.handoff_versions(self.chain.name, 1)

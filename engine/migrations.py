@@ -229,4 +229,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX approvals_chain ON approvals(chain, status)
     """,
+    # m009_route_bounces
+    """
+    -- Verdict routing and task pools (#13), committed with the chain's position after each link
+    -- so a resumed run continues at the routed link and never counts a hop twice: the bounces
+    -- of the current round per target link (JSON), the links run in it (the round's path), the
+    -- round's task and its outcome not yet written to the pool ('' none, 'done', 'blocked').
+    ALTER TABLE chain_state ADD COLUMN round_bounces TEXT NOT NULL DEFAULT '';
+    ALTER TABLE chain_state ADD COLUMN round_path TEXT NOT NULL DEFAULT '';
+    ALTER TABLE chain_state ADD COLUMN task_id TEXT;
+    ALTER TABLE chain_state ADD COLUMN task_outcome TEXT NOT NULL DEFAULT '';
+    """,
 )

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 PLACEHOLDERS = (
     "HOME", "BASH_HOME", "CHAIN", "STATE_DIR", "HANDOFF", "ROUND", "LINK",
     "ROUNDS_LEFT", "TIME_LEFT", "DEADLINE",
+    # A chain with a task_pool (#13): the round's task, its id, the open tasks (this one included),
+    # the pool's file (a directory pool: the task's own file). Empty without a pool.
+    "TASK", "TASK_ID", "TASKS_LEFT", "TASK_FILE",
 )
 _PATTERN = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 

@@ -81,6 +81,12 @@ class ChainState(_Row):
     last_run_id: int | None = None
     stop_reason: str | None = None
     updated_at: str = ""
+    # #13 (m009): the round's bounces per target link (JSON), its path (link names, ' → '), the
+    # round's task id and its outcome still to be written to the pool ('', 'done', 'blocked').
+    round_bounces: str = ""
+    round_path: str = ""
+    task_id: str | None = None
+    task_outcome: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

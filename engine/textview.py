@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from engine import routing
 from engine.chains import ChainDef
 from engine.engine import ChainView
 from engine.events import Event
 from engine.prompts import format_duration
 from engine.store import ApprovalRow, LinkRunRow
+from engine.tasks import DirectoryPool
 
 
 def since(iso: str | None, now: datetime | None = None) -> str:
@@ -109,6 +111,12 @@ def event_line(event: Event) -> str | None:
     if k == "link_skipped":
         why = str(d.get("assigned") or "")
         return f"  · {d.get('link')} skipped ({why if 'max_runs' in why else f'ASSIGNED: {why}'})"
+    if k == "routed":
+        return f"  ↪ {d.get('note')}"
+    if k in ("task_started", "task_done", "task_blocked"):
+        what = {"task_started": "task", "task_done": "task done", "task_blocked": "task BLOCKED (marked, skipped)"}[k]
+        left = f" ({d.get('left')} open)" if k == "task_started" else ""
+        return f"  ☐ {what}: {d.get('text')}{left}" + (f" ! {d.get('problem')}" if d.get("problem") else "")
     if k == "tool_refused":
         return f"  ! {d.get('link')}: claude refused {d.get('tool')}" + (f" ({d.get('target')})" if d.get("target") else "")
     if k == "round_finished":
@@ -139,7 +147,7 @@ def progress_line(event: Event, elapsed_s: float, cost: float) -> str:
 def chain_summary(chain: ChainDef, *, is_root: bool = False, sandbox: bool = False) -> str:
     """What `chain validate` prints for a valid chain: its limits, and each link with its model,
     prompt and effective permissions (what claude will let it do)."""
-    limits: list[str] = [chain.mode]
+    limits: list[str] = ["conditional" if chain.conditional else chain.mode]
     if chain.mode == "loop":
         limits.append(f"max {chain.max_rounds} rounds" if chain.max_rounds else "unlimited rounds")
     if chain.runtime_hours:
@@ -161,7 +169,21 @@ def chain_summary(chain: ChainDef, *, is_root: bool = False, sandbox: bool = Fal
         lines.append(f"     permissions: {link.permissions()}")
         if link.permission_mode == "bypassPermissions" and is_root and not sandbox:
             lines.append("     ! bypassPermissions as root: claude refuses to start unless IS_SANDBOX=1 is set")
-    return "\n".join(lines)
+    return "\n".join(lines + flow_lines(chain))
+
+
+def flow_lines(chain: ChainDef) -> list[str]:
+    """The flow as a small text diagram when links route (#13), the bounce limit, and the task pool."""
+    out: list[str] = []
+    if chain.routing:
+        out.append(f"flow (max_bounces {chain.max_bounces} per link and round):")
+        out += ["  " + line for line in routing.diagram([lk.name for lk in chain.links], chain.routes, chain.mode).splitlines()]
+    pool = chain.task_pool
+    if pool is not None:
+        shape = f"directory {pool.path} ({pool.pattern}, one task per file)" if isinstance(pool, DirectoryPool) else (
+            f"file {pool.path} (one task per " + ("'- [ ]' checkbox)" if pool.format == "checkbox" else "non-empty line)"))
+        out.append(f"task pool: {shape}")
+    return out
 
 
 def approval_lines(rows: Sequence[ApprovalRow], now: datetime | None = None) -> list[str]:

@@ -39,7 +39,7 @@ def test_minimal_chain_gets_the_defaults(home: Path) -> None:
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("mode", "forever", "t.json: mode: expected one of loop, once, deadend, got 'forever'"),
+    ("mode", "forever", "t.json: mode: expected one of loop, once, deadend, conditional, got 'forever'"),
     ("mode", 3, "mode: expected a string, got a number (3)"),
     ("max_rounds", -1, "max_rounds: must be at least 0, got -1"),
     ("max_rounds", "ten", "max_rounds: expected a whole number, got a string ('ten')"),
@@ -300,3 +300,63 @@ def test_settings_give_the_permissions_and_model_of_links_that_set_none(home: Pa
     assert a.permissions() == "plan · allowed: Read Bash(git diff:*) Edit (from LLMAUTO_ALLOWED_TOOLS)"
     with pytest.raises(ConfigError, match="LLMAUTO_PERMISSION_MODE: expected one of"):
         Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_PERMISSION_MODE": "yolo"})
+
+
+# ---- #13: verdict routing and task pools -------------------------------------------------------
+
+REVIEW_LINKS = [
+    {"name": "worker", "model": "m", "prompt": "do the work"},
+    {"name": "reviewer", "role": "reviewer", "model": "m", "prompt": "review the work",
+     "routes": {"needs-fix": "worker", "APPROVED": "next", "REJECTED": "stop"}},
+]
+
+
+def test_routes_conditional_mode_and_max_bounces_are_carried(home: Path) -> None:
+    """The loader hands the parsed routes to the link and reads "conditional" as a routing loop.
+    Checked by dropping `routes=parsed` in `_Loader.routes`: red."""
+    chain = load(home, {"mode": "conditional", "max_bounces": 2, "links": REVIEW_LINKS})
+    assert (chain.mode, chain.conditional, chain.max_bounces, chain.warnings) == ("loop", True, 2, ())
+    assert chain.links[1].routes.verdicts == ("NEEDS_FIX", "APPROVED", "REJECTED")
+    assert chain.routes["reviewer"].get("needs_fix").target == "worker"  # type: ignore[union-attr]
+    assert not chain.links[0].routes and chain.routing
+
+
+@pytest.mark.parametrize("doc_change, message", [
+    ({"links": [REVIEW_LINKS[0], {**REVIEW_LINKS[1], "routes": {"NEEDS_FIX": "wroker"}}]},
+     "links[1].routes.NEEDS_FIX: unknown link 'wroker' (did you mean 'worker'?)"),
+    ({"links": [REVIEW_LINKS[0], {**REVIEW_LINKS[1], "routes": ["worker"]}]},
+     "links[1].routes: expected an object of VERDICT: target, got a list"),
+    ({"max_bounces": 0}, "max_bounces: must be at least 1, got 0"),
+    ({"task_pool": {"type": "file", "path": "missing.md"}}, "task_pool.path: 'missing.md' does not exist in the workdir"),
+    ({"task_pool": {"type": "file", "path": "../outside.md"}}, "task_pool.path: '../outside.md' leads outside the workdir"),
+    ({"task_pool": {"type": "file", "path": "big.md"}}, "task_pool.path: 'big.md' is 10,485,760 bytes, over the 1,048,576-byte limit"),
+    ({"task_pool": {"type": "folder", "path": "x"}}, "task_pool.type: expected file or directory, got 'folder'"),
+    ({"task_pool": {"type": "directory", "path": "TODO.md"}}, "task_pool.path: 'TODO.md' is not a directory"),
+])
+def test_routing_and_pool_errors_are_precise(home: Path, doc_change: dict[str, Any], message: str) -> None:
+    """Each bad route or pool is an error naming its field and reason. Checked by dropping the
+    `check_pool` call in `_Loader.task_pool` (the disk problems were not reported): red."""
+    (home / "TODO.md").write_text("- [ ] a\n", encoding="utf-8")
+    (home.parent / "outside.md").write_text("- [ ] a\n", encoding="utf-8")
+    with (home / "big.md").open("wb") as handle:
+        handle.truncate(10 * 1024 * 1024)
+    found = problems(home, {"links": REVIEW_LINKS, **doc_change})
+    assert any(message in p for p in found), found
+
+
+def test_unreachable_links_and_a_conditional_chain_without_routes_are_warned(home: Path) -> None:
+    chain = load(home, {"mode": "conditional", "links": [
+        {"name": "a", "model": "m", "prompt": "do x", "routes": {"*": "restart"}},
+        {"name": "b", "model": "m", "prompt": "do y"}]})
+    assert any("links: 'b' is unreachable" in w for w in chain.warnings), chain.warnings
+    plain = load(home, {"mode": "conditional", "links": [LINK]})
+    assert any("mode: 'conditional' but no link declares routes" in w for w in plain.warnings)
+
+
+def test_a_good_pool_is_carried(home: Path) -> None:
+    (home / "TODO.md").write_text("- [ ] a\n", encoding="utf-8")
+    (home / "tasks").mkdir()
+    from engine.tasks import DirectoryPool, FilePool
+
+    assert load(home, {"links": [LINK], "task_pool": {"type": "file", "path": "TODO.md"}}).task_pool == FilePool(path="TODO.md")
+    assert load(home, {"links": [LINK], "task_pool": {"type": "directory", "path": "tasks/"}}).task_pool == DirectoryPool(path="tasks/")

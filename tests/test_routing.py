@@ -337,12 +337,19 @@ ROOT = Path(__file__).resolve().parents[1]
      "                   ├─ REJECTED → BLOCKED\n"
      "                   └─ (other) → (next round)", FilePool(path="TODO.md")),
 ])
-def test_shipped_routing_chains(name: str, diagram_text: str, pool: FilePool | None) -> None:
-    """The two example chains load today (their new fields are warnings until the loader knows
-    them), their routes and pool are valid, and their prompts ask for the verdict form we parse."""
-    chain = load_chain(ROOT, name)
-    new_fields = {"routes", "task_pool", "max_bounces"}
-    assert all(w.rsplit(": ", 2)[-2].split(".")[-1] in new_fields for w in chain.warnings), chain.warnings
+def test_shipped_routing_chains(name: str, diagram_text: str, pool: FilePool | None, tmp_path: Path) -> None:
+    """The two example chains load without a warning (copied into a home with a TODO.md: a missing
+    pool file is an error), their routes and pool are valid, and their prompts ask for the verdict
+    form we parse."""
+    import shutil
+
+    shutil.copytree(ROOT / "chains", tmp_path / "chains")
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    (tmp_path / "TODO.md").write_text("- [ ] one\n", encoding="utf-8")
+    chain = load_chain(tmp_path, name)
+    assert chain.warnings == ()
+    assert chain.task_pool == pool
+    assert chain.routes["reviewer"] and not chain.routes["worker"]
     doc = json.loads((ROOT / "chains" / f"{name}.json").read_text(encoding="utf-8"))
     names = [link["name"] for link in doc["links"]]
     by_link = {}
