@@ -69,8 +69,7 @@ async def test_viewers_may_read_but_not_act(served: Served, caplog: pytest.LogCa
     served.api.add_chat(VIEWER)
     status = await served.answer("/status", "Chains", user=VIEWER)
     assert "alpha" in status.plain
-    refused = await served.answer("/start_chain alpha", "not allowed", user=VIEWER)
-    assert refused.plain
+    await served.answer("/start_chain alpha", "not allowed", user=VIEWER)
     served.say("/stop_chain alpha now", user=VIEWER)
     await served.api.wait_for(lambda api: any("refused 'stop_chain' from user 222" in r.getMessage() for r in caplog.records))
     assert not (served.home / "state" / "alpha").exists()
