@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
 import sqlite3
+import stat
 import sys
 from pathlib import Path
 
