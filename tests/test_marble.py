@@ -396,12 +396,18 @@ async def test_huge_handoff_is_not_read_whole(home: Path, harness: Harness) -> N
 
 
 async def test_unknown_status_word_is_reported_and_reset(home: Path, harness: Harness) -> None:
+    """The next link finds status.txt reset to RUNNING. Checked: with the
+    `self.files.write_status("RUNNING")` after the unknown-word report in engine/marble.py removed,
+    this fails (the reviewer still reads BANANA)."""
     write_chain(home, "uw", dict(WORKER_REVIEWER, max_rounds=1))
+    seen: list[str | None] = []
     harness.runner.script("worker", lambda c: (c.write_status("BANANA"), ok())[1])
+    harness.runner.script("reviewer", lambda c: (seen.append(harness.files("uw").read_status()), ok())[1])
     outcome = await harness.run("uw")
     assert outcome.status == "COMPLETED"
     events = await harness.store.run_events((await harness.store.last_runs("uw"))[0].id)
     assert any("unknown word 'BANANA'" in str(e.data.get("problem")) for e in events)
+    assert seen == ["RUNNING"]
 
 
 async def test_on_blocked_wait_holds_until_an_answer(home: Path, harness: Harness) -> None:

@@ -206,24 +206,41 @@ HOLD_SLOT = (
 
 
 async def test_slots_are_shared_between_holders_and_handed_on_in_order(tmp_path: Path) -> None:
+    """Three waiters of one process behind another holder: only the first polls, the others queue
+    behind it, and they get the slot in the order they asked. Checked: with `async with
+    self._turn:` in FileSlots.acquire replaced by a no-op context, this fails (all three poll and
+    call on_wait)."""
     from engine.slots import FileSlots
 
     mine, other = FileSlots(tmp_path, 1, poll_s=0.01), FileSlots(tmp_path, 1, poll_s=0.01)
     order: list[str] = []
+    asked: list[str] = []
     waited: list[str] = []
     first_waits = asyncio.Event()
 
     async def worker(name: str) -> None:
+        asked.append(name)
         await mine.acquire(lambda: (waited.append(name), first_waits.set()))
         order.append(name)
         mine.release()
 
     async with other:  # another holder (as if another process): everyone here waits
         assert mine.locked()
+        tries, polled_thrice = 0, asyncio.Event()
+        take = mine._try_take
+
+        def counted_take() -> bool:
+            nonlocal tries
+            tries += 1
+            if tries >= 3:
+                polled_thrice.set()
+            return take()
+
+        mine._try_take = counted_take  # type: ignore[method-assign]
         tasks = [asyncio.create_task(worker(n)) for n in ("first", "second", "third")]
         await asyncio.wait_for(first_waits.wait(), 5)  # the first found the slot taken...
-        for _ in range(3):  # ...and keeps polling it (poll_s 0.01) while the others queue behind it
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(polled_thrice.wait(), 5)  # ...and keeps polling it, in vain
+        assert asked == ["first", "second", "third"]  # the others asked too, and queue behind it
         assert order == [] and waited == ["first"]
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert order == ["first", "second", "third"]
@@ -281,12 +298,15 @@ def test_budget_argv() -> None:
 
 
 async def test_a_slot_released_in_this_process_is_handed_on_without_polling(tmp_path: Path) -> None:
+    """Checked: with `self._freed.set()` in FileSlots.release removed, this fails (the waiter
+    sleeps out its 60 s poll)."""
     from engine.slots import FileSlots
 
     slots = FileSlots(tmp_path, 1, poll_s=60)  # a poll would outlast the test
     await slots.acquire()
-    waiter = asyncio.create_task(slots.acquire())
-    await asyncio.sleep(0.01)
+    waiting = asyncio.Event()
+    waiter = asyncio.create_task(slots.acquire(waiting.set))
+    await asyncio.wait_for(waiting.wait(), 5)  # it found the slot taken and waits
     slots.release()
     await asyncio.wait_for(waiter, 5)
     assert slots.held == 1

@@ -99,10 +99,23 @@ async def test_schedule_buttons_pause_resume_and_delete(served: Served) -> None:
     assert ("#1 resume", "sresume:1") in paused.buttons
     served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=paused.message_id, data="sresume:1")
     await served.api.wait_for_message(CHAT, "Schedule #1 of nightly resumed", after=paused.message_id)
+    # A stranger's press is refused with a popup and removes nothing. Checked: with `on_button`
+    # going on after a refusal for `sdel`, this fails (the query is answered twice, the schedule
+    # removed by the stranger); before, the owner's press made the same "Removed" text.
+    answered = len(served.api.answered_callbacks)
     served.api.press_button(user_id=STRANGER, chat_id=CHAT, message_id=paused.message_id, data="sdel:1")
+    refusal = await served.api.wait_for(lambda api: api.answered_callbacks[answered:] and api.answered_callbacks[answered])
+    assert refusal.get("text") == REFUSAL
+    kept = await served.answer("/schedules", "Schedules")
+    assert "nightly" in kept.plain
+    # ... and its handler stopped at the refusal: its query was answered once, with the popup.
+    same = [c for c in served.api.answered_callbacks if c["callback_query_id"] == refusal["callback_query_id"]]
+    assert same == [refusal]
     served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=paused.message_id, data="sdel:1")
-    await served.api.wait_for_message(CHAT, "Removed schedule #1 of nightly", after=paused.message_id)
+    await served.api.wait_for_message(CHAT, "Removed schedule #1 of nightly", after=kept.message_id)
     await served.answer("/schedules", "No schedules")
+    removed = [m for m in served.api.messages(CHAT) if "Removed schedule" in m.plain]
+    assert len(removed) == 1 and removed[0].message_id > kept.message_id
 
 
 async def test_a_long_answer_arrives_in_several_valid_messages(served: Served) -> None:

@@ -17,6 +17,7 @@ from engine.errors import ConfigError
 from tests.bot.conftest import CHAT, GROUP, OPERATOR, STRANGER, TOKEN, VIEWER, Served, append_line
 from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi
+from tests.faults.serve_rig import until
 
 BLOCKING_AGENT = (
     "import os\n"
@@ -70,8 +71,7 @@ async def test_viewers_may_read_but_not_act(served: Served, caplog: pytest.LogCa
     served.api.add_chat(VIEWER)
     status = await served.answer("/status", "Chains", user=VIEWER)
     assert "alpha" in status.plain
-    refused = await served.answer("/start_chain alpha", "not allowed", user=VIEWER)
-    assert refused.plain
+    await served.answer("/start_chain alpha", "not allowed", user=VIEWER)
     served.say("/stop_chain alpha now", user=VIEWER)
     await served.api.wait_for(lambda api: any("refused 'stop_chain' from user 222" in r.getMessage() for r in caplog.records))
     assert not (served.home / "state" / "alpha").exists()
@@ -181,17 +181,25 @@ def test_serve_refuses_to_start_without_token_or_allow_list(home: Path) -> None:
 
 
 async def test_scheduled_run_starts_and_reports_into_the_chat(served: Served) -> None:
+    """The job that /schedule registered (its cron trigger, its arguments) fires and starts the run;
+    only its next fire time is moved to a second from now, since 02:00 is hours away. Before, a
+    DateTrigger job added by hand stood in for it. Checked: with `self._register(schedule_id,
+    trigger)` in Scheduler.refresh removed, this fails (no job for schedule #1)."""
     from datetime import UTC, datetime, timedelta
 
-    from apscheduler.triggers.date import DateTrigger
+    from engine.scheduler import _job_id
 
     write_chain(served.home, "nightly", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("x"), "telegram_update": True}]})
     await served.answer("/schedule nightly daily 02:00", "Schedule #1")
     scheduler = served.parts["scheduler"]
-    scheduler._register(1, DateTrigger(datetime.now(UTC) + timedelta(seconds=1)), job_id="soon")
+    await until("schedule #1 to be registered", lambda: scheduler.next_run_time(1))
+    job = scheduler._aps.get_job(_job_id(1))
+    job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=1))
     fired = await served.api.wait_for_message(CHAT, "started by schedule #1", timeout=20)
     assert "nightly" in fired.plain
     await served.api.wait_for_message(CHAT, "nightly COMPLETED", timeout=20)
+    after = scheduler.next_run_time(1)  # the cron trigger goes on: the next 02:00
+    assert after is not None and (after.hour, after.minute) == (2, 0) and after > datetime.now(UTC)
 
 
 async def test_run_serve_without_telegram_keeps_the_engine_working(home: Path) -> None:

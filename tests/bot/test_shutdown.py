@@ -18,6 +18,7 @@ from engine.store import LinkRunRow, RunRow, Store
 from tests.bot.conftest import CHAT, OPERATOR, TOKEN
 from tests.conftest import write_chain
 from tests.fakes.botapi import FakeBotApi
+from tests.fakes.gate import GATED_CLAUDE, started
 from tests.faults import serve_rig as rig
 from tests.helpers import Cli, wait_for_lease
 
@@ -87,14 +88,28 @@ async def test_sigterm_interrupts_the_running_link_and_the_next_start_runs_it_ag
     assert [c["link"] for c in calls(cli)] == ["worker", "worker"]
 
 
-async def test_sigterm_with_finish_lets_the_running_link_end_and_records_it(cli: Cli, telegram: FakeBotApi) -> None:
+async def bot_stopped(proc: subprocess.Popen[str]) -> None:
+    """Until serve has acted on a signal: its bot application says it stopped (on stderr)."""
+    assert proc.stderr is not None
+    while "Application.stop() complete" not in (line := await asyncio.to_thread(proc.stderr.readline)):
+        assert line, "serve ended before its bot stopped"
+
+
+async def test_sigterm_with_finish_lets_the_running_link_end_and_records_it(
+        cli: Cli, telegram: FakeBotApi, tmp_path: Path) -> None:
+    """The agent holds (a gate, not a 3 s sleep) until serve has taken the signal in, so the
+    signal always lands mid-link. Checked: with `shutdown_kills_links` ignored in Engine.aclose
+    (always `kill_links=True`), this fails (the link is recorded interrupted, not done)."""
+    gate = tmp_path / "gate"
     write_chain(cli.home, "slow", {**SLOW, "max_rounds": 2})
-    cli.scenario_is({"links": {"worker": [{"sleep": 3, "result": "finished anyway"}, {"result": "round two"}]}})
-    cli.env["LLMAUTO_ON_SHUTDOWN"] = "finish"
+    cli.scenario_is({"links": {"worker": [{"result": "finished anyway"}, {"result": "round two"}]}})
+    cli.env.update(LLMAUTO_ON_SHUTDOWN="finish", CLAUDE_BIN=str(GATED_CLAUDE), CLAUDE_GATE=str(gate))
     proc = await serving(cli, telegram)
     telegram.user_message(user_id=OPERATOR, text="/start_chain slow")
-    await agent_started(cli, proc)
+    await rig.until("the agent to start", lambda: started(gate), 30, proc=proc)
     proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(bot_stopped(proc), 30)
+    gate.touch()
     await exited(proc, 30)
     assert proc.returncode == 0
     runs, links = await rows(cli.home, "slow")

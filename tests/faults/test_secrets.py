@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import stat
 import sys
 from pathlib import Path
@@ -99,16 +100,25 @@ async def test_secrets_an_agent_echoes_never_reach_the_database(cli: Cli, home: 
     ]})
     cli.scenario_is({"links": {"agent": {
         "handoff": f"# Plan\nfound the bot token {TOKEN}\n", "result": f"the token is {TOKEN}"}}})
-    out = cli.run("chain", "start", "echo")
-    assert out.returncode == 0, out.stderr
-    handoff = (home / "state" / "echo" / "handoff.md").read_text()
-    assert TOKEN in handoff and API_KEY in handoff  # the agents' own file, as they wrote it
     state = home / "state"
-    db_files = [p for p in state.iterdir() if p.name.startswith("llmauto.db")]
-    assert {p.name for p in db_files} >= {"llmauto.db"}
-    for path in [*db_files, *(p for p in state.rglob("*") if p.is_file() and p.name != "handoff.md")]:
-        raw = path.read_bytes()
-        assert TOKEN.encode() not in raw and API_KEY.encode() not in raw, path
+    assert cli.run("chain", "list").returncode == 0  # creates the database
+    # A reader holds the database open, so the CLI's WAL is still there to read when it exits
+    # (the last connection to close checkpoints and deletes it).
+    keeper = sqlite3.connect(state / "llmauto.db")
+    try:
+        keeper.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        out = cli.run("chain", "start", "echo")
+        assert out.returncode == 0, out.stderr
+        handoff = (home / "state" / "echo" / "handoff.md").read_text()
+        assert TOKEN in handoff and API_KEY in handoff  # the agents' own file, as they wrote it
+        db_files = [p for p in state.iterdir() if p.name.startswith("llmauto.db")]
+        assert {p.name for p in db_files} >= {"llmauto.db", "llmauto.db-wal"}
+        assert (state / "llmauto.db-wal").stat().st_size > 0
+        for path in [*db_files, *(p for p in state.rglob("*") if p.is_file() and p.name != "handoff.md")]:
+            raw = path.read_bytes()
+            assert TOKEN.encode() not in raw and API_KEY.encode() not in raw, path
+    finally:
+        keeper.close()
     async with Store.open(state / "llmauto.db") as store:
         agent, echo = (await store.link_runs("echo"))[:2]
         assert agent.result_excerpt == "the token is [redacted]"
