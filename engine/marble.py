@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -25,21 +24,19 @@ from engine import events as ev
 from engine import handoff as hp
 from engine import hops, policy, routing, taskpool
 from engine.approval_desk import ApprovalDesk
-from engine.approvals import Rule
 from engine.chains import ChainDef, LinkDef
-from engine.claude_cli import agent_env, claude_argv
 from engine.clock import Clock, Sleeper
 from engine.errors import StoreError
 from engine.events import Event, EventBus
 from engine.limits import next_attempt_at
+from engine.link import Attempt, LinkContext, LiveLink, run_attempt
 from engine.permissions import summary as refusal_summary
-from engine.processes import process_start_token
 from engine.prompts import build_prompt, format_duration
-from engine.runner import AgentRunner, Invocation
+from engine.runner import AgentRunner
 from engine.settings import Settings
 from engine.statefiles import STATUS_WORDS, ChainFiles
 from engine.store import ChainState, NewEvent, Store
-from engine.stream import FALLBACK_WORTHY, ErrorClass, LinkResult, Progress
+from engine.stream import ErrorClass, LinkResult
 from engine.tasks import PoolError, PoolRead, Task, TaskState
 from engine.tasks import placeholders as task_placeholders
 
@@ -47,8 +44,6 @@ MAX_REFUSAL_EVENTS = 20  # refusals stored one by one per link; the rest are cou
 
 log = logging.getLogger(__name__)
 
-PROGRESS_FLUSH_S = 1.0
-MAX_LIMIT_WAITS = 48  # usage-limit waits for one link before the chain gives up
 FINISH_TRIES = 5  # the last writes of a run: tries, with pauses of 0.5, 1, 2, 4 s between them
 FINISH_RETRY_S = 0.5
 INITIAL_HANDOFF = "# {name}\n\n{description}\n\n## Status: READY\nNo work has been done yet; this is the first round.\n"
@@ -140,11 +135,8 @@ class MarbleRun:
         self.run_started: datetime = deps.clock.now()
         self.tz = ZoneInfo(deps.settings.timezone) if deps.settings.timezone else deps.clock.now().astimezone().tzinfo
         self.has_controller = any(link.role == "controller" for link in chain.links)
-        self.current_link: str | None = None
-        self.current_link_started: float | None = None
-        self.last_progress: Progress | None = None
+        self.live = LiveLink()  # the link running now, as views see it
         self.ready = asyncio.Event()  # set once the run is recorded (run_id known)
-        self._last_link_run_id: int | None = None
         # The chain's counters as last changed: a run that ends by an exception (a shutdown, a locked
         # or full store) must finish with these, never with the state it started from.
         self._state: ChainState | None = None
@@ -159,6 +151,10 @@ class MarbleRun:
             on_timeout_stop=lambda reason: control.request_stop(reason, now=False, by="approval timeout"),
         )
         self._task: tuple[Task, PoolRead] | None = None  # the round's task (a chain with a task_pool)
+
+    @property
+    def current_link(self) -> str | None:
+        return self.live.name
 
     # ---- plumbing ------------------------------------------------------------------------
     def _publish(self, events: Sequence[Event]) -> None:
@@ -352,8 +348,8 @@ class MarbleRun:
         if interrupted:
             # A link cut off by a person or a shutdown did not finish its work: put the handoff back
             # as it was before it and leave the chain pointing at it, so the next start re-runs it.
-            if self._last_link_run_id is not None:
-                await self.d.store.set_link_status(self._last_link_run_id, "interrupted")
+            if self.live.link_run_id is not None:
+                await self.d.store.set_link_status(self.live.link_run_id, "interrupted")
             if before.text is not None:
                 self.files.write_handoff(before.text)
             await self._emit(ev.LINK_FINISHED, link=link.name, role=link.role, round=state.round,
@@ -412,167 +408,52 @@ class MarbleRun:
         )
         prompt = build_prompt(link.prompt, values, until_full=link.until_full, wind_down_reason=wind)
         model = link.model
+        tries = policy.Tries()
         attempt = 0
-        limit_waits = 0
-        stalled_once = resumed_fresh = False
         while True:
             attempt += 1
-            if attempt > 1 and self._last_link_run_id is not None:
-                await self.d.store.set_link_status(self._last_link_run_id, "retried")
-            result = await self._attempt(state, idx, link, model, prompt, values, attempt)
-            cls = result.error_class
-            if cls is ErrorClass.OK or cls is ErrorClass.KILLED:
-                return result, attempt, None
-            if cls is ErrorClass.BUDGET:
-                # claude stopped at --max-budget-usd: the budget is used even if its reported cost
-                # lands a cent short of it, so no further (tiny-budget) link is started.
-                return result, attempt, policy.Stop(
-                    "COMPLETED", f"budget of ${self.chain.max_cost_usd or 0:.2f} used (${self.cost:.2f})")
-            if self.control.stop_requested or self.control.shutdown:
-                return result, attempt, None
-            if link.continue_session and not resumed_fresh and "no conversation found" in (result.text + result.error_message).lower():
-                resumed_fresh = True
-                await self.d.store.set_session(self.chain.name, link.name, None, str(self._workdir()))
-                continue
-            if cls is ErrorClass.RATE_LIMITED:
-                limit_waits += 1
-                if limit_waits > MAX_LIMIT_WAITS:
-                    return result, attempt, policy.Stop("BLOCKED", f"usage limit still reached after {MAX_LIMIT_WAITS} waits")
-                await self._wait_for_limit(link, result, limit_waits - 1)
-                if self.control.stop_requested or self.control.shutdown:
-                    return result, attempt, None
-                continue
-            if cls is ErrorClass.AUTH:
-                await self._emit(ev.BLOCKED, link=link.name, round=state.round, question=f"claude cannot authenticate: {result.error_message}", kind="auth")
-                return result, attempt, policy.Stop("BLOCKED", f"authentication failed: {result.error_message[:200]}")
-            if cls is ErrorClass.STALLED and not stalled_once:
-                stalled_once = True
-                await self._emit(ev.WARNING, message=f"{link.name} stalled (no output for {link.stall_s:g} s); retrying once", link=link.name)
-                continue
-            if cls in FALLBACK_WORTHY and link.fallback_model and model != link.fallback_model and not link.is_command:
-                await self._emit(ev.WARNING, message=f"{link.name} failed on {model} ({cls}); retrying on {link.fallback_model}", link=link.name)
-                model = link.fallback_model
-                continue
-            if cls is ErrorClass.STALLED:
+            if attempt > 1 and self.live.link_run_id is not None:
+                await self.d.store.set_link_status(self.live.link_run_id, "retried")
+            timeout = policy.link_timeout_s(link.timeout_s, self.chain, self._counters(state), self.d.clock.now())
+            result = await run_attempt(self._ctx(), Attempt(
+                link=link, index=idx, round_no=state.round, model=model, prompt=prompt, values=values,
+                number=attempt, timeout_s=timeout), self.live)
+            self.cost += result.cost_usd
+            decision = policy.after_attempt(
+                result.error_class, result.text + " " + result.error_message, link_name=link.name, model=model,
+                fallback_model=link.fallback_model, is_command=link.is_command, continue_session=link.continue_session,
+                stopping=self.control.stop_requested or self.control.shutdown, tries=tries, stall_s=link.stall_s,
+                budget=self.chain.max_cost_usd, cost=self.cost,
+            )
+            tries = decision.tries
+            if decision.warning:
+                await self._emit(ev.WARNING, message=decision.warning, link=link.name)
+            if decision.alert == "auth":
+                await self._emit(ev.BLOCKED, link=link.name, round=state.round, kind="auth",
+                                 question=f"claude cannot authenticate: {result.error_message}")
+            elif decision.alert == "stalled":
                 await self._emit(ev.BLOCKED, link=link.name, round=state.round, kind="stalled",
                                  question=f"{link.name} stalled twice (no output for {link.stall_s:g} s)")
-            return result, attempt, None
+            if decision.then is policy.Then.RESUME_FRESH:
+                await self.d.store.set_session(self.chain.name, link.name, None, str(self._workdir()))
+            elif decision.then is policy.Then.WAIT_LIMIT:
+                await self._wait_for_limit(link, result, tries.limit_waits - 1)
+                if self.control.stop_requested or self.control.shutdown:
+                    return result, attempt, None
+            elif decision.then is policy.Then.FALLBACK:
+                model = link.fallback_model
+            elif decision.then in (policy.Then.RETURN, policy.Then.STOP):
+                return result, attempt, decision.stop
+
+    def _ctx(self) -> LinkContext:
+        return LinkContext(
+            settings=self.d.settings, store=self.d.store, bus=self.d.bus, runner=self.d.runner, slots=self.d.slots,
+            monotonic=self.d.clock.monotonic, chain=self.chain, run_id=self.run_id, kill=self.control.kill,
+            desk=self.desk, publish=self._publish,
+        )
 
     def _workdir(self) -> Any:
         return self.chain.workdir or self.d.settings.home
-
-    async def _attempt(
-        self, state: ChainState, idx: int, link: LinkDef, model: str | None, prompt: str, values: dict[str, str], attempt: int,
-    ) -> LinkResult:
-        workdir = self._workdir()
-        env = agent_env(
-            self.d.settings.environ, env_allow=self.chain.env_allow, link_env=link.env,
-            llmauto_vars={
-                "LLMAUTO_CHAIN": self.chain.name, "LLMAUTO_LINK": link.name, "LLMAUTO_ROUND": str(state.round),
-                "LLMAUTO_HANDOFF": values["HANDOFF"], "LLMAUTO_STATE_DIR": values["STATE_DIR"],
-                "LLMAUTO_HOME": values["HOME"],
-            },
-        )
-        session_note: str | None = None
-        on_permission = None
-        if link.command is not None:
-            from engine.prompts import render
-
-            argv = tuple(render(arg, values) for arg in link.command)
-            kind = "command"
-        else:
-            resume = new_session = None
-            if link.continue_session:
-                resume = await self.d.store.session(self.chain.name, link.name, str(workdir))
-                if resume is None:
-                    new_session = str(uuid.uuid4())
-                    await self.d.store.set_session(self.chain.name, link.name, new_session, str(workdir))
-                session_note = resume or new_session
-            ask = bool(link.approval)
-            argv = claude_argv(
-                self.d.settings.claude_bin, model=model, permission_mode=_asking_mode(link) if ask else link.permission_mode,
-                allowed_tools=_settled_by_claude(link) if ask else link.allowed_tools, resume=resume,
-                session_id=new_session, ask=ask,
-            )
-            if ask:
-                on_permission = self.desk.handler(link, round_no=state.round, cwd=str(workdir),
-                                                  link_run_id=lambda: self._last_link_run_id)
-            kind = "claude"
-        timeout = policy.link_timeout_s(link.timeout_s, self.chain, self._counters(state), self.d.clock.now())
-        inv = Invocation(argv=argv, stdin=prompt, cwd=workdir, env=env, timeout_s=timeout, stall_s=link.stall_s, kind=kind,  # type: ignore[arg-type]
-                         on_permission=on_permission)
-        link_run_id, events = await self.d.store.start_link(
-            run_id=self.run_id, chain=self.chain.name, round_no=state.round, index=idx, link=link.name,
-            role=link.role, model=model if kind == "claude" else "command", attempt=attempt,
-            evs=[NewEvent(ev.LINK_STARTED, {
-                "link": link.name, "role": link.role, "model": model, "round": state.round, "index": idx,
-                "attempt": attempt, "command": kind == "command", "session": session_note,
-            })],
-        )
-        self._last_link_run_id = link_run_id
-        self._publish(events)
-        self.current_link = link.name
-        self.last_progress = None
-        flusher = asyncio.create_task(self._flush_progress(link_run_id))
-        recorders: list[asyncio.Task[None]] = []
-
-        def on_progress(progress: Progress) -> None:
-            self.last_progress = progress
-            self.d.bus.publish(Event(id=0, kind=ev.PROGRESS, chain=self.chain.name, run_id=self.run_id, ts="", data={
-                "link": link.name, "kind": progress.kind, "tool": progress.tool, "target": progress.target,
-                "turns": progress.turns, "detail": progress.detail,
-            }))
-
-        def on_spawn(pid: int) -> None:
-            # Store the agent's pid (and its start time) at once, for crash recovery.
-            recorders.append(asyncio.create_task(
-                self.d.store.set_link_process(link_run_id, pid, process_start_token(pid))
-            ))
-
-        try:
-            async with self.d.slots:
-                self.current_link_started = self.d.clock.monotonic()
-                # Live only (not stored): the agent starts now, which a card that showed the link
-                # waiting for a slot wants to know.
-                on_progress(Progress("spawned"))
-                runner_task = asyncio.create_task(
-                    self.d.runner.run(inv, on_progress=on_progress, on_spawn=on_spawn, kill=self.control.kill)
-                )
-                try:
-                    result = await asyncio.shield(runner_task)
-                except asyncio.CancelledError:
-                    self.control.kill.set()
-                    await asyncio.shield(runner_task)
-                    raise
-                finally:
-                    await asyncio.gather(*recorders, return_exceptions=True)
-        finally:
-            flusher.cancel()
-            self.current_link = None
-            self.current_link_started = None
-        if link.continue_session and result.session_id and kind == "claude":
-            await self.d.store.set_session(self.chain.name, link.name, result.session_id, str(workdir))
-        await self.d.store.finish_link(
-            link_run_id, status="ended", model=result.model if kind == "claude" else None,
-            error_class=result.error_class.value, error_message=result.error_message,
-            duration_s=round(result.duration_s, 3), cost_usd=result.cost_usd, input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens, turns=result.turns, session_id=result.session_id,
-            exit_code=result.exit_code, excerpt=result.text[-2000:],
-        )
-        self.cost += result.cost_usd
-        return result
-
-    async def _flush_progress(self, link_run_id: int) -> None:
-        written: Progress | None = None
-        while True:
-            await asyncio.sleep(PROGRESS_FLUSH_S)
-            progress = self.last_progress
-            if progress is not None and progress is not written and progress.tool:
-                try:
-                    await self.d.store.set_link_progress(link_run_id, f"{progress.tool} {progress.target or ''}".strip(), progress.turns)
-                except Exception:  # progress is a nicety; never let it break the run
-                    log.debug("progress flush failed", exc_info=True)
-                written = progress
 
     async def _wait_for_limit(self, link: LinkDef, result: LinkResult, attempt: int) -> None:
         now = self.d.clock.now()
@@ -630,7 +511,7 @@ class MarbleRun:
             else:
                 after_text = read.text
                 if after_text != before:
-                    handoff_version = (self._last_link_run_id, state.round, link.name, after_text)
+                    handoff_version = (self.live.link_run_id, state.round, link.name, after_text)
             word = self.files.read_status()
             if word is not None and word not in STATUS_WORDS:
                 new_events.append(NewEvent(ev.HANDOFF_PROBLEM, {
@@ -693,7 +574,7 @@ class MarbleRun:
         self._publish(await self.d.store.commit_link(
             state=state, run_id=self.run_id, cost_delta=result.cost_usd if result else 0.0, ran=ran,
             passes=self.passes, handoff=handoff_version, evs=new_events,
-            link_run_id=self._last_link_run_id if ran else None,
+            link_run_id=self.live.link_run_id if ran else None,
             outcome=(result.error_class.value, result.error_message) if result is not None and result.refusals else None,
             refusals=refusal_summary(result.refusals) if result is not None and result.refusals else None,
         ))
@@ -851,26 +732,3 @@ class MarbleRun:
         self.files.write_status("RUNNING")
         return None
 
-
-def _asking_mode(link: LinkDef) -> str:
-    """The permission mode of a link with approval rules: claude must ask the runner about what it
-    does not settle itself, which it never does in dontAsk (the runner then refuses what no rule
-    allows, as dontAsk would)."""
-    mode = link.permission_mode or "default"
-    return "default" if mode == "dontAsk" else mode
-
-
-def _settled_by_claude(link: LinkDef) -> tuple[str, ...]:
-    """allowed_tools without the tools that approve.ask or approve.deny rules name: claude would
-    settle every call of those (and its own `ask` rules miss `cd x && git push`), so they go to the
-    runner, which matches each call."""
-    withheld = link.approval.asked_tools() | {t for r in link.approval.deny for t in (r.tool,)}
-    kept = []
-    for text in link.allowed_tools or ():
-        try:
-            tool = Rule.parse(text).tool
-        except ValueError:
-            continue
-        if tool not in withheld and not ({"Edit", "Write"} & withheld and tool in ("Edit", "Write", "MultiEdit")):
-            kept.append(text)
-    return tuple(kept)

@@ -6,10 +6,12 @@ nothing reads a clock or a file, so the whole table of stop conditions is tested
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from engine.chains import ChainDef
+from engine.stream import FALLBACK_WORTHY, ErrorClass
 
 MAX_FAILED_ROUNDS = 3  # rounds in a row in which every link failed: the chain cannot make progress
 OVERRUN_GRACE_S = 600.0  # a link may run this long past the runtime limit or deadline, then is killed
@@ -111,3 +113,66 @@ def should_skip(role: str, link_name: str, model: str | None, assignee: str | No
     if role != "worker" or not has_controller or assignee is None:
         return False
     return not matches_assignment(assignee, link_name=link_name, model=model)
+
+
+# ---- after a failed attempt: what next ---------------------------------------------------------
+class Then(StrEnum):
+    RETURN = "return"  # the result stands (success, a kill, or a failure to record as it is)
+    STOP = "stop"  # the run ends (`stop` says how)
+    RESUME_FRESH = "resume_fresh"  # claude lost the link's session: forget it and start a new one
+    WAIT_LIMIT = "wait_limit"  # the usage limit: wait for its reset, then the same link again
+    RETRY = "retry"  # stalled once: once more
+    FALLBACK = "fallback"  # again on the link's fallback model
+
+
+@dataclass(frozen=True)
+class Tries:
+    """What an attempt loop has been through so far for one link."""
+
+    limit_waits: int = 0
+    stalled_once: bool = False
+    resumed_fresh: bool = False
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    then: Then
+    tries: Tries
+    stop: Stop | None = None
+    alert: str | None = None  # a BLOCKED alert goes out: "auth" or "stalled"
+    warning: str | None = None  # a warning event goes out (retrying once, switching model)
+
+
+MAX_LIMIT_WAITS = 48  # usage-limit waits for one link before the chain gives up
+
+
+def after_attempt(
+    cls: ErrorClass, text: str, *, link_name: str, model: str | None, fallback_model: str | None, is_command: bool,
+    continue_session: bool, stopping: bool, tries: Tries, stall_s: float, budget: float | None, cost: float,
+) -> RetryDecision:
+    """The decision after one attempt of a link, from its outcome and what was tried before:
+    keep the result, end the run, or try again (on a new session, after the usage limit's reset,
+    once more after a stall, on the fallback model). Pure: the loop does what it says."""
+    if cls in (ErrorClass.OK, ErrorClass.KILLED):
+        return RetryDecision(Then.RETURN, tries)
+    if cls is ErrorClass.BUDGET:
+        # claude stopped at --max-budget-usd: the budget is used even if its reported cost lands
+        # a cent short of it, so no further (tiny-budget) link is started.
+        return RetryDecision(Then.STOP, tries, Stop("COMPLETED", f"budget of ${budget or 0:.2f} used (${cost:.2f})"))
+    if stopping:
+        return RetryDecision(Then.RETURN, tries)
+    if continue_session and not tries.resumed_fresh and "no conversation found" in text.lower():
+        return RetryDecision(Then.RESUME_FRESH, replace(tries, resumed_fresh=True))
+    if cls is ErrorClass.RATE_LIMITED:
+        waits = tries.limit_waits + 1
+        if waits > MAX_LIMIT_WAITS:
+            return RetryDecision(Then.STOP, tries, Stop("BLOCKED", f"usage limit still reached after {MAX_LIMIT_WAITS} waits"))
+        return RetryDecision(Then.WAIT_LIMIT, replace(tries, limit_waits=waits))
+    if cls is ErrorClass.AUTH:
+        return RetryDecision(Then.STOP, tries, Stop("BLOCKED", f"authentication failed: {text[:200]}"), alert="auth")
+    if cls is ErrorClass.STALLED and not tries.stalled_once:
+        return RetryDecision(Then.RETRY, replace(tries, stalled_once=True),
+                             warning=f"{link_name} stalled (no output for {stall_s:g} s); retrying once")
+    if cls in FALLBACK_WORTHY and fallback_model and model != fallback_model and not is_command:
+        return RetryDecision(Then.FALLBACK, tries, warning=f"{link_name} failed on {model} ({cls}); retrying on {fallback_model}")
+    return RetryDecision(Then.RETURN, tries, alert="stalled" if cls is ErrorClass.STALLED else None)

@@ -12,6 +12,7 @@ import pytest
 from engine import handoff as hp
 from engine.errors import ConfigError
 from engine.limits import next_attempt_at, parse_reset_text
+from engine.policy import Then, Tries, after_attempt
 from engine.prompts import build_prompt, format_duration, render
 from engine.settings import Settings, parse_dotenv
 from engine.stream import ErrorClass, StreamParser
@@ -139,3 +140,48 @@ def test_prompt_rendering_keeps_unknown_braces() -> None:
     text = build_prompt("do {LINK}", {"LINK": "w", "HANDOFF": "/h"}, until_full=True, wind_down_reason="last round")
     assert text.startswith("do w") and "context window" in text and "WIND-DOWN" in text and "/h" in text
     assert [format_duration(s) for s in (None, 5.25, 59, 61, 3600 * 2 + 60 * 5)] == ["unlimited", "5.2s", "59s", "1m", "2h05m"]
+
+
+# ---- the retry decision after an attempt (policy.after_attempt) ----------------------------------
+
+
+def _decide(cls: ErrorClass, text: str = "", tries: Tries | None = None, **kw: object) -> object:
+    base: dict[str, object] = dict(link_name="w", model="m1", fallback_model="m2", is_command=False,
+                                   continue_session=False, stopping=False, tries=tries or Tries(), stall_s=5.0,
+                                   budget=10.0, cost=10.0)
+    base.update(kw)
+    return after_attempt(cls, text, **base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls, text, tries, kw, then, alert", [
+    (ErrorClass.OK, "", Tries(), {}, Then.RETURN, None),
+    (ErrorClass.KILLED, "", Tries(), {}, Then.RETURN, None),
+    (ErrorClass.BUDGET, "", Tries(), {}, Then.STOP, None),
+    (ErrorClass.OVERLOADED, "", Tries(), {"stopping": True}, Then.RETURN, None),
+    (ErrorClass.CRASHED, "No conversation found with session ID: x", Tries(), {"continue_session": True}, Then.RESUME_FRESH, None),
+    (ErrorClass.CRASHED, "No conversation found", Tries(resumed_fresh=True), {"continue_session": True, "fallback_model": None}, Then.RETURN, None),
+    (ErrorClass.RATE_LIMITED, "", Tries(), {}, Then.WAIT_LIMIT, None),
+    (ErrorClass.RATE_LIMITED, "", Tries(limit_waits=48), {}, Then.STOP, None),
+    (ErrorClass.AUTH, "401", Tries(), {}, Then.STOP, "auth"),
+    (ErrorClass.STALLED, "", Tries(), {}, Then.RETRY, None),
+    (ErrorClass.STALLED, "", Tries(stalled_once=True), {}, Then.FALLBACK, None),
+    (ErrorClass.STALLED, "", Tries(stalled_once=True), {"fallback_model": None}, Then.RETURN, "stalled"),
+    (ErrorClass.OVERLOADED, "", Tries(), {}, Then.FALLBACK, None),
+    (ErrorClass.OVERLOADED, "", Tries(), {"model": "m2"}, Then.RETURN, None),
+    (ErrorClass.OVERLOADED, "", Tries(), {"is_command": True}, Then.RETURN, None),
+    (ErrorClass.API_ERROR, "", Tries(), {"fallback_model": None}, Then.RETURN, None),
+])
+def test_after_an_attempt_the_loop_is_told_what_next(
+    cls: ErrorClass, text: str, tries: Tries, kw: dict[str, object], then: Then, alert: str | None,
+) -> None:
+    """Checked by breaking policy.after_attempt: the stalled-once guard removed (a stall retried
+    forever, row 11 red); the stopping check moved after the fallback (row 4 red)."""
+    decision = _decide(cls, text, tries, **kw)
+    assert (decision.then, decision.alert) == (then, alert)  # type: ignore[attr-defined]
+
+
+def test_the_usage_limit_waits_are_counted_and_capped() -> None:
+    d = _decide(ErrorClass.RATE_LIMITED, tries=Tries(limit_waits=3))
+    assert d.then is Then.WAIT_LIMIT and d.tries.limit_waits == 4  # type: ignore[attr-defined]
+    stop = _decide(ErrorClass.RATE_LIMITED, tries=Tries(limit_waits=48)).stop  # type: ignore[attr-defined]
+    assert (stop.status, stop.reason) == ("BLOCKED", "usage limit still reached after 48 waits")
