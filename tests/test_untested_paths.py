@@ -1,5 +1,5 @@
-"""Paths no other test ran (issue #16): `llmauto pipe -f`, (group_alive was dead code and is gone) against real
-process groups, and steering a chain that another process runs. Each test names the line that, broken, made it fail."""
+"""Paths no other test ran (issue #16): `llmauto pipe -f`, and steering a chain that another
+process runs (`runner.group_alive`, the other path named there, was dead code and is gone). Each test names the line that, broken, made it fail."""
 
 from __future__ import annotations
 
