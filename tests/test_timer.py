@@ -19,17 +19,17 @@ from apscheduler.triggers.date import DateTrigger
 
 from bot import render
 from engine import events as ev
-from engine import scheduler as scheduler_module
+from engine import timer as timer_module
 from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import ConfigError
 from engine.events import Event
 from engine.marble import RunOutcome
-from engine.scheduler import Scheduler
-from engine.schedules import Schedule, ScheduleBook
+from engine.schedule_book import Schedule, ScheduleBook
 from engine.settings import Settings
 from engine.store import ChainState, NewEvent, Store
 from engine.stream import LinkResult
+from engine.timer import Scheduler
 from tests.conftest import make_settings, write_chain
 from tests.fakes.scripted_runner import Call, ScriptedRunner, ok
 from tests.helpers import Cli
@@ -324,14 +324,14 @@ async def test_catch_up_looks_at_the_downtime_only(rig: Rig, monkeypatch: pytest
     (it once computed the 10,081 a minutely schedule may have in a week: 27 years of a daily one,
     a quarter of a second per schedule at every start, with the event loop held)."""
     walked: list[datetime] = []
-    real = scheduler_module.iter_fires
+    real = timer_module.iter_fires
 
     def counting(spec: Any, after: datetime) -> Any:
         for when in real(spec, after):
             walked.append(when)
             yield when
 
-    monkeypatch.setattr(scheduler_module, "iter_fires", counting)
+    monkeypatch.setattr(timer_module, "iter_fires", counting)
     await add(rig, "daily 02:00", tz="UTC")
     rig.clock.advance(timedelta(days=2, hours=1).total_seconds())
     async with rig.scheduler():

@@ -54,7 +54,7 @@ from engine.cron import ScheduleSpec, iter_fires
 from engine.engine import Engine
 from engine.errors import ChainBusy, LlmautoError
 from engine.marble import RunOutcome
-from engine.schedules import Schedule, ScheduleBook, queued_slot
+from engine.schedule_book import Schedule, ScheduleBook, queued_slot
 from engine.settings import Settings
 from engine.store import NewEvent
 
