@@ -285,7 +285,9 @@ class Scheduler:
         slot = self._due_at.pop(job_id, None)
         schedule_id = self._job_schedule.get(job_id)
         if slot is not None and schedule_id is not None and self._state == "running":
-            await self._spawn(self.slot_due(schedule_id, slot), f"schedule-{schedule_id}-due")
+            # Our task (settle() waits for it, aclose() cancels it); awaited so that max_instances
+            # counts this slot until its chain has started. Its failure is logged once, by _task_done.
+            await asyncio.wait([self._spawn(self.slot_due(schedule_id, slot), f"schedule-{schedule_id}-due")])
 
     def _on_missed(self, event: JobExecutionEvent) -> None:
         """APScheduler: the (latest) due slot is older than the misfire grace; it did not run."""

@@ -1,6 +1,7 @@
 """The scheduler inside serve: firing, overlap, missed-slot catch-up, restarts, schedules added by
 another process, `after` schedules. Time is a ManualClock for catch-up; APScheduler's own timing
-is checked through its triggers, and once end to end with a DateTrigger a second ahead."""
+is checked through its triggers, once end to end with a DateTrigger a second ahead, and its
+coalescing and misfire grace with triggers whose slots lie in the past."""
 
 from __future__ import annotations
 
