@@ -15,9 +15,9 @@ from apscheduler.triggers.date import DateTrigger
 from bench.common import settings_for, summary_ms, temp_home, write_chain
 from engine import events as ev
 from engine.engine import Engine
-from engine.scheduler import Scheduler
-from engine.schedules import ScheduleBook
+from engine.schedule_book import ScheduleBook
 from engine.store import Store
+from engine.timer import Scheduler
 
 
 async def measure(busy: int = 50, scheduled: int = 10, seed: int = 5) -> dict[str, Any]:

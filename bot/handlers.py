@@ -49,7 +49,7 @@ from engine.engine import Engine
 from engine.errors import InvalidChain, LlmautoError
 from engine.outbox_store import OutboxStore
 from engine.redact import Redactor
-from engine.schedules import ScheduleBook, next_fire_for_chain
+from engine.schedule_book import ScheduleBook, next_fire_for_chain
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from engine.errors import ConfigError, LlmautoError
 from engine.exposure import agent_workdirs, env_file_exposure
 from engine.outbox_store import NewMessage, OutboxStore
 from engine.redact import Redactor
-from engine.scheduler import Scheduler
-from engine.schedules import ScheduleBook
+from engine.schedule_book import ScheduleBook
 from engine.settings import Settings
 from engine.store import Store
+from engine.timer import Scheduler
 
 log = logging.getLogger(__name__)
 

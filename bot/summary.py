@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import html
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from engine.clock import Clock, Sleeper
 from engine.cron import next_fire_times, parse_schedule
 from engine.outbox_store import NewMessage, OutboxStore
-from engine.schedules import overnight_summary
 from engine.settings import Settings
-from engine.store import Store
+from engine.store import Store, utc_iso
 
 
 async def summary_loop(settings: Settings, store: Store, outbox: OutboxStore, wake: asyncio.Event,
@@ -37,3 +37,32 @@ async def send_summary(settings: Settings, store: Store, outbox: OutboxStore, wa
     await outbox.enqueue_now([NewMessage(chat_id=settings.chat_id, kind="note",
                                          text=f"🌅 <b>Summary</b>\n{html.escape(text)}")])
     wake.set()
+
+
+async def overnight_summary(store: Store, since: datetime, *, tz: str | None = None) -> str:
+    """Plain text: the runs that started or ended since `since`, their outcome and cost."""
+    since_iso = utc_iso(since)
+    runs = [r for r in await store.last_runs(None, 500)
+            if r.started_at >= since_iso or (r.ended_at is not None and r.ended_at >= since_iso)]
+    zone = ZoneInfo(tz) if tz else UTC
+    head = f"since {since.astimezone(zone):%Y-%m-%d %H:%M} {tz or 'UTC'}"
+    if not runs:
+        return f"Nothing ran {head}."
+    lines = [f"{len(runs)} run{'s' if len(runs) != 1 else ''} {head}:"]
+    for run in reversed(runs):
+        start = _parse_iso(run.started_at).astimezone(zone)
+        span = f"{start:%H:%M}"
+        if run.ended_at:
+            span += f"–{_parse_iso(run.ended_at).astimezone(zone):%H:%M}"
+        status = run.status.lower() if run.status == "RUNNING" else run.status
+        reason = f" ({run.stop_reason})" if run.stop_reason and run.status != "RUNNING" else ""
+        who = f", by {run.requested_by}" if run.requested_by else ""
+        lines.append(f"- {run.chain} #{run.id}: {status}{reason}, {run.links_run} links, "
+                     f"${run.cost_usd:.2f}, {span}{who}")
+    lines.append(f"Total cost: ${sum(r.cost_usd for r in runs):.2f}")
+    return "\n".join(lines)
+
+
+def _parse_iso(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

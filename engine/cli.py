@@ -176,7 +176,7 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from engine.textview import status_detail
 
     async def body(engine: Engine) -> int:
-        from engine.schedules import next_fire_for_chain
+        from engine.schedule_book import next_fire_for_chain
 
         view = await engine.view(args.name)
         print(status_detail(view, await next_fire_for_chain(engine.store, args.name, settings)))
@@ -349,9 +349,9 @@ def _user() -> str:
 
 def _schedule(action: str) -> Handler:
     async def handler(settings: Settings, args: argparse.Namespace) -> int:
-        from engine import schedules
+        from engine import schedule_cli
 
-        return await schedules.cli(settings, action, args)
+        return await schedule_cli.cli(settings, action, args)
 
     return handler
 

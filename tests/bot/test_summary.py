@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.summary import summary_loop
+from bot.summary import overnight_summary, summary_loop
+from engine import events as ev
 from engine.clock import ManualClock
 from engine.errors import ConfigError
 from engine.outbox_store import OutboxStore
@@ -55,3 +56,17 @@ def test_summary_time_is_validated(home: Path) -> None:
     with pytest.raises(ConfigError, match="LLMAUTO_SUMMARY_AT: expected a time like 07:30"):
         Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_SUMMARY_AT": "7am"})
     assert Settings.load({"LLMAUTO_HOME": str(home), "LLMAUTO_SUMMARY_AT": "07:30"}).summary_at == "07:30"
+
+
+async def test_overnight_summary_lists_runs_outcomes_and_cost(store: Store) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert (await overnight_summary(store, since)).startswith("Nothing ran since")
+    run_id, _ = await store.begin_run("nightly", origin="schedule", chat_id=None, requested_by="schedule #1",
+                                      owner="me", state=ChainState(chain="nightly"), evs=[])
+    await store.execute("UPDATE runs SET cost_usd = 1.25, links_run = 3 WHERE id = ?", (run_id,))
+    await store.finish_run(run_id, ChainState(chain="nightly"), status="ALL_DONE", reason="an agent declared ALL_DONE",
+                           evs=[NewEvent(ev.RUN_FINISHED, {"run_status": "ALL_DONE"})])
+    text = await overnight_summary(store, since, tz="Europe/Berlin")
+    assert "1 run since" in text
+    assert f"nightly #{run_id}: ALL_DONE (an agent declared ALL_DONE), 3 links, $1.25" in text
+    assert "by schedule #1" in text and "Total cost: $1.25" in text

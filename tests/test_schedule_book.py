@@ -1,5 +1,5 @@
-"""The schedule book (the schedules table), next-fire text, the morning summary and the
-`llmauto schedule ...` commands. Time is passed in; nothing here waits."""
+"""The schedule book (the schedules table) and next-fire text. Time is passed in; nothing here waits.
+The `llmauto schedule ...` commands are in tests/test_schedule_cli.py."""
 
 from __future__ import annotations
 
@@ -10,17 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine import events as ev
-from engine.cli import main
 from engine.errors import InvalidChain, ScheduleError, UnknownChain
-from engine.schedules import ScheduleBook, next_fire_for_chain, overnight_summary
+from engine.schedule_book import ScheduleBook, next_fire_for_chain
 from engine.settings import Settings
-from engine.store import ChainState, NewEvent, Store
-from tests.bot.conftest import Served, fake_api, served
+from engine.store import Store
 from tests.conftest import make_settings, write_chain
-from tests.helpers import Cli
-
-FIXTURES = (fake_api, served)  # the in-process serve of tests/bot, for the bot's side
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -197,100 +191,3 @@ async def test_next_fire_for_chain_names_the_earliest_schedule(book: ScheduleBoo
     assert await next_fire_for_chain(store, "nightly", settings, now=NOW) == f"2026-11-25 02:00 Europe/Berlin (#{second.id})"
     after = await book.add_after("tests", "build")
     assert await next_fire_for_chain(store, "tests", settings, now=NOW) == f"after build finishes (#{after.id})"
-
-
-async def test_overnight_summary_lists_runs_outcomes_and_cost(store: Store) -> None:
-    since = datetime.now(UTC) - timedelta(minutes=1)
-    assert (await overnight_summary(store, since)).startswith("Nothing ran since")
-    run_id, _ = await store.begin_run("nightly", origin="schedule", chat_id=None, requested_by="schedule #1",
-                                      owner="me", state=ChainState(chain="nightly"), evs=[])
-    await store.execute("UPDATE runs SET cost_usd = 1.25, links_run = 3 WHERE id = ?", (run_id,))
-    await store.finish_run(run_id, ChainState(chain="nightly"), status="ALL_DONE", reason="an agent declared ALL_DONE",
-                           evs=[NewEvent(ev.RUN_FINISHED, {"run_status": "ALL_DONE"})])
-    text = await overnight_summary(store, since, tz="Europe/Berlin")
-    assert "1 run since" in text
-    assert f"nightly #{run_id}: ALL_DONE (an agent declared ALL_DONE), 3 links, $1.25" in text
-    assert "by schedule #1" in text and "Total cost: $1.25" in text
-
-
-# ---- the CLI ---------------------------------------------------------------------------------
-def test_cli_add_list_pause_resume_remove(chains: Path, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLMAUTO_TIMEZONE", "UTC")
-    home = str(chains)
-    assert main(["--home", home, "schedule", "add", "nightly", "0 2 * * *", "--tz", "Europe/Berlin", "--overlap", "queue"]) == 0
-    out = capsys.readouterr().out
-    assert "schedule #1: nightly" in out and "Europe/Berlin" in out and "overlap queue" in out
-    assert out.count("Europe/Berlin") >= 4  # the zone, then three fire times
-    assert main(["--home", home, "schedule", "add", "build", "daily", "03:15"]) == 0  # words of the form joined
-    capsys.readouterr()
-    assert main(["--home", home, "schedule", "after", "tests", "build", "--only-all-done"]) == 0
-    assert "schedule #3: tests runs after build finishes with ALL_DONE" in capsys.readouterr().out
-    assert main(["--home", home, "schedule", "list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3
-    assert lines[0].startswith("#1  nightly  0 2 * * *  every day at 02:00 (Europe/Berlin)  enabled  overlap queue  next ")
-    assert lines[0].endswith("never fired")
-    assert lines[1].startswith("#2  build  15 3 * * *  every day at 03:15 (UTC)  enabled  overlap skip  next 2")
-    assert lines[2].startswith("#3  tests  after build finishes with ALL_DONE  enabled")
-    assert main(["--home", home, "schedule", "pause", "1"]) == 0
-    assert "schedule #1 (nightly" in capsys.readouterr().out
-    assert main(["--home", home, "schedule", "list"]) == 0
-    first = capsys.readouterr().out.splitlines()[0]
-    assert "  paused  " in first and " next " not in first
-    assert main(["--home", home, "schedule", "resume", "1"]) == 0
-    assert "resumed" in capsys.readouterr().out
-    assert main(["--home", home, "schedule", "remove", "2"]) == 0
-    assert "removed" in capsys.readouterr().out
-    assert main(["--home", home, "schedule", "list"]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["#1", "#3"]
-
-
-def test_the_real_cli_takes_zone_names_in_any_case_and_refuses_two_different_ones(chains: Path, cli: Cli) -> None:
-    added = cli.run("schedule", "add", "nightly", "0 2 * * *", "--tz", "europe/BERLIN")
-    assert added.returncode == 0, added.stderr
-    assert "every day at 02:00 (Europe/Berlin)" in added.stdout
-    same = cli.run("schedule", "add", "build", "daily 03:00 TZ=Asia/tokyo", "--tz", "asia/TOKYO")
-    assert same.returncode == 0, same.stderr
-    assert "(Asia/Tokyo)" in same.stdout
-    in_text = cli.run("schedule", "add", "deploy", "weekdays 07:30 tz=america/new_york")
-    assert in_text.returncode == 0 and "(America/New_York)" in in_text.stdout
-    both = cli.run("schedule", "add", "tests", "0 4 * * * tz=UTC", "--tz", "Europe/Berlin")
-    assert both.returncode == 2
-    assert both.stderr.strip() == ("error: two different time zones given (--tz Europe/Berlin and tz=UTC): give one. "
-                                   "Example: tz=Europe/Berlin")
-    for args, named in ((["--tz", "Mars/Olympus"], "'Mars/Olympus'"), (["tz=mars/olympus"], "'mars/olympus'")):
-        unknown = cli.run("schedule", "add", "tests", "0 4 * * *", *args)
-        assert unknown.returncode == 2
-        assert unknown.stderr.strip() == f"error: unknown time zone {named}. Example: tz=Europe/Berlin"
-    listing = cli.run("schedule", "list")
-    assert [line.split("  ")[0] for line in listing.stdout.splitlines()] == ["#1", "#2", "#3"]
-
-
-async def test_the_bot_takes_zone_names_in_any_case(served: Served) -> None:
-    write_chain(served.home, "nightly", ONCE)
-    added = await served.answer("/schedule nightly daily 02:00 tz=europe/berlin", "Schedule #1")
-    assert "(Europe/Berlin)" in added.plain
-    flag = await served.answer("/schedule nightly 0 3 * * * --tz ASIA/TOKYO", "Schedule #2")
-    assert "(Asia/Tokyo)" in flag.plain
-    both = await served.answer("/schedule nightly 0 4 * * * tz=UTC --tz Europe/Berlin", "two different time zones")
-    assert "tz=UTC and --tz Europe/Berlin" in both.plain
-    unknown = await served.answer("/schedule nightly 0 4 * * * tz=Mars/Olympus", "unknown time zone")
-    assert "'Mars/Olympus'" in unknown.plain
-
-
-def test_cli_refuses_bad_input_with_exit_2_and_the_reason(chains: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    home = str(chains)
-    assert main(["--home", home, "schedule", "add", "nightly", "bad cron"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and len(err.strip()) > len("error: ")
-    assert main(["--home", home, "schedule", "add", "nope", "0 2 * * *"]) == 2
-    assert "unknown chain 'nope'" in capsys.readouterr().err
-    assert main(["--home", home, "schedule", "add", "nightly", "0 2 * * *", "--tz", "Nowhere/Special"]) == 2
-    assert "Nowhere/Special" in capsys.readouterr().err
-    for verb in ("remove", "pause", "resume"):
-        assert main(["--home", home, "schedule", verb, "9"]) == 2
-        assert "no schedule #9" in capsys.readouterr().err
-    assert main(["--home", home, "schedule", "after", "build", "build"]) == 2
-    assert main(["--home", home, "schedule", "list"]) == 0
-    assert "no schedules" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """The scheduler inside serve: firing, overlap, missed-slot catch-up, restarts, schedules added by
 another process, `after` schedules. Time is a ManualClock for catch-up; APScheduler's own timing
-is checked through its triggers, and once end to end with a DateTrigger a second ahead."""
+is checked through its triggers, once end to end with a DateTrigger a second ahead, and its
+coalescing and misfire grace with triggers whose slots lie in the past."""
 
 from __future__ import annotations
 
@@ -15,21 +16,22 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from bot import render
 from engine import events as ev
-from engine import scheduler as scheduler_module
+from engine import timer as timer_module
 from engine.clock import ManualClock
 from engine.engine import Engine
 from engine.errors import ConfigError
 from engine.events import Event
 from engine.marble import RunOutcome
-from engine.scheduler import Scheduler
-from engine.schedules import Schedule, ScheduleBook
+from engine.schedule_book import Schedule, ScheduleBook
 from engine.settings import Settings
 from engine.store import ChainState, NewEvent, Store
 from engine.stream import LinkResult
+from engine.timer import Scheduler
 from tests.conftest import make_settings, write_chain
 from tests.fakes.scripted_runner import Call, ScriptedRunner, ok
 from tests.helpers import Cli
@@ -81,11 +83,6 @@ async def until(predicate: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the condition never became true")
-
-
-def aps_times(scheduler: Scheduler, slots: list[datetime]) -> list[datetime]:
-    """Slots in the rig's clock time as APScheduler (on system time) hands them to the scheduler."""
-    return [slot - scheduler._offset for slot in slots]
 
 
 async def add(rig: Rig, text: str = "0 2 * * *", **kw: Any) -> Schedule:
@@ -324,14 +321,14 @@ async def test_catch_up_looks_at_the_downtime_only(rig: Rig, monkeypatch: pytest
     (it once computed the 10,081 a minutely schedule may have in a week: 27 years of a daily one,
     a quarter of a second per schedule at every start, with the event loop held)."""
     walked: list[datetime] = []
-    real = scheduler_module.iter_fires
+    real = timer_module.iter_fires
 
     def counting(spec: Any, after: datetime) -> Any:
         for when in real(spec, after):
             walked.append(when)
             yield when
 
-    monkeypatch.setattr(scheduler_module, "iter_fires", counting)
+    monkeypatch.setattr(timer_module, "iter_fires", counting)
     await add(rig, "daily 02:00", tz="UTC")
     rig.clock.advance(timedelta(days=2, hours=1).total_seconds())
     async with rig.scheduler():
@@ -438,18 +435,63 @@ async def test_slots_due_together_after_a_sleep_start_one_run(rig: Rig) -> None:
     slots = [NEW_YEAR + timedelta(hours=h) for h in (1, 2, 3)]
     async with rig.scheduler() as scheduler:
         rig.clock.set(slots[-1] + timedelta(seconds=5))
-        scheduler._due(schedule.id, aps_times(scheduler, slots))  # what APScheduler hands over when the loop wakes late
+        # What APScheduler hands over when the loop wakes late: 01:00-03:00 coalesced into 03:00,
+        # within its misfire grace (test_apscheduler_coalesces_... runs APScheduler itself).
+        await scheduler.slot_due(schedule.id, slots[-1])
         fired = await rig.next_event(ev.SCHEDULE_FIRED)
         await asyncio.wait_for(rig.engine.wait("nightly"), 10)
-        scheduler._due(schedule.id, aps_times(scheduler, [slots[-1]]))  # the same slot again: ignored
+        await scheduler.slot_due(schedule.id, slots[-1])  # the same slot again: ignored
         rig.clock.set(NEW_YEAR + timedelta(hours=9))
-        scheduler._due(schedule.id, aps_times(scheduler, [NEW_YEAR + timedelta(hours=h) for h in (4, 5)]))  # hours late
+        # Hours late: 04:00-05:00 coalesced into 05:00, past the grace (APScheduler's EVENT_JOB_MISSED).
+        await scheduler.slot_missed(schedule.id, NEW_YEAR + timedelta(hours=5))
         missed_late = await rig.next_event(ev.SCHEDULE_MISSED)
     assert fired.data["scheduled_for"] == slots[-1].isoformat()
     missed = await rig.events(ev.SCHEDULE_MISSED)
     assert [m.data["missed"] for m in missed] == [2, 2]
     assert missed_late.id == missed[-1].id
     assert await rig.runs("nightly") == 1
+
+
+class PastSlots(BaseTrigger):  # type: ignore[misc]
+    """A trigger whose slots lie in the past: APScheduler finds them all due at once, as after a sleep."""
+
+    def __init__(self, slots: list[datetime]) -> None:
+        self.slots = slots
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        return next((t for t in self.slots if previous_fire_time is None or t > previous_fire_time), None)
+
+
+async def test_apscheduler_coalesces_late_slots_and_applies_the_grace(rig: Rig) -> None:
+    """APScheduler itself (no hand-over faked): three hourly slots due together run once, the
+    latest, with the two before it reported; a slot found two hours late does not run (its
+    misfire_grace_time) and is reported. Made to fail by setting `misfire_grace_time` None in
+    engine/timer.py (the stale slot runs build). Setting `coalesce` False does not turn it red:
+    the claim (last_fire only moves forward) drops the earlier slots APScheduler would then hand
+    over one by one, so a burst is stopped twice."""
+    rig.clock.set(NEW_YEAR + timedelta(hours=3, seconds=5))
+    async with rig.scheduler(poll_s=60) as scheduler:  # the rows come after the start: no catch-up at load
+        at = NEW_YEAR + timedelta(minutes=30)
+        hourly = await add(rig, HOURLY_ON_NEW_YEAR, tz="UTC", now=at)
+        stale = await add(rig, "0 1 * * *", tz="UTC", chain="build", now=at)
+        scheduler._register(hourly.id, PastSlots([NEW_YEAR + timedelta(hours=h) for h in (1, 2, 3)]))
+        scheduler._register(stale.id, PastSlots([NEW_YEAR + timedelta(hours=1)]))
+        seen: list[Event] = []
+        async with asyncio.timeout(10):
+            while len(seen) < 3:
+                event = await rig.queue.get()
+                if event.kind in (ev.SCHEDULE_FIRED, ev.SCHEDULE_MISSED):
+                    seen.append(event)
+        await asyncio.wait_for(rig.engine.wait("nightly"), 10)
+        await scheduler.settle()
+    by = {(e.chain, e.kind): e for e in seen}
+    assert by["nightly", ev.SCHEDULE_FIRED].data["scheduled_for"] == (NEW_YEAR + timedelta(hours=3)).isoformat()
+    assert (by["nightly", ev.SCHEDULE_MISSED].data["missed"], by["nightly", ev.SCHEDULE_MISSED].data["first"]) == (
+        2, (NEW_YEAR + timedelta(hours=1)).isoformat())
+    assert by["build", ev.SCHEDULE_MISSED].data["missed"] == 1
+    assert (await rig.book.get(stale.id)).last_outcome == "missed 1 firing (more than 60 min late)"
+    assert len(await rig.events(ev.SCHEDULE_FIRED)) == 1 and len(await rig.events(ev.SCHEDULE_MISSED)) == 2
+    assert (await rig.runs("nightly"), await rig.runs("build")) == (1, 0)
 
 
 # ---- loading, restarts, other processes -------------------------------------------------------

@@ -1,35 +1,56 @@
-"""The scheduler: starts chains from the persisted schedules, inside `llmauto serve`.
+"""The timer: fires the persisted schedules inside `llmauto serve`, with APScheduler 3 doing the timing.
 
-APScheduler 3 (`AsyncIOScheduler`) keeps the time: one job per enabled cron schedule, with the
-trigger engine/cron.py builds (DST handled there). APScheduler reads the system time; with another
-clock (a test's ManualClock) its timeline is shifted to that clock's time at start, running on in
-real time, so a test can set the clock just before a slot and watch APScheduler fire it. The store stays the source of truth: the rows
-are read at start and re-read every `poll_s` (a few rows: cheaper than being clever), so a schedule
-added, paused or removed by the CLI in another process takes effect within a second; in-process
-writers (the bot) call `refresh()` to make it immediate.
+What APScheduler does (`AsyncIOScheduler` on the running loop, one job per enabled cron schedule,
+its default AsyncIOExecutor running our coroutine on the loop):
+- waiting for the next fire time of each job's trigger, and nothing else wakes us for cron;
+- `coalesce=True`: slots that came due together (the machine slept, the loop was blocked) are
+  handed over once, the latest;
+- `misfire_grace_time` = LLMAUTO_MISSED_RUN_GRACE: a latest slot older than that does not run;
+  APScheduler sends EVENT_JOB_MISSED, which we report (`slot_missed`);
+- `max_instances=1`: a schedule's next slot while its previous one is still starting is dropped
+  (and counted as missed when the next one runs).
+APScheduler does not pass the slot to the job function; the EVENT_JOB_SUBMITTED listener notes it
+(it runs before the job's task takes its first step), and `_job` takes it from there.
+
+What stays ours, and why:
+- The trigger (`CronSpecTrigger`, engine/cron.py) instead of APScheduler's CronTrigger, whose
+  `from_crontab` counts weekdays from Monday (`1-5` is Tuesday to Saturday), ANDs day and weekday,
+  and fires a daily 02:30 twice on the fall-back night: cron.py's trigger keeps the README's
+  promise that a DST change neither skips nor doubles a run, and agrees with the fire times the
+  CLI and the bot show.
+- The clock shift (`_ShiftedTrigger`): APScheduler 3.11 reads `datetime.now()` itself (in
+  `BaseScheduler._process_jobs` and in the executors' misfire check) and takes no clock. With an
+  injected clock (a test's ManualClock) each trigger is placed on the system timeline by the
+  difference of the two at start, so APScheduler's timing, coalescing and grace all run on; a
+  test sets the clock just before a slot and watches APScheduler fire it. With the system clock
+  the shift is zero and the triggers go in unwrapped.
+- The claim (`ScheduleBook.claim`, in the store): a slot is handled once, ever, also with a second
+  scheduler on the same database, after a restart, or when the catch-up at load and APScheduler
+  meet at the same instant. APScheduler's memory job store knows nothing of other processes, and
+  a persistent APScheduler job store would be a second copy of the schedules table.
+- The catch-up at load (`_catch_up`): APScheduler starts its jobs from now; the slots that passed
+  while serve was down are only known from the store (`last_fire`, `armed_at`). The same rule as
+  APScheduler's is applied to them: the latest runs once if it is at most `grace_s` old, the
+  others (counted back a week at most) are reported in one SCHEDULE_MISSED, never a burst. It is
+  done before `__aenter__` returns, so serve's first moments see its outcome.
+- The poll (`poll_s`, default 1 s): a schedule added, paused or removed by the CLI in another
+  process must reach a running serve at once; SQLite tells no one, so the rows are re-read (a few
+  rows) and the jobs follow. In-process writers (the bot) call `refresh()` to make it immediate.
+  The same poll reads the RUN_FINISHED events other processes write.
+- Overlap (`skip` / `queue`): whether the *chain* is running (here or in another process) is the
+  engine's knowledge, not APScheduler's (max_instances counts only its own job). A queued start is
+  kept in the store (`schedules.queued_at`) and survives a restart of serve: at start one whose
+  chain is free starts at once, one whose run was interrupted waits for the resumed run to end,
+  one whose chain runs in another process waits for that run's RUN_FINISHED.
+- `after` schedules fire on run ends, which APScheduler has no trigger for: from
+  `engine.on_run_end` for runs in this process, and from the RUN_FINISHED events of other
+  processes. A run that ends INTERRUPTED (shutdown, crash) did not finish: it neither fires `after`
+  schedules nor a queued start.
 
 Firing one slot (`fire`), under one lock so two firings never race each other into `start_chain`:
- 1. claim the slot in the store (`ScheduleBook.claim`): a slot is handled once, ever, even with a
-    second scheduler on the same database or a catch-up racing APScheduler at the same instant;
- 2. `engine.start_chain(origin="schedule")`, then SCHEDULE_FIRED; when the chain is still running,
-    `skip` records SCHEDULE_SKIPPED with the reason and `queue` keeps one start waiting for the
-    run's end (at most one per chain: never a burst), told as SCHEDULE_QUEUED; any other reason it
-    cannot start (invalid chain, store trouble) is a SCHEDULE_SKIPPED too, so the chat is told.
-
-A queued start is kept in the store (`schedules.queued_at`), so it survives a restart of serve: at
-start the waiting starts are loaded; one whose chain is free starts at once (its run ended while
-serve was down), one whose run was interrupted waits for the resumed run to end, one whose chain
-runs in another process waits for that run's RUN_FINISHED.
-
-Missed firings (serve was down, or the machine slept): when a schedule is loaded, and when a job
-comes due late, the slots since the last one handled (or since it was added or resumed) are
-counted. The most recent one runs once if it is at most `grace_s` old (LLMAUTO_MISSED_RUN_GRACE,
-default 1 h); the others are reported in one SCHEDULE_MISSED event with their number.
-
-`after` schedules fire from `engine.on_run_end` for runs in this process, and from the
-RUN_FINISHED events other processes write (a foreground `llmauto chain start`). A run that ends
-INTERRUPTED (shutdown, crash) did not finish: it neither fires `after` schedules nor a queued start
-(which keeps waiting for the resumed run).
+claim the slot, then `engine.start_chain(origin="schedule")` and SCHEDULE_FIRED; when the chain is
+still running `skip` records SCHEDULE_SKIPPED and `queue` keeps one start waiting (at most one per
+chain), told as SCHEDULE_QUEUED; any other reason it cannot start is a SCHEDULE_SKIPPED too.
 """
 
 from __future__ import annotations
@@ -38,12 +59,18 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Coroutine, Mapping, Sequence
+import math
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from apscheduler.executors.base import BaseExecutor
+from apscheduler.events import (
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -54,7 +81,7 @@ from engine.cron import ScheduleSpec, iter_fires
 from engine.engine import Engine
 from engine.errors import ChainBusy, LlmautoError
 from engine.marble import RunOutcome
-from engine.schedules import Schedule, ScheduleBook, queued_slot
+from engine.schedule_book import Schedule, ScheduleBook, queued_slot
 from engine.settings import Settings
 from engine.store import NewEvent
 
@@ -62,17 +89,6 @@ log = logging.getLogger(__name__)
 
 MISSED_LOOKBACK = timedelta(days=7)  # missed slots are counted this far back at most ("more" beyond)
 MAX_SLOTS_IN_LOOKBACK = int(MISSED_LOOKBACK.total_seconds() // 60)  # cron fires at most once a minute
-
-
-class _OnLoopExecutor(BaseExecutor):  # type: ignore[misc]
-    """Calls a due job's function on the event loop with the due times appended, instead of
-    APScheduler running it: the Scheduler owns (and awaits) the tasks it starts, and learns which
-    slot is due. (`_do_submit_job` is APScheduler 3's extension point for executors.)"""
-
-    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        job.func(*job.args, list(run_times))
-        # Outside submit_job's bookkeeping, which counts the instance after this returns.
-        asyncio.get_running_loop().call_soon(self._run_job_success, job.id, [])
 
 
 class _ShiftedTrigger(BaseTrigger):  # type: ignore[misc]
@@ -114,13 +130,16 @@ class Scheduler:
         self.clock = clock or engine.clock
         self.grace_s = settings.missed_run_grace_s if grace_s is None else grace_s
         self.poll_s = poll_s
-        self._aps = AsyncIOScheduler(
-            timezone=UTC,
-            executors={"default": _OnLoopExecutor()},
-            # Every due slot reaches us (no coalescing, no misfire drop): `_due` applies the grace.
-            job_defaults={"coalesce": False, "max_instances": 1, "misfire_grace_time": None},
-        )
+        self._aps = AsyncIOScheduler(timezone=UTC, job_defaults={
+            "coalesce": True,  # slots due together (the machine slept) are handed over once, the latest
+            "misfire_grace_time": aps_grace(self.grace_s),  # older than that: EVENT_JOB_MISSED, no run
+            "max_instances": 1,  # a slot while this schedule's previous one is still starting is dropped
+        })
+        self._aps.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED)
         self._jobs: dict[int, tuple[str | None, str | None]] = {}  # schedule id -> _signature
+        self._job_schedule: dict[str, int] = {}  # APScheduler job id -> schedule id
+        self._due_at: dict[str, datetime] = {}  # APScheduler job id -> the slot it was submitted for
         self._queued: dict[str, tuple[int, datetime]] = {}  # chain -> (schedule id, slot) waiting
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fire_lock = asyncio.Lock()
@@ -220,12 +239,15 @@ class Scheduler:
                 self._jobs[schedule_id] = _signature(schedule)
 
     def _register(self, schedule_id: int, trigger: Any, *, job_id: str | None = None) -> None:
-        """One APScheduler job for a schedule (tests add a DateTrigger one under another id)."""
+        """One APScheduler job for a schedule (tests and the bench add a DateTrigger one under
+        another id)."""
         if self._offset:
             trigger = _ShiftedTrigger(trigger, self._offset)
+        job_id = job_id or _job_id(schedule_id)
+        self._job_schedule[job_id] = schedule_id
         self._aps.add_job(
-            self._due, trigger=trigger, args=[schedule_id], id=job_id or _job_id(schedule_id),
-            name=f"schedule #{schedule_id}", replace_existing=True,
+            self._job, trigger=trigger, args=[job_id], id=job_id, name=f"schedule #{schedule_id}",
+            replace_existing=True,
         )
 
     def next_run_time(self, schedule_id: int) -> datetime | None:
@@ -253,31 +275,56 @@ class Scheduler:
         Returns the run id, or None when it did not start (skipped, queued, already handled)."""
         return await self._fire(schedule_id, scheduled_for)
 
-    def _due(self, schedule_id: int, run_times: Sequence[datetime] = ()) -> None:
-        """APScheduler: slots of a job are due (more than one after the machine slept). The
-        executor appends `run_times`; the default only satisfies APScheduler's signature check."""
-        if run_times:
-            slots = [t + self._offset for t in run_times]
-            self._spawn(self._due_slots(schedule_id, slots), f"schedule-{schedule_id}-due")
+    def _on_submitted(self, event: JobSubmissionEvent) -> None:
+        """APScheduler hands a due job to its executor: note the slot (coalesced: the latest) for
+        `_job`, which APScheduler calls without it. The listener runs before the job's task does."""
+        self._due_at[event.job_id] = event.scheduled_run_times[-1] + self._offset
 
-    async def _due_slots(self, schedule_id: int, run_times: Sequence[datetime]) -> None:
-        latest = run_times[-1]
-        if (self.clock.now() - latest).total_seconds() <= self.grace_s:
-            await self._fire(schedule_id, latest, missed=len(run_times) - 1, first_missed=run_times[0])
-        else:
-            await self._report_missed(schedule_id, latest, count=len(run_times), first=run_times[0])
+    async def _job(self, job_id: str) -> None:
+        """APScheduler: a slot is due and within its misfire grace."""
+        slot = self._due_at.pop(job_id, None)
+        schedule_id = self._job_schedule.get(job_id)
+        if slot is not None and schedule_id is not None and self._state == "running":
+            # Our task (settle() waits for it, aclose() cancels it); awaited so that max_instances
+            # counts this slot until its chain has started. Its failure is logged once, by _task_done.
+            await asyncio.wait([self._spawn(self.slot_due(schedule_id, slot), f"schedule-{schedule_id}-due")])
+
+    def _on_missed(self, event: JobExecutionEvent) -> None:
+        """APScheduler: the (latest) due slot is older than the misfire grace; it did not run."""
+        self._due_at.pop(event.job_id, None)
+        schedule_id = self._job_schedule.get(event.job_id)
+        if schedule_id is not None and self._state == "running":
+            slot = event.scheduled_run_time + self._offset
+            self._spawn(self.slot_missed(schedule_id, slot), f"schedule-{schedule_id}-missed")
+
+    async def slot_due(self, schedule_id: int, slot: datetime) -> None:
+        """Run a due slot; the slots before it that nobody handled (the machine slept through
+        them: APScheduler coalesced them into this one) are reported as missed first."""
+        earlier, more = await self._unhandled(schedule_id, slot, inclusive=False)
+        await self._fire(schedule_id, slot, missed=len(earlier), first_missed=earlier[0] if earlier else None, more=more)
+
+    async def slot_missed(self, schedule_id: int, slot: datetime) -> None:
+        """Report a slot APScheduler found too late, with the unhandled ones before it."""
+        slots, more = await self._unhandled(schedule_id, slot, inclusive=True)
+        slots = slots or [slot]
+        await self._report_missed(schedule_id, slots[-1], count=len(slots), first=slots[0], more=more)
+
+    async def _unhandled(self, schedule_id: int, until: datetime, *, inclusive: bool) -> tuple[list[datetime], bool]:
+        """The schedule's slots after the last one handled, up to `until`, and whether more lie
+        beyond MISSED_LOOKBACK."""
+        schedule = await self._current(schedule_id)
+        try:
+            spec = None if schedule is None else schedule.spec()
+        except LlmautoError:
+            spec = None
+        if schedule is None or spec is None:
+            return [], False
+        return _slots_since(spec, schedule.counts_from(), until, inclusive=inclusive)
 
     async def _catch_up(self, schedule: Schedule, spec: ScheduleSpec) -> None:
         """Slots that passed while no scheduler ran: the latest once (within grace), the rest told."""
         now = self.clock.now()
-        since = schedule.counts_from()
-        more = since < now - MISSED_LOOKBACK
-        if more:  # a month of minutely slots says nothing more than a week of them
-            since = now - MISSED_LOOKBACK
-        # One pass over the window, stopping at now: a daily schedule has a handful of slots in
-        # it, not the 10,081 a minutely one may have (computing those would hold the loop for a
-        # quarter of a second per schedule at every start).
-        slots = list(itertools.takewhile(lambda t: t <= now, itertools.islice(iter_fires(spec, since), MAX_SLOTS_IN_LOOKBACK + 1)))
+        slots, more = _slots_since(spec, schedule.counts_from(), now, inclusive=True)
         if not slots:
             return
         latest, first, count = slots[-1], slots[0], len(slots)
@@ -442,15 +489,36 @@ class Scheduler:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("scheduler task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def aps_grace(grace_s: float) -> int:
+    """LLMAUTO_MISSED_RUN_GRACE as APScheduler's misfire_grace_time, which must be a whole number
+    of seconds above zero: a grace of 0 ("never catch up") still lets a slot run that APScheduler
+    hands over a moment late, as it always does."""
+    return max(1, math.ceil(grace_s))
+
+
+def _slots_since(spec: ScheduleSpec, since: datetime, until: datetime, *, inclusive: bool) -> tuple[list[datetime], bool]:
+    """Fire times in (since, until] (or (since, until)), looking back MISSED_LOOKBACK at most.
+    One pass that stops at `until`: a daily schedule has a handful of slots in a week, not the
+    10,081 a minutely one may have (computing those would hold the loop for a quarter of a
+    second per schedule)."""
+    more = since < until - MISSED_LOOKBACK
+    if more:  # a month of minutely slots says nothing more than a week of them
+        since = until - MISSED_LOOKBACK
+    fires = itertools.islice(iter_fires(spec, since), MAX_SLOTS_IN_LOOKBACK + 1)
+    slots = list(itertools.takewhile(lambda t: t <= until if inclusive else t < until, fires))
+    return slots, more
 
 
 def _minutes(seconds: float) -> str:

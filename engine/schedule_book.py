@@ -1,10 +1,10 @@
-"""Schedules: persisted rules for starting a chain by itself, and the only code that sees their table.
+"""The schedule book: persisted rules for starting a chain by itself, and the only code that sees their table.
 
 A schedule is either `cron` (a 5-field expression or a readable form such as "daily 02:00", in a
 time zone; engine/cron.py parses them) or `after` (start the chain whenever another chain finishes,
 optionally only when it ended ALL_DONE). The store is the source of truth: `ScheduleBook` reads and
-writes the rows, from the CLI, the bot or `serve`; the running `Scheduler` (engine/scheduler.py)
-notices changes from any process and fires the rows.
+writes the rows, from the CLI (engine/schedule_cli.py), the bot or `serve`; the running timer
+(engine/timer.py) notices changes from any process and fires the rows.
 
 Two bookkeeping columns make firing safe across restarts and processes:
 - `last_fire` is the latest firing slot handled (started, skipped, queued or reported missed). A
@@ -18,7 +18,6 @@ Two bookkeeping columns make firing safe across restarts and processes:
 
 from __future__ import annotations
 
-import argparse
 import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -87,7 +86,7 @@ class Schedule:
 
     def counts_from(self) -> datetime:
         """Firings after this moment count: the last one handled, or when it was (re)armed."""
-        marks = [_parse_iso(s) for s in (self.last_fire, self.armed_at or self.created_at) if s]
+        marks = [parse_iso(s) for s in (self.last_fire, self.armed_at or self.created_at) if s]
         return max(marks)
 
 
@@ -229,7 +228,6 @@ class ScheduleBook:
             (stamp, stamp, outcome[:500], run_id, schedule_id),
         )
 
-
     async def queue(self, schedule_id: int, *, when: datetime, outcome: str) -> None:
         """Keep the slot `when` waiting to start when the chain's running run ends (one UPDATE with
         what `record_fire` notes, so a crash leaves both or neither)."""
@@ -246,7 +244,7 @@ class ScheduleBook:
 
 
 def queued_slot(schedule: Schedule) -> datetime | None:
-    return _parse_iso(schedule.queued_at) if schedule.queued_at else None
+    return parse_iso(schedule.queued_at) if schedule.queued_at else None
 
 
 def _check_overlap(overlap: str) -> None:
@@ -273,7 +271,7 @@ def _after_path(schedules: Schedules, *, start: str, goal: str) -> list[str] | N
     return None
 
 
-def _parse_iso(text: str) -> datetime:
+def parse_iso(text: str) -> datetime:
     when = datetime.fromisoformat(text)
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
@@ -284,7 +282,7 @@ def format_fire(when: datetime, tz: str | None) -> str:
     return f"{when.astimezone(zone):%Y-%m-%d %H:%M} {tz or 'UTC'}"
 
 
-# ---- for `chain status`, the CLI and the morning message -------------------------------------
+# ---- for `chain status`, the CLI and the bot -------------------------------------
 async def next_fire_for_chain(
     store: Store, chain: str, settings: Settings, *, now: datetime | None = None
 ) -> str | None:
@@ -307,90 +305,3 @@ async def next_fire_for_chain(
     if after is not None:
         return f"{after.description()} (#{after.id})"
     return None
-
-
-async def overnight_summary(store: Store, since: datetime, *, tz: str | None = None) -> str:
-    """Plain text: the runs that started or ended since `since`, their outcome and cost."""
-    since_iso = utc_iso(since)
-    runs = [r for r in await store.last_runs(None, 500)
-            if r.started_at >= since_iso or (r.ended_at is not None and r.ended_at >= since_iso)]
-    zone = ZoneInfo(tz) if tz else UTC
-    head = f"since {since.astimezone(zone):%Y-%m-%d %H:%M} {tz or 'UTC'}"
-    if not runs:
-        return f"Nothing ran {head}."
-    lines = [f"{len(runs)} run{'s' if len(runs) != 1 else ''} {head}:"]
-    for run in reversed(runs):
-        start = _parse_iso(run.started_at).astimezone(zone)
-        span = f"{start:%H:%M}"
-        if run.ended_at:
-            span += f"–{_parse_iso(run.ended_at).astimezone(zone):%H:%M}"
-        status = run.status.lower() if run.status == "RUNNING" else run.status
-        reason = f" ({run.stop_reason})" if run.stop_reason and run.status != "RUNNING" else ""
-        who = f", by {run.requested_by}" if run.requested_by else ""
-        lines.append(f"- {run.chain} #{run.id}: {status}{reason}, {run.links_run} links, "
-                     f"${run.cost_usd:.2f}, {span}{who}")
-    lines.append(f"Total cost: ${sum(r.cost_usd for r in runs):.2f}")
-    return "\n".join(lines)
-
-
-# ---- the `llmauto schedule ...` commands -----------------------------------------------------
-async def cli(settings: Settings, action: str, args: argparse.Namespace) -> int:
-    """add | after | list | remove | pause | resume; usage errors raise (main() exits 2)."""
-    async with Store.open(settings.db_path, secrets=settings.secrets()) as store:
-        book = ScheduleBook(store, settings)
-        if action == "add":
-            text = " ".join(args.cron)
-            schedule, times = await book.add_cron(
-                args.name, text, tz=args.tz, overlap=args.overlap, created_by=_user())
-            print(f"schedule #{schedule.id}: {schedule.chain} {schedule.description()}, overlap {schedule.overlap}")
-            print("next: " + ", ".join(format_fire(t, schedule.tz) for t in times))
-        elif action == "after":
-            schedule = await book.add_after(args.name, args.after, only_all_done=args.only_all_done, created_by=_user())
-            print(f"schedule #{schedule.id}: {schedule.chain} runs {schedule.description()}")
-        elif action == "list":
-            schedules = await book.list()
-            if not schedules:
-                print("no schedules (add one: llmauto schedule add NAME \"0 2 * * *\")")
-            now = datetime.now(UTC)
-            for schedule in schedules:
-                print(list_line(book, schedule, now))
-        elif action in ("remove", "pause", "resume"):
-            if action == "remove":
-                schedule = await book.remove(args.id)
-                verb = "removed"
-            else:
-                schedule = await book.set_enabled(args.id, action == "resume")
-                verb = "paused" if action == "pause" else "resumed"
-            print(f"schedule #{schedule.id} ({schedule.chain}, {schedule.description()}) {verb}")
-        else:
-            raise ScheduleError(f"unknown schedule action {action!r}")
-    return 0
-
-
-def list_line(book: ScheduleBook, schedule: Schedule, now: datetime) -> str:
-    """One schedule in one line: id, chain, rule (with its zone), state, overlap, next and last fire."""
-    parts = [f"#{schedule.id}", schedule.chain]
-    if schedule.kind == "cron" and schedule.expression:
-        parts.append(schedule.expression)
-    parts.append(schedule.description())  # with the zone
-    parts.append("enabled" if schedule.enabled else "paused")
-    parts.append(f"overlap {schedule.overlap}")
-    if schedule.enabled and schedule.kind == "cron":
-        times = book.next_fires(schedule, now, 1)
-        parts.append(f"next {format_fire(times[0], schedule.tz)}" if times else "next never")
-    if schedule.last_fire:
-        last = format_fire(_parse_iso(schedule.last_fire), schedule.tz)
-        parts.append(f"last {last}: {schedule.last_outcome or '?'}")
-    else:
-        parts.append("never fired")
-    return "  ".join(parts)
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
-
