@@ -363,6 +363,7 @@ HELP = """<b>llmauto</b>: marble runs of claude agents.
 /reset NAME — start over at round 1 (asks first)
 /schedule NAME CRON — e.g. <code>/schedule nightly 0 2 * * *</code> or <code>daily 02:00 tz=Europe/Berlin</code>
 /schedules, /unschedule ID — list and remove schedules
+/task NAME TEXT — add a task to a chain's task pool; /tasks NAME — its tasks
 
 Reply to a ⛔ BLOCKED alert to answer the agent."""
 
