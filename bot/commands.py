@@ -27,6 +27,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("schedule", "Schedule a chain (cron)"),
     ("schedules", "List schedules"),
     ("unschedule", "Remove a schedule"),
+    ("task", "Add a task to a chain's task pool"),
+    ("tasks", "A chain's tasks: open, done, blocked"),
     ("help", "How to use this bot"),
 ]
 

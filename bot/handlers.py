@@ -31,7 +31,7 @@ from telegram.ext import (
 )
 
 from bot import callbacks as cb
-from bot import render
+from bot import render, tasks_cmd
 from bot.auth import Access
 from bot.commands import (
     COMMANDS,
@@ -319,6 +319,14 @@ class BotHandlers:
         removed = await self.book.remove(schedule_id(args[0]))
         await self.refresh_schedules()
         await self.reply(update, f"🗑 Removed schedule #{removed.id} of <b>{render.esc(removed.chain)}</b>.")
+
+    async def cmd_task(self, update: Update, args: list[str]) -> None:
+        answer = await tasks_cmd.add(self.engine, args)
+        await self.reply(update, answer.text, chain=answer.chain)
+
+    async def cmd_tasks(self, update: Update, args: list[str]) -> None:
+        answer = await tasks_cmd.show(self.engine, args)
+        await self.reply(update, answer.text, chain=answer.chain, document=answer.document)
 
     # ---- buttons -------------------------------------------------------------------------
     async def on_button(self, update: Update, context: Ctx) -> None:

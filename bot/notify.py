@@ -22,6 +22,7 @@ from bot import render
 from bot.report import build_report
 from engine import events as ev
 from engine.events import Event, EventBus
+from engine.hops import PATH_SEP
 from engine.outbox_store import NewMessage, OutboxStore
 from engine.settings import Settings
 from engine.store import Store
@@ -37,7 +38,7 @@ PROGRESS_CARD_EVERY_S = 2.0
 # minutes after the first one). The sender edits a card at most every CARD_INTERVAL_S anyway.
 CARD_REFRESH_S = 30.0
 CARD_EVENTS = frozenset({ev.RUN_STARTED, ev.LINK_STARTED, ev.LINK_FINISHED, ev.RUN_FINISHED, ev.ROUND_FINISHED,
-                         ev.WAITING_SLOT, ev.BLOCKED, ev.OPERATOR_NOTE, ev.APPROVAL_REQUESTED, ev.APPROVAL_DECIDED})
+                         ev.WAITING_SLOT, ev.BLOCKED, ev.OPERATOR_NOTE, ev.APPROVAL_REQUESTED, ev.APPROVAL_DECIDED, ev.ROUTED})
 
 
 class Notifier:
@@ -148,8 +149,12 @@ class Notifier:
         state = runs.setdefault(event.run_id, {"chain": event.chain, "round": 1, "cost": 0.0})
         d = event.data
         if event.kind == ev.RUN_STARTED:
-            state.update(round=d.get("round", 1), max_rounds=d.get("max_rounds"))
+            resumed = [p for p in str(d.get("path") or "").split(PATH_SEP) if p]  # a routing chain's round so far
+            state.update(round=d.get("round", 1), max_rounds=d.get("max_rounds"), hop_mark=None, path=resumed)
+            if resumed:
+                state.update(routed=True)
         elif event.kind == ev.LINK_STARTED:
+            _walk(state, d)
             state.update(link=d.get("link"), model=d.get("model"), round=d.get("round"), tool=None, turns=None,
                          link_started_mono=self.monotonic(), refused=None, waiting_answer=None)
         elif event.kind == ev.BLOCKED:
@@ -168,8 +173,10 @@ class Notifier:
             state.update(waiting_slots=d.get("slots") or True)
         elif event.kind == ev.LINK_FINISHED:
             state.update(cost=d.get("run_cost_usd", state.get("cost")), tool=None, waiting_slots=None)
+        elif event.kind == ev.ROUTED:
+            _hop(state, d)
         elif event.kind == ev.ROUND_FINISHED:
-            state.update(round=(d.get("round") or 0) + 1)
+            state.update(round=(d.get("round") or 0) + 1, path=[], hop_mark=None)
         elif event.kind == ev.RUN_FINISHED:
             state.update(finished=True, waiting_answer=None, status=d.get("status"), cost=d.get("cost_usd", state.get("cost")))
         return state
@@ -322,3 +329,22 @@ class Notifier:
         await self.outbox.enqueue_now([self._card(chat, event)])
         self.wake.set()
 
+
+def _walk(state: dict[str, Any], d: Any) -> None:
+    """A link starts: it joins the round's path (a new round starts a new path; a retry of the
+    same link is not a new step), with the bounce mark the hop that sent the marble here left."""
+    path = list(state.get("path") or []) if d.get("round") == state.get("round") else []
+    if (d.get("attempt") or 1) <= 1:
+        mark = state.get("hop_mark")
+        path.append(f"{d.get('link')} {mark}" if mark else str(d.get("link")))
+    state.update(path=path, hop_mark=None)
+
+
+def _hop(state: dict[str, Any], d: Any) -> None:
+    """A routed hop: the verdict is shown on the link that gave it, a bounce's count on the link
+    it sends the marble back to ("worker → reviewer (NEEDS_FIX) → worker (2/3)")."""
+    path = list(state.get("path") or [])
+    if path and d.get("verdict"):
+        path[-1] = f"{path[-1]} ({d.get('verdict')})"
+    state.update(path=path, routed=True,
+                 hop_mark=f"({d.get('count')}/{d.get('max')})" if d.get("bounce") and d.get("count") else None)

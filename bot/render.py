@@ -224,6 +224,9 @@ def card(state: Mapping[str, Any], now_mono: float) -> str:
     waiting_answer = state.get("waiting_answer")
     shown_round = state.get("waiting_round") if waiting_answer and state.get("waiting_round") else state.get("round")
     lines = [f"▶️ <b>{chain}</b> · round {shown_round}" + (f"/{state['max_rounds']}" if state.get("max_rounds") else "")]
+    path = state.get("path")
+    if path and state.get("routed"):  # a chain whose links route: where the marble went this round
+        lines.append(f"Path: {esc(path_text(path))}")
     link = state.get("link")
     if waiting_answer:
         since = state.get("waiting_since_mono")
@@ -255,6 +258,12 @@ def card(state: Mapping[str, Any], now_mono: float) -> str:
         lines.append(f"✋ waiting for your approval: {esc(what[:100])}{'…' if len(what) > 100 else ''} ({waited}){more}")
     lines.append(f"Cost so far: {money(state.get('cost'))}")
     return "\n".join(lines)
+
+
+def path_text(path: Sequence[str], keep: int = 12) -> str:
+    """The round's path, its last `keep` steps ("… → reviewer (NEEDS_FIX) → worker (3/3)")."""
+    shown = [str(p)[:60] for p in path[-keep:]]
+    return " → ".join((["…"] if len(path) > keep else []) + shown)
 
 
 def link_note(chain: str, d: Mapping[str, Any]) -> str:
@@ -363,6 +372,7 @@ HELP = """<b>llmauto</b>: marble runs of claude agents.
 /reset NAME — start over at round 1 (asks first)
 /schedule NAME CRON — e.g. <code>/schedule nightly 0 2 * * *</code> or <code>daily 02:00 tz=Europe/Berlin</code>
 /schedules, /unschedule ID — list and remove schedules
+/task NAME TEXT — add a task to a chain's task pool; /tasks NAME — its tasks
 
 Reply to a ⛔ BLOCKED alert to answer the agent."""
 

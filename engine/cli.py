@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = chain.add_parser("answer", help="answer a BLOCKED chain: the text goes into its handoff")
     s.add_argument("name")
     s.add_argument("text", nargs="+")
+    chain.add_parser("tasks", help="the tasks of a chain's task pool: open, done, blocked").add_argument("name")
+    s = chain.add_parser("task", help="add a task to a chain's task pool")
+    s.add_argument("name")
+    s.add_argument("text", nargs="+")
     s = chain.add_parser("approve", help="let a tool call that waits for approval run")
     s.add_argument("name")
     s.add_argument("id", nargs="?", help="the request's number (see chain status); needed when several wait")
@@ -228,6 +232,30 @@ async def cmd_answer(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_engine(settings, body)
 
 
+async def cmd_tasks(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.chains import load_chain
+    from engine.chaintasks import read_tasks
+    from engine.tasks import listing
+
+    print(listing(read_tasks(load_chain(settings.home, args.name, settings=settings), settings.home), max_each=100_000))
+    return 0
+
+
+async def cmd_task(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.chains import load_chain
+    from engine.chaintasks import add_task
+    from engine.tasks import PoolError, clean_task_text
+
+    text = " ".join(args.text)
+    try:
+        clean_task_text(text)  # empty or too long: bad input (exit 2), not a failure of the pool
+    except PoolError as exc:
+        raise ConfigError(f"task: {exc}") from None
+    added = add_task(load_chain(settings.home, args.name, settings=settings), settings.home, text)
+    print(f"added {added.task.id}: {added.task.text} ({len(added.pool.open)} open)")
+    return 0
+
+
 def _approval_args(args: argparse.Namespace) -> tuple[int | None, list[str]]:
     """`ID` is optional: a first word that is not a number (#12 or 12) starts the reason."""
     words = list(getattr(args, "reason", []) or [])
@@ -368,6 +396,8 @@ COMMANDS: dict[tuple[str, str | None], Handler] = {
     ("chain", "handoff"): cmd_handoff,
     ("chain", "validate"): cmd_validate,
     ("chain", "answer"): cmd_answer,
+    ("chain", "tasks"): cmd_tasks,
+    ("chain", "task"): cmd_task,
     ("chain", "approve"): cmd_approve,
     ("chain", "deny"): cmd_deny,
     ("pipe", None): cmd_pipe,

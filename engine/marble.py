@@ -188,6 +188,7 @@ class MarbleRun:
                 "round": state.round, "link": self.chain.links[state.next_link].name, "origin": self.origin,
                 "chat_id": self.chat_id, "by": self.requested_by, "resumed": resumed,
                 "links": len(self.chain.links), "max_rounds": self.chain.max_rounds,
+                "path": state.round_path if any(lk.routes for lk in self.chain.links) else "",  # the card's path
                 "permissions": [{"link": link.name, "permissions": link.permissions()} for link in self.chain.links],
             })],
         )

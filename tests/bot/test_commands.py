@@ -42,7 +42,7 @@ async def test_start_chain_runs_and_reports(served: Served) -> None:
     # One progress card, edited from "running" to the run's end. Checked: with the
     # `out.append(self._card(chat, event))` of bot/notify.py removed, this fails; before, any "✅ alpha" note passed.
     card = await served.api.wait_for(lambda api: next(
-        (m for m in api.messages(CHAT) if m.plain.startswith("✅ alpha COMPLETED · round 3")), None))
+        (m for m in api.messages(CHAT) if m.plain.startswith("✅ alpha COMPLETED · 2 rounds done")), None))
     assert card.edits and card.edits[0].startswith("▶️ <b>alpha</b> · round 1/2")
 
 
