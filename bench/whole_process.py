@@ -10,7 +10,6 @@ status` as fresh processes. Median of RUNS runs, with the spread (min-max), and 
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import statistics
 import subprocess
