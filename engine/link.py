@@ -33,6 +33,7 @@ from engine.stream import LinkResult, Progress
 log = logging.getLogger(__name__)
 
 PROGRESS_FLUSH_S = 1.0
+FILE_EDITING = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +196,8 @@ def asking_mode(link: LinkDef) -> str:
     does not settle itself, which it never does in dontAsk (the runner then refuses what no rule
     allows, as dontAsk would)."""
     mode = link.permission_mode or "default"
+    if mode == "acceptEdits" and (link.approval.asked_tools() | {r.tool for r in link.approval.deny}) & FILE_EDITING:
+        return "default"  # acceptEdits would settle file edits in the cwd itself: the rules must see them
     return "default" if mode == "dontAsk" else mode
 
 

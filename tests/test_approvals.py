@@ -151,3 +151,21 @@ def test_an_allow_pattern_must_cover_every_part_of_a_command() -> None:
     rules = RunRules(approval=ApprovalRules(ask=(Rule.parse("WebFetch"),)), allowed=(Rule.parse("Bash(echo:*)"),))
     assert rules.decide("Bash", bash("echo ok"), "/work").verdict is Verdict.ALLOW
     assert rules.decide("Bash", bash("echo ok && rm -rf /"), "/work").verdict is Verdict.DENY
+
+
+def test_links_with_rules_run_claude_so_that_it_asks_about_what_the_rules_name() -> None:
+    """claude settles what --allowedTools allows (and, in acceptEdits, file edits in its cwd) without
+    asking: those tools are withheld so the runner sees every such call. Checked by returning the
+    mode unchanged in `asking_mode` (the acceptEdits row goes red)."""
+    from engine.chains import LinkDef
+    from engine.link import asking_mode, settled_by_claude
+
+    def link(mode: str, ask: tuple[str, ...], deny: tuple[str, ...] = ()) -> LinkDef:
+        return LinkDef(name="w", model="m", prompt="p", permission_mode=mode,
+                       allowed_tools=("Read", "Edit", "Write", "Bash(git diff:*)", "Bash", "Glob"),
+                       approval=ApprovalRules(ask=tuple(Rule.parse(r) for r in ask), deny=tuple(Rule.parse(r) for r in deny)))
+    assert asking_mode(link("dontAsk", ("Bash(git push:*)",))) == "default"
+    assert asking_mode(link("acceptEdits", ("Bash(git push:*)",))) == "acceptEdits"
+    assert asking_mode(link("acceptEdits", ("Write(/etc/**)",))) == "default"
+    assert settled_by_claude(link("dontAsk", ("Bash(git push:*)",))) == ("Read", "Edit", "Write", "Glob")
+    assert settled_by_claude(link("dontAsk", ("Write(/etc/**)",), ("Bash(curl:*)",))) == ("Read", "Glob")
