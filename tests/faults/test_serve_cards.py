@@ -42,7 +42,7 @@ async def test_the_card_of_a_run_cut_off_by_sigkill_is_finished_on_restart(
     second = serve_proc.start()
     await until_ready(botapi, second, polls)
     assert await until("the resumed run to end", lambda: settled_status(home, "crash"), 60, proc=second) == "COMPLETED"
-    await until("the old card to be finished", lambda: "INTERRUPTED" in card.plain, 20, proc=second)
+    await until("the old card to be finished", lambda: "INTERRUPTED" in card.plain, 60, proc=second)
     assert "Link: worker" not in card.plain and "new card" in card.plain
     await until("the resumed run's own card", lambda: any(
-        m.message_id != card.message_id and "crash COMPLETED · 1 round done" in m.plain for m in botapi.messages(CHAT)), 20)
+        m.message_id != card.message_id and "crash COMPLETED · 1 round done" in m.plain for m in botapi.messages(CHAT)), 60)
