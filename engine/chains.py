@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from engine import routing
 from engine.approvals import ON_TIMEOUT, ApprovalRules, check_rules
+from engine.describe import kind as kind_of
 from engine.errors import BadChainName, InvalidChain, UnknownChain
 from engine.settings import (
     DEFAULT_ALLOWED_TOOLS,
@@ -282,7 +283,7 @@ class _Loader:
         except RecursionError:
             raise InvalidChain([f"{self.label}: invalid JSON: nested too deeply"]) from None
         if not isinstance(doc, dict):
-            raise InvalidChain([f"{self.label}: the top level must be an object, got {_kind(doc)}"])
+            raise InvalidChain([f"{self.label}: the top level must be an object, got {kind_of(doc)}"])
         return doc
 
     def load(self) -> ChainDef:
@@ -338,7 +339,7 @@ class _Loader:
             return None
         where = path + "approve"
         if not isinstance(raw, dict):
-            self.err(where, f"expected an object with ask, deny, timeout_minutes, on_timeout, got {_kind(raw)}")
+            self.err(where, f"expected an object with ask, deny, timeout_minutes, on_timeout, got {kind_of(raw)}")
             return None
         for key in raw:
             if key not in APPROVE_FIELDS:
@@ -391,18 +392,18 @@ class _Loader:
         """Fields the original's chain files carry: checked, and said plainly where llmauto differs."""
         chain_name = doc.get("chain_name")
         if chain_name is not None and not isinstance(chain_name, str):
-            self.err("chain_name", f"expected a string, got {_kind(chain_name)}")
+            self.err("chain_name", f"expected a string, got {kind_of(chain_name)}")
         elif chain_name and chain_name != self.name:
             self.warn("chain_name", f"{chain_name!r} differs from the file name; the chain is called {self.name!r}")
         version = doc.get("version")
         if version is not None and (isinstance(version, bool) or not isinstance(version, str | int | float)):
-            self.err("version", f"expected a string or a number, got {_kind(version)}")
+            self.err("version", f"expected a string or a number, got {kind_of(version)}")
         if "task_pools" in doc:
             self.warn("task_pools", "not used by llmauto (the original never read it either)")
         shutdown = doc.get("shutdown")
         if shutdown is not None:
             if not isinstance(shutdown, dict):
-                self.err("shutdown", f"expected an object, got {_kind(shutdown)}")
+                self.err("shutdown", f"expected an object, got {kind_of(shutdown)}")
             else:
                 for key in shutdown:
                     if key not in SHUTDOWN_FIELDS:
@@ -417,7 +418,7 @@ class _Loader:
         if raw is None:
             return None
         if not isinstance(raw, dict):
-            self.err("telegram", f"expected an object, got {_kind(raw)}")
+            self.err("telegram", f"expected an object, got {kind_of(raw)}")
             return None
         for key in raw:
             if key not in TELEGRAM_FIELDS:
@@ -453,7 +454,7 @@ class _Loader:
             return default
         value = obj[key]
         if not isinstance(value, str):
-            self.err(path + key, f"expected a string, got {_kind(value)}")
+            self.err(path + key, f"expected a string, got {kind_of(value)}")
             return default
         return value
 
@@ -468,7 +469,7 @@ class _Loader:
         if key not in obj or obj[key] is None:
             return default
         if not isinstance(obj[key], bool):
-            self.err(path + key, f"expected true or false, got {_kind(obj[key])}")
+            self.err(path + key, f"expected true or false, got {kind_of(obj[key])}")
             return default
         return bool(obj[key])
 
@@ -480,7 +481,7 @@ class _Loader:
             if isinstance(value, float) and value.is_integer() and math.isfinite(value):
                 value = int(value)
             else:
-                self.err(path + key, f"expected a whole number, got {_kind(value)}")
+                self.err(path + key, f"expected a whole number, got {kind_of(value)}")
                 return default
         if value < minimum:
             self.err(path + key, f"must be at least {minimum}, got {value}")
@@ -494,7 +495,7 @@ class _Loader:
             return default
         value = obj[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            self.err(path + key, f"expected a number, got {_kind(value)}")
+            self.err(path + key, f"expected a number, got {kind_of(value)}")
             return default
         if value < minimum or (exclusive and value == minimum):
             self.err(path + key, f"must be {'greater than' if exclusive else 'at least'} {minimum:g}, got {value:g}")
@@ -548,14 +549,14 @@ class _Loader:
             return {}
         value = obj[key]
         if not isinstance(value, dict):
-            self.err(path + key, f"expected an object of NAME: value, got {_kind(value)}")
+            self.err(path + key, f"expected an object of NAME: value, got {kind_of(value)}")
             return {}
         out = {}
         for k, v in value.items():
             if not _ENV_NAME.match(str(k)):
                 self.err(f"{path}{key}.{k}", "not a valid environment variable name")
             elif not isinstance(v, str):
-                self.err(f"{path}{key}.{k}", f"expected a string, got {_kind(v)}")
+                self.err(f"{path}{key}.{k}", f"expected a string, got {kind_of(v)}")
             else:
                 out[str(k)] = v
         return out
@@ -568,7 +569,7 @@ class _Loader:
             return split_tools(value)
         if isinstance(value, list) and all(isinstance(t, str) for t in value):
             return tuple(t.strip() for t in value if t.strip())
-        self.err(path + key, f"expected a list of tool names or a space-separated string, got {_kind(value)}")
+        self.err(path + key, f"expected a list of tool names or a space-separated string, got {kind_of(value)}")
         return None
 
     def defaults(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -576,7 +577,7 @@ class _Loader:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            self.err("defaults", f"expected an object, got {_kind(raw)}")
+            self.err("defaults", f"expected an object, got {kind_of(raw)}")
             return {}
         for key in raw:
             if key not in DEFAULT_FIELDS:
@@ -603,7 +604,7 @@ class _Loader:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            self.err("prompts", f"expected an object of key: prompt, got {_kind(raw)}")
+            self.err("prompts", f"expected an object of key: prompt, got {kind_of(raw)}")
             return {}
         resolved: dict[str, str] = {}
 
@@ -638,7 +639,7 @@ class _Loader:
                     self.err(f"prompts.{key}.type", f"expected file, inline or ref, got {kind!r}")
                     return None
             else:
-                self.err(f"prompts.{key}", f"expected text or an object, got {_kind(entry)}")
+                self.err(f"prompts.{key}", f"expected text or an object, got {kind_of(entry)}")
                 return None
             if text is not None:
                 resolved[key] = text
@@ -681,7 +682,7 @@ class _Loader:
         section, then prompts/KEY, prompts/KEY.txt, prompts/KEY.md (and the same names in the
         home folder), then the value itself as inline text."""
         if not isinstance(value, str):
-            self.err(field_path, f"expected a prompt key, a file in prompts/, or text, got {_kind(value)}")
+            self.err(field_path, f"expected a prompt key, a file in prompts/, or text, got {kind_of(value)}")
             return None
         if value in prompts:
             return prompts[value], f"prompts.{value}"
@@ -709,13 +710,13 @@ class _Loader:
     def links(self, doc: dict[str, Any], prompts: dict[str, str], defaults: dict[str, Any]) -> list[LinkDef]:
         raw = doc.get("links")
         if not isinstance(raw, list) or not raw:
-            self.err("links", "expected a non-empty list of links" + ("" if raw is None else f", got {_kind(raw)}"))
+            self.err("links", "expected a non-empty list of links" + ("" if raw is None else f", got {kind_of(raw)}"))
             return []
         out: list[LinkDef] = []
         for i, item in enumerate(raw):
             p = f"links[{i}]."
             if not isinstance(item, dict):
-                self.err(f"links[{i}]", f"expected an object, got {_kind(item)}")
+                self.err(f"links[{i}]", f"expected an object, got {kind_of(item)}")
                 continue
             for key in item:
                 if key not in LINK_FIELDS:
@@ -801,20 +802,3 @@ class _Loader:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a number ({value!r})" if not isinstance(value, float) or math.isfinite(value) else f"{value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"a string ({shown!r})"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

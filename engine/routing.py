@@ -38,6 +38,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from engine.describe import kind as kind_of
+
 DEFAULT_MAX_BOUNCES = 3
 CATCH_ALL = "*"
 CONDITIONAL_MODE = "conditional"  # the original's name for a loop whose links route
@@ -150,7 +152,7 @@ def parse_routes(raw: Any, link_names: Sequence[str], field_path: str) -> tuple[
     if raw is None:
         return NO_ROUTES, []
     if not isinstance(raw, dict):
-        return NO_ROUTES, [Problem(field_path, f"expected an object of VERDICT: target, got {_kind(raw)}")]
+        return NO_ROUTES, [Problem(field_path, f"expected an object of VERDICT: target, got {kind_of(raw)}")]
     names = list(link_names)
     problems: list[Problem] = []
     routes: list[Route] = []
@@ -182,7 +184,7 @@ def _target(value: Any, names: list[str]) -> tuple[str | None, str | None]:
     """The target a route value names, or why it names none."""
     choices = f"a link name ({', '.join(names)}) or next, restart, stop, blocked"
     if not isinstance(value, str) or not value.strip():
-        return None, f"expected {choices}, got {_kind(value)}"
+        return None, f"expected {choices}, got {kind_of(value)}"
     v = value.strip()
     if v.lower() in KEYWORDS:
         if v.lower() in (n.lower() for n in names):
@@ -399,19 +401,3 @@ def check_chain(links: Sequence[str], routes: Mapping[str, Routes], mode: str) -
     if mode == CONDITIONAL_MODE and not routing:
         out.append("mode: 'conditional' but no link declares routes (it runs as a plain loop)")
     return out
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return f"a string ({value!r})" if len(value) <= 40 else "a long string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
