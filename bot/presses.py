@@ -6,7 +6,6 @@ waiting for approval, that it still waits); one-shot keyboards are removed once 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from telegram import Update
 from telegram.error import BadRequest, NetworkError
@@ -16,14 +15,14 @@ from bot import callbacks as cb
 from bot import render
 from engine.errors import LlmautoError
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("bot.handlers")
 Ctx = ContextTypes.DEFAULT_TYPE
 
 
 class ButtonPresses:
+    """The press handlers of BotHandlers; they use its answers (`reply`), checks (`_allowed`,
+    `_errors`), engine and commands."""
+
     async def on_button(self, update: Update, context: Ctx) -> None:
         """A button press: only on a message this bot sent to that chat, only by someone allowed,
         and only while what the button was offered for still holds (`cb.stale_reason`)."""
