@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.pacer import Pacer
-from bot.serve import check, run_serve
 from engine.errors import ConfigError
+from llmauto.serve import check, run_serve
 from tests.bot.conftest import CHAT, GROUP, OPERATOR, STRANGER, TOKEN, VIEWER, Served, append_line
 from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi
@@ -175,7 +175,7 @@ def test_serve_refuses_to_start_without_token_or_allow_list(home: Path) -> None:
         check(make_settings(home))
     with pytest.raises(ConfigError, match="TELEGRAM_ALLOWED_USER_IDS is not set"):
         check(make_settings(home, telegram_token=TOKEN))
-    from engine.cli import main
+    from llmauto.cli import main
 
     assert main(["--home", str(home), "serve"]) == 2
 
@@ -187,7 +187,7 @@ async def test_scheduled_run_starts_and_reports_into_the_chat(served: Served) ->
     trigger)` in Scheduler.refresh removed, this fails (no job for schedule #1)."""
     from datetime import UTC, datetime, timedelta
 
-    from engine.scheduler import _job_id
+    from engine.timer import _job_id
 
     write_chain(served.home, "nightly", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("x"), "telegram_update": True}]})
     await served.answer("/schedule nightly daily 02:00", "Schedule #1")
