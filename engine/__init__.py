@@ -22,6 +22,7 @@ Layout (one concept a module; the left column is every module of the package):
   hops           verdict routing and task pools inside a run: pure glue for marble
   policy         pure decisions: stop conditions, skip-if-not-assigned, wind-down
   handoff        pure parsing of the agents' handoff protocol (ASSIGNED, BLOCKED, headline)
+  notes          operator notes: a person's answer written into the handoff, in the home's zone
   prompts        prompt rendering: placeholders, until_full, wind-down
   limits         usage-limit reset times from claude's messages, pure
   link           one attempt of one link: its argv, env, session, store records, process
@@ -40,6 +41,7 @@ Layout (one concept a module; the left column is every module of the package):
   events         event kinds and the in-process publisher
  the facade and the scheduler
   engine         the facade the command line, the bot and the timer call
+  leases         one chain in one process at a time: take, check, release, recover
   schedule_book  persisted schedules: the only code that sees their table
   cron           schedule expressions and fire times, pure
   timer          fires the persisted schedules inside `serve` (APScheduler 3)
