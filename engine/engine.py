@@ -3,10 +3,10 @@
 `Engine` owns the running chains of this process (one task each), its share of the home-wide cap
 on agent processes (`engine/slots.py`), the leases that keep a chain in one process at a time
 (`engine/leases.py`: taken, checked and recovered there), and a poller that carries requests from
-other processes (a CLI `stop` while `serve` runs the chain) to the runs here. Each run gets the shared dependencies plus
-two of its own: its view of the slots (which reports a wait) and a runner that caps every claude
-call at the chain's budget left (`--max-budget-usd`). It is an async context manager: leaving it
-stops (or lets finish) the runs and releases the leases.
+other processes (a CLI `stop` while `serve` runs the chain) to the runs here. Each run gets the
+shared dependencies plus two of its own: its view of the slots (which reports a wait) and a runner
+that caps every claude call at the chain's budget left (`--max-budget-usd`). It is an async
+context manager: leaving it stops (or lets finish) the runs and releases the leases.
 """
 
 from __future__ import annotations
