@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from engine.engine import Engine
 from engine.statefiles import ChainFiles
 from engine.store import Store
 from tests.bot.conftest import append_line
+from tests.bot.test_buttons import ALWAYS_BLOCKED
 from tests.conftest import make_settings, write_chain
 from tests.fakes.gate import holding_command, started
 from tests.faults.serve_rig import until
@@ -68,6 +70,28 @@ async def test_a_chain_paused_in_another_process_shows_paused(cli: Cli, home: Pa
         if runner.poll() is None:
             runner.kill()
             runner.communicate(timeout=10)
+
+
+async def test_a_blocked_wait_is_recorded_in_the_store_and_shown_from_there(home: Path) -> None:
+    """on_blocked = wait: while the run waits for an answer the store says BLOCKED (what every
+    process's status view reads), and RUNNING again once the answer is in. Checked: with
+    MarbleRun._wait_for_answer back to `self.files.write_status("BLOCKED")` only, the store still
+    says RUNNING and this fails."""
+    write_chain(home, "asker", {"max_rounds": 2, "on_blocked": "wait", "blocked_wait_minutes": 10, "links": [
+        {"name": "agent", "command": [sys.executable, "-c", ALWAYS_BLOCKED]}]})
+    settings = make_settings(home)
+    async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
+        await engine.start_chain("asker")
+
+        async def stored(word: str) -> bool:
+            return (await store.chain_state("asker")).status == word
+
+        await until("the run to wait for an answer", lambda: stored("BLOCKED"))
+        assert (await engine.view("asker")).status == "BLOCKED"
+        await engine.answer("asker", "use sqlite", by="ann")
+        outcome = await asyncio.wait_for(engine.wait("asker"), 30)
+        assert outcome.status not in ("BLOCKED", "FAILED"), outcome
+        assert (await engine.view("asker")).status == outcome.status
 
 
 def unhandled_controls(db: Path) -> int:
