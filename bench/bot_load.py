@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import summary_ms, temp_home, write_chain
 from bot.pacer import Pacer
-from bot.serve import run_serve
+from llmauto.serve import run_serve
 from tests.conftest import make_settings
 from tests.fakes.botapi import FakeBotApi
 

@@ -42,12 +42,12 @@ from bot.commands import (
     required_chain,
     schedule_id,
 )
+from bot.outbox_store import OutboxStore
 from bot.pacer import Pacer
 from bot.presses import ButtonPresses
 from bot.replies import Replies
 from engine.engine import Engine
 from engine.errors import InvalidChain, LlmautoError
-from engine.outbox_store import OutboxStore
 from engine.redact import Redactor
 from engine.schedule_book import ScheduleBook, next_fire_for_chain
 

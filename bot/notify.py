@@ -19,11 +19,11 @@ from typing import Any
 
 from bot import callbacks as cb
 from bot import render
+from bot.outbox_store import NewMessage, OutboxStore
 from bot.report import build_report
 from engine import events as ev
 from engine.events import Event, EventBus
 from engine.hops import PATH_SEP
-from engine.outbox_store import NewMessage, OutboxStore
 from engine.settings import Settings
 from engine.store import Store
 

@@ -45,8 +45,8 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot import render
+from bot.outbox_store import POSSIBLY_DELIVERED, OutboxRow, OutboxStore
 from bot.pacer import Pacer, retry_after_s
-from engine.outbox_store import POSSIBLY_DELIVERED, OutboxRow, OutboxStore
 from engine.redact import Redactor
 
 log = logging.getLogger(__name__)

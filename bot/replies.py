@@ -27,8 +27,8 @@ from telegram.error import BadRequest, NetworkError, RetryAfter
 from bot import callbacks as cb
 from bot import render
 from bot.outbox import markup, possibly_delivered
+from bot.outbox_store import NewMessage, OutboxStore, SentMessage
 from bot.pacer import Pacer, retry_after_s
-from engine.outbox_store import NewMessage, OutboxStore, SentMessage
 from engine.redact import Redactor
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import html
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.outbox_store import NewMessage, OutboxStore
 from engine.clock import Clock, Sleeper
 from engine.cron import next_fire_times, parse_schedule
-from engine.outbox_store import NewMessage, OutboxStore
 from engine.settings import Settings
 from engine.store import Store, utc_iso
 

@@ -1,24 +1,51 @@
 """llmauto's engine: chains of claude agents run as marble runs, with no Telegram in it.
 
-Layout (one concept a module):
-  settings   the frozen settings object read from the environment and `.env`
-  errors     the exception tree
-  clock      the injectable clock
-  chains     chain definitions: load, apply defaults, validate
-  prompts    prompt rendering: placeholders, until_full, wind-down
-  handoff    reading the agents' state files safely (bounded), parsing ASSIGNED/BLOCKED
-  statefiles the plain files in state/<chain>/, written atomically
-  stream     parsing claude's stream-json into progress and a final result
-  limits     usage-limit reset times from claude's messages
-  runner     one link = one subprocess in its own process group
-  policy     pure decisions: stop conditions, skip-if-not-assigned, wind-down
-  marble     the run loop: rounds and links
-  store      the one SQLite database (aiosqlite, WAL)
-  events     event kinds and the in-process publisher
-  engine     the facade the CLI, the bot and the scheduler call
-  cron       schedule expressions and fire times (pure)
-  scheduler  APScheduler wiring over persisted schedules
-  cli        the `llmauto` command line
+Nothing here imports `bot` or `telegram` (tests/test_layering.py checks it); the command line and
+`serve`, which know both, are the composition root `llmauto/`.
+
+Layout (one concept a module; the left column is every module of the package):
+ settings and values
+  settings       the frozen settings object read from the environment and `.env`
+  errors         the exception tree (stop and pause are control flow, not errors)
+  clock          the injectable clock and sleeper
+  zones          time zone names, found in any case, and the machine's own
+  redact         secrets out of everything kept or sent: one Redactor
+ chain definitions
+  chains         chain definitions: frozen types, load, apply defaults, validate
+  routing        verdict routing: where the marble goes after a link that passes judgement
+  approvals      approval rules, pure: which tool calls run, are refused, or wait for a person
+  tasks          task lists, pure: pool definitions, the task model, parsing a pool's text
+  taskpool       task pools on disk: read, claim, mark done
+  chaintasks     a chain's task pool from outside its run (`/task`, `chain task`)
+ the run
+  marble         the run loop: rounds and links, stop conditions, pause, BLOCKED waits
+  hops           verdict routing and task pools inside a run: pure glue for marble
+  policy         pure decisions: stop conditions, skip-if-not-assigned, wind-down
+  handoff        pure parsing of the agents' handoff protocol (ASSIGNED, BLOCKED, headline)
+  notes          operator notes: a person's answer written into the handoff, in the home's zone
+  prompts        prompt rendering: placeholders, until_full, wind-down
+  limits         usage-limit reset times from claude's messages, pure
+  link           one attempt of one link: its argv, env, session, store records, process
+  approval_desk  a run's approval desk: answers claude's permission questions, asks a person
+  permissions    what a tool refusal looks like and how refusals are told
+ agent processes
+  claude_cli     the claude CLI contract: argv, stream-json input, budget flag, agent env
+  runner         one link = one subprocess in its own process group, watched until it ends
+  stream         parsing claude's stream-json into progress and a final result
+  processes      process groups (signal, reap) and process identity (pid + start time)
+  slots          the home-wide cap on agent processes, across llmauto processes
+ state and events
+  store          the one SQLite database (aiosqlite, WAL): runs, links, events, leases, ...
+  migrations     the database schema as numbered migrations
+  statefiles     the plain files in state/<chain>/ that agents read and write, atomically
+  events         event kinds and the in-process publisher
+ the facade and the scheduler
+  engine         the facade the command line, the bot and the timer call
+  leases         one chain in one process at a time: take, check, release, recover
+  schedule_book  persisted schedules: the only code that sees their table
+  cron           schedule expressions and fire times, pure
+  timer          fires the persisted schedules inside `serve` (APScheduler 3)
+  exposure       start-up check: is the bot token within the agents' reach?
 """
 
 __version__ = "0.1.0"

@@ -1,5 +1,9 @@
-"""`python -m engine` is the `llmauto` command."""
+"""`python -m engine` is the `llmauto` command (kept: scripts, docs and `chain start --bg` use it).
 
-from engine.cli import main
+The command line lives in the composition root `llmauto`; importing it only here, when run as a
+program, keeps the engine package itself free of the bot.
+"""
+
+from llmauto.cli import main
 
 raise SystemExit(main())

@@ -22,6 +22,7 @@ from typing import Any
 from engine import events as ev
 from engine.approvals import RunRules, Verdict, always_rule, describe
 from engine.chains import LinkDef
+from engine.errors import StoreError
 from engine.events import Event
 from engine.prompts import format_duration
 from engine.runner import PermissionHandler
@@ -115,6 +116,7 @@ class ApprovalDesk:
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._pending[approval_id] = future
         self.files.write_status("WAITING")
+        await self.store.set_chain_status(self.chain, "WAITING")  # what status views read
         self.publish(events)
         try:
             decision, status = await self._wait(future, rules.timeout_s, rules.on_timeout)
@@ -123,6 +125,8 @@ class ApprovalDesk:
             if not self._pending:
                 with contextlib.suppress(OSError):
                     self.files.write_status("RUNNING")
+                with contextlib.suppress(StoreError):
+                    await self.store.set_chain_status(self.chain, "RUNNING")
         decided = await self.store.decide_approval(
             approval_id, status=status, by=decision.by, message=decision.message,
             evs=[NewEvent(ev.APPROVAL_DECIDED, {

@@ -2,11 +2,11 @@
 
 `Engine` owns the running chains of this process (one task each), its share of the home-wide cap
 on agent processes (`engine/slots.py`), the leases that keep a chain in one process at a time
-(holder = pid and start time), and a poller that carries requests from other processes (a CLI
-`stop` while `serve` runs the chain) to the runs here. Each run gets the shared dependencies plus
-two of its own: its view of the slots (which reports a wait) and a runner that caps every claude
-call at the chain's budget left (`--max-budget-usd`). It is an async context manager: leaving it
-stops (or lets finish) the runs and releases the leases.
+(`engine/leases.py`: taken, checked and recovered there), and a poller that carries requests from
+other processes (a CLI `stop` while `serve` runs the chain) to the runs here. Each run gets the
+shared dependencies plus two of its own: its view of the slots (which reports a wait) and a runner
+that caps every claude call at the chain's budget left (`--max-budget-usd`). It is an async
+context manager: leaving it stops (or lets finish) the runs and releases the leases.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from types import TracebackType
 from zoneinfo import ZoneInfo
 
@@ -30,8 +27,9 @@ from engine.chains import ChainDef, chain_names, chain_path, load_chain
 from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
 from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
+from engine.leases import Leases, expire_approvals, recover
 from engine.marble import MarbleRun, RunControl, RunDeps, RunOutcome
-from engine.processes import kill_group, process_is, process_start_token
+from engine.notes import add_operator_note
 from engine.runner import AgentRunner, BudgetedRunner, SubprocessRunner
 from engine.settings import Settings
 from engine.slots import FileSlots, WaitingSlots
@@ -40,7 +38,6 @@ from engine.statefiles import remove as remove_state_file
 from engine.store import (
     ApprovalRow,
     ChainState,
-    Lease,
     LinkRunRow,
     NewEvent,
     Overview,
@@ -52,7 +49,8 @@ log = logging.getLogger(__name__)
 
 CONTROL_POLL_S = 0.25
 HEARTBEAT_S = 5.0
-LEASE_STALE_S = 120.0
+# What a chain's stored status says while a run holds it; with no live holder, it was cut off.
+LIVE_STATUSES = ("RUNNING", "WAITING", "BLOCKED", "PAUSED")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,9 +97,8 @@ class Engine:
             settings=settings, store=store, bus=self.bus, runner=runner or SubprocessRunner(),
             clock=self.clock, sleeper=sleeper or RealSleeper(), slots=self.slots,
         )
-        self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.pid_start = process_start_token(os.getpid())  # this process, as leases name their holder
+        self.leases = Leases(store, self.clock)
+        self.owner = self.leases.owner  # this process, as leases and runs name it
         self.shutdown_kills_links = shutdown_kills_links
         self._runs: dict[str, tuple[MarbleRun, asyncio.Task[RunOutcome]]] = {}
         self._starting: set[str] = set()
@@ -165,15 +162,15 @@ class Engine:
             raise ChainBusy(f"{chain.name} is already running")
         self._starting.add(chain.name)  # reserved before the first await: two starts cannot both pass
         try:
-            holder = await self._take_lease(chain.name)
+            holder = await self.leases.take(chain.name)
             if holder is not None:
                 raise ChainBusy(f"{chain.name} is already running in another process ({holder})")
             try:
-                await self._recover(chain.name)
+                self._publish(await recover(self.store, self.settings.state_dir, chain.name))
                 state = self._next_run_state(await self.store.chain_state(chain.name))
                 await self.store.discard_controls(chain.name)  # requests left for an earlier run do not apply
             except BaseException:
-                await self.store.release_lease(chain.name, self.owner)
+                await self.leases.release(chain.name)
                 raise
             control = RunControl()
 
@@ -226,7 +223,7 @@ class Engine:
             return await run.run(state)
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.release_lease(run.chain.name, self.owner))
+                await asyncio.shield(self.leases.release(run.chain.name))
 
     def _run_done(self, name: str, task: asyncio.Task[RunOutcome]) -> None:
         """Run-end callbacks, called once the run's task is done (so the chain no longer counts as
@@ -248,57 +245,7 @@ class Engine:
             raise LlmautoError(f"{name} is not running in this process")
         return await entry[1]
 
-    # ---- leases & recovery ---------------------------------------------------------------
-    async def _take_lease(self, chain: str) -> str | None:
-        current = await self.store.lease(chain)
-        dead = current is None or self._lease_dead(current)
-        held = await self.store.try_acquire_lease(
-            chain, owner=self.owner, host=self.host, pid=os.getpid(), holder_dead=dead,
-            pid_start=self.pid_start,
-        )
-        if held is None:
-            return None
-        return f"pid {held.pid} on {held.host}"
-
-    def _lease_dead(self, lease: Lease) -> bool:
-        """A holder on this host is dead when its pid is gone, a zombie, or now another process
-        (a different start time: the pid was reused); anywhere, when its heartbeat is stale."""
-        if lease.host == self.host and lease.pid != os.getpid() and not process_is(lease.pid, lease.pid_start):
-            return True
-        age = (self.clock.now() - datetime.fromisoformat(lease.heartbeat_at)).total_seconds()
-        return age > LEASE_STALE_S
-
-    async def _recover(self, chain: str) -> None:
-        """A run its dead owner left behind: kill its agent if it still runs, put the handoff back
-        to the last version the engine committed (the interrupted link may have half-written it),
-        and mark the run interrupted. The chain's counters were committed atomically with that
-        version, so the new run re-runs exactly the interrupted link and counts no round twice."""
-        links = await self.store.unfinished_links(chain)
-        runs = [r for r in await self.store.open_runs() if r.chain == chain]
-        if not links and not runs:
-            return
-        killed = []
-        for link_run in links:
-            ours = link_run.pid and link_run.pid_start and process_start_token(link_run.pid) == link_run.pid_start
-            if ours and link_run.pid and kill_group(link_run.pid):
-                killed.append(link_run.link)
-            await self.store.mark_link_interrupted(link_run.id)
-        files = ChainFiles(self.settings.state_dir, chain)
-        versions = await self.store.handoff_versions(chain, 1)
-        restored = False
-        if versions and files.read_handoff().text != versions[0].content:
-            files.write_handoff(versions[0].content)
-            restored = True
-        run_id = runs[-1].id if runs else links[-1].run_id
-        for run in runs:
-            await self.store.mark_run_interrupted(run.id, [])
-        await self._expire_approvals(chain, "the run was interrupted (llmauto stopped or crashed)")
-        st = await self.store.chain_state(chain)
-        self._publish(await self.store.add_events(chain, run_id, [NewEvent(ev.RECOVERED, {
-            "link": links[-1].link if links else None, "round": st.round, "agents_killed": killed,
-            "handoff_restored": restored,
-        })]))
-
+    # ---- interrupted runs ----------------------------------------------------------------
     def _publish(self, events: list[ev.Event]) -> None:
         for event in events:
             self.bus.publish(event)
@@ -317,7 +264,7 @@ class Engine:
                 names.append(name)
             elif run.status == "RUNNING":
                 lease = await self.store.lease(name)
-                if lease is None or self._lease_dead(lease):
+                if lease is None or self.leases.is_dead(lease):
                     names.append(name)
         return sorted(names)
 
@@ -351,11 +298,10 @@ class Engine:
         elif await self._running_elsewhere(name):
             await self.store.add_control(name, action, text, by)
         elif action == "answer":
-            files = ChainFiles(self.settings.state_dir, name)
-            current = files.read_handoff().text or ""
-            when = self.clock.now().isoformat(timespec="minutes")
-            files.write_handoff(hp.operator_note(current, text or "", by or "operator", when))
-            await self.store.save_handoff(name, None, None, (await self.store.chain_state(name)).round, "(operator)", files.read_handoff().text or "")
+            await add_operator_note(
+                ChainFiles(self.settings.state_dir, name), self.store, self._tz(), self.clock.now(), run_id=None,
+                round_no=(await self.store.chain_state(name)).round, who=by or "operator", text=text or "",
+            )
             await self._emit(name, None, ev.OPERATOR_NOTE, by=by, text=(text or "")[:2000])
             return f"{name}: note added to the handoff (the chain is not running)"
         else:
@@ -435,23 +381,13 @@ class Engine:
         return pending[0]
 
     async def _expire_approvals(self, name: str, why: str) -> None:
-        for row in await self.store.pending_approvals(name):
-            events = await self.store.decide_approval(row.id, status="expired", by="llmauto", message=why, evs=[
-                NewEvent(ev.APPROVAL_DECIDED, {"id": row.id, "link": row.link, "tool": row.tool, "status": "expired",
-                                               "by": "llmauto", "message": why})])
-            if events:
-                self._publish(events)
+        self._publish(await expire_approvals(self.store, name, why))
 
     async def _emit(self, chain: str, run_id: int | None, kind: str, **data: object) -> None:
         self._publish(await self.store.add_events(chain, run_id, [NewEvent(kind, data)]))
 
     async def _running_elsewhere(self, name: str) -> str | None:
-        lease = await self.store.lease(name)
-        if lease is None or lease.owner == self.owner:
-            return None
-        if self._lease_dead(lease):
-            return None
-        return f"pid {lease.pid} on {lease.host}"
+        return await self.leases.check(name)
 
     async def reset_chain(self, name: str) -> str:
         self.load(name)
@@ -505,24 +441,19 @@ class Engine:
     def _make_view(self, name: str, chain: ChainDef | None, error: str | None, snap: Overview) -> ChainView:
         st = snap.states.get(name) or ChainState(chain=name)
         here = self.is_running_here(name)
-        elsewhere = None
-        lease = snap.leases.get(name)
-        if not here and lease is not None and lease.owner != self.owner and not self._lease_dead(lease):
-            elsewhere = f"pid {lease.pid} on {lease.host}"
+        elsewhere = None if here else self.leases.held_elsewhere(snap.leases.get(name))
         running = snap.running.get(name)
         current = running if running is not None and (here or elsewhere) else None
         next_link = None
         if chain is not None and chain.links:
             next_link = chain.links[min(st.next_link, len(chain.links) - 1)].name
+        # The run records RUNNING, WAITING, BLOCKED and PAUSED in the store as it enters and
+        # leaves them, so this reads the same for a chain run here or by another process.
         status = st.status
         if here and self._runs[name][0].control.paused:
-            status = "PAUSED"
-        elif status == "RUNNING" and not (here or elsewhere):
+            status = "PAUSED"  # also while it is still "pausing after the current link"
+        elif status in LIVE_STATUSES and not (here or elsewhere):
             status = "INTERRUPTED"
-        elif here or elsewhere:
-            files_status = ChainFiles(self.settings.state_dir, name).read_status()
-            if files_status in ("WAITING", "BLOCKED"):
-                status = files_status
         return ChainView(
             name=name, description=chain.description if chain else "", status=status, round=st.round,
             next_link=next_link, rounds_counted=st.rounds_counted, max_rounds=chain.max_rounds if chain else 0,
@@ -583,7 +514,7 @@ class Engine:
                     mono = self.clock.monotonic()
                     if mono - last_beat >= HEARTBEAT_S:
                         last_beat = mono
-                        await self.store.heartbeat(self.owner)
+                        await self.leases.heartbeat()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -30,6 +30,7 @@ from engine.errors import StoreError
 from engine.events import Event, EventBus
 from engine.limits import next_attempt_at
 from engine.link import Attempt, LinkContext, LiveLink, run_attempt
+from engine.notes import add_operator_note
 from engine.permissions import summary as refusal_summary
 from engine.prompts import build_prompt, format_duration
 from engine.runner import AgentRunner
@@ -303,12 +304,17 @@ class MarbleRun:
         word = self.files.read_status()
         return word if word in ("ALL_DONE", "STOPPED") else None
 
+    async def _mark(self, word: str) -> None:
+        """A wait begins or ends: the status file for the agents, the store for status views."""
+        self.files.write_status(word)
+        await self.d.store.set_chain_status(self.chain.name, word)
+
     async def _pause(self) -> None:
-        self.files.write_status("PAUSED")
+        await self._mark("PAUSED")
         await self._emit(ev.PAUSED, by=self.control.stop_by)
         while self.control.paused and not self.control.stop_requested and not self.control.shutdown:
             await self.control.wait_changed()
-        self.files.write_status("RUNNING")
+        await self._mark("RUNNING")
         if not self.control.paused:
             await self._emit(ev.RESUMED)
 
@@ -316,13 +322,10 @@ class MarbleRun:
         """People's answers to BLOCKED alerts go into the handoff between links, never during one."""
         while self.control.answers:
             who, text = self.control.answers.pop(0)
-            current = self.files.read_handoff().text or ""
-            when = self.d.clock.now().astimezone(self.tz).isoformat(timespec="minutes")
-            updated = hp.operator_note(current, text, who, when)
-            self.files.write_handoff(updated)
+            await add_operator_note(self.files, self.d.store, self.tz, self.d.clock.now(), run_id=self.run_id,
+                                    round_no=state.round, who=who, text=text)
             if self.files.read_status() == "BLOCKED":
                 self.files.write_status("RUNNING")
-            await self.d.store.save_handoff(self.chain.name, self.run_id, None, state.round, "(operator)", updated)
             await self._emit(ev.OPERATOR_NOTE, by=who, text=text[:2000], round=state.round)
             state = replace(state, consecutive_blocks=0)
         return state
@@ -483,7 +486,7 @@ class MarbleRun:
             if not woke or self.control.stop_requested or self.control.shutdown:
                 break
             remaining = deadline - self.d.clock.monotonic()
-        self.files.write_status("RUNNING")
+        await self._mark("RUNNING")
 
     # ---- after a link --------------------------------------------------------------------
     async def _after_link(
@@ -718,7 +721,7 @@ class MarbleRun:
 
     async def _wait_for_answer(self, link: LinkDef) -> policy.Stop | None:
         """on_blocked = wait: hold the chain until a person answers, stops it, or time runs out."""
-        self.files.write_status("BLOCKED")
+        await self._mark("BLOCKED")
         deadline = self.d.clock.monotonic() + self.chain.blocked_wait_s
         while not self.control.answers:
             if self.control.stop_requested or self.control.shutdown:
@@ -730,6 +733,6 @@ class MarbleRun:
                 break
             self.control.changed.clear()
             await self.d.sleeper.sleep(left, self.control.changed)
-        self.files.write_status("RUNNING")
+        await self._mark("RUNNING")
         return None
 

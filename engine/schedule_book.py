@@ -3,7 +3,7 @@
 A schedule is either `cron` (a 5-field expression or a readable form such as "daily 02:00", in a
 time zone; engine/cron.py parses them) or `after` (start the chain whenever another chain finishes,
 optionally only when it ended ALL_DONE). The store is the source of truth: `ScheduleBook` reads and
-writes the rows, from the CLI (engine/schedule_cli.py), the bot or `serve`; the running timer
+writes the rows, from the CLI (llmauto/schedule_cli.py), the bot or `serve`; the running timer
 (engine/timer.py) notices changes from any process and fires the rows.
 
 Two bookkeeping columns make firing safe across restarts and processes:

@@ -387,6 +387,14 @@ class Store:
             (*values, self.stamp()),
         )
 
+    async def set_chain_status(self, chain: str, status: str) -> None:
+        """Only the status word of a running chain (WAITING, BLOCKED, PAUSED and back to RUNNING),
+        so that every process's status view reads it here rather than from status.txt; the rest of
+        the row stays as the run last committed it."""
+        async with self.transaction() as db:
+            await db.execute("UPDATE chain_state SET status = ?, updated_at = ? WHERE chain = ?",
+                             (status, self.stamp(), chain))
+
     async def put_chain_state(self, st: ChainState, evs: Sequence[NewEvent] = (), run_id: int | None = None) -> list[Event]:
         async with self.transaction() as db:
             await self._put_state(db, st)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the test suite under coverage, subprocesses included (every `llmauto` process a test starts,
 # `serve` and `chain start` alike: [tool.coverage.run] patch = ["subprocess"]), then print the
-# per-module table of engine/ and bot/, lowest first. Extra arguments go to pytest
+# per-module table of engine/, bot/ and llmauto/, lowest first. Extra arguments go to pytest
 # (`bash scripts/coverage.sh tests/bot -x`). It reports; it does not fail on a floor (yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ status=0
 "$PY" -m coverage run -m pytest -p no:cacheprovider -q --timeout "${COVERAGE_TEST_TIMEOUT_S:-240}" "$@" || status=$?
 "$PY" -m coverage combine --quiet
 "$PY" -m coverage report --sort=cover
-for package in engine bot; do
+for package in engine bot llmauto; do
     "$PY" -m coverage report --include="$package/*" | grep '^TOTAL' | sed "s|^TOTAL |$package/ overall|"
 done
 "$PY" -m coverage html --quiet -d "$out/html" && echo "coverage: line by line in $out/html/index.html"

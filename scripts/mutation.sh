@@ -10,7 +10,7 @@ PY=${PYTHON:-.venv/bin/python}
 MUTMUT=${MUTMUT:-$(dirname "$PY")/mutmut}
 work=.cache/mutation
 rm -rf "$work" && mkdir -p "$work"
-cp -r engine bot tests pyproject.toml "$work"/
+cp -r engine bot llmauto tests pyproject.toml "$work"/
 cat >> "$work/pyproject.toml" <<'TOML'
 
 [tool.mutmut]

@@ -9,7 +9,7 @@ from tests.helpers import Cli
 
 
 def test_chain_task_adds_and_chain_tasks_lists(cli: Cli, home: Path) -> None:
-    """Guards: the ("chain", "task") and ("chain", "tasks") entries of engine/cli.py COMMANDS
+    """Guards: the ("chain", "task") and ("chain", "tasks") entries of llmauto/cli.py COMMANDS
     (broken: either removed, a KeyError ends the process with a traceback) and the empty/too long
     check of `cmd_task` (broken: `clean_task_text(text)` removed: exit 1, not 2)."""
     todo = home / "work" / "TODO.md"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
 from engine.processes import process_start_token
 from engine.store import Store
+from llmauto.cli import main
 from tests.conftest import write_chain
 from tests.helpers import Cli, gone, wait_for_lease
 

@@ -1,4 +1,4 @@
-"""The `llmauto schedule ...` commands (engine/schedule_cli.py), in process and as a real
+"""The `llmauto schedule ...` commands (llmauto/schedule_cli.py), in process and as a real
 subprocess, and the bot's /schedule taking the same zone names."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from llmauto.cli import main
 from tests.bot.conftest import Served, fake_api, served
 from tests.conftest import write_chain
 from tests.helpers import Cli

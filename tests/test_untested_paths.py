@@ -24,7 +24,7 @@ from tests.helpers import Cli, wait_for_lease
 
 
 def test_pipe_reads_its_prompt_from_a_file_or_stdin_with_the_words_first(cli: Cli, tmp_path: Path) -> None:
-    """Checked: with `prompt = " ".join(args.prompt) + "\\n\\n" + prompt` in engine/cli.py's
+    """Checked: with `prompt = " ".join(args.prompt) + "\\n\\n" + prompt` in llmauto/cli.py's
     cmd_pipe dropped, this fails (the words are lost); with `_read_prompt_file` ignoring "-", the
     stdin case fails."""
     log = tmp_path / "claude.log"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from bot.pacer import Pacer
-from bot.serve import run_serve
 from engine.settings import Settings
+from llmauto.serve import run_serve
 from tests.conftest import make_settings
 from tests.fakes.botapi import FakeBotApi, SentMessage
 

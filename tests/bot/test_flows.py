@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.pacer import Pacer
-from bot.serve import check, run_serve
 from engine.errors import ConfigError
+from llmauto.serve import check, run_serve
 from tests.bot.conftest import CHAT, GROUP, OPERATOR, STRANGER, TOKEN, VIEWER, Served, append_line
 from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi
@@ -175,7 +175,7 @@ def test_serve_refuses_to_start_without_token_or_allow_list(home: Path) -> None:
         check(make_settings(home))
     with pytest.raises(ConfigError, match="TELEGRAM_ALLOWED_USER_IDS is not set"):
         check(make_settings(home, telegram_token=TOKEN))
-    from engine.cli import main
+    from llmauto.cli import main
 
     assert main(["--home", str(home), "serve"]) == 2
 

@@ -11,9 +11,9 @@ import sqlite3
 import pytest
 
 from bot.notify import Notifier
+from bot.outbox_store import OutboxStore
 from engine import events as ev
 from engine.events import EventBus
-from engine.outbox_store import OutboxStore
 from engine.settings import Settings
 from engine.store import NewEvent, Store
 from tests.bot.conftest import CHAT

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from engine.outbox_store import NewMessage, OutboxStore
+from bot.outbox_store import NewMessage, OutboxStore
 from tests.bot.conftest import CHAT, Served
 from tests.faults.serve_rig import until
 

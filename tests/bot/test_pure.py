@@ -262,7 +262,7 @@ async def test_a_reply_that_cannot_be_sent_waits_in_the_outbox(store: Store) -> 
     from telegram import Update
 
     from bot.handlers import BotHandlers
-    from engine.outbox_store import OutboxStore
+    from bot.outbox_store import OutboxStore
 
     bot = _DownBot()
     update = Update.de_json({"update_id": 1, "message": {

@@ -13,7 +13,7 @@ import pytest
 
 from bot import replies
 from bot.app import SEND_READ_TIMEOUT_S
-from engine.outbox_store import OutboxStore
+from bot.outbox_store import OutboxStore
 from tests.bot.conftest import CHAT, GROUP, OPERATOR, TOKEN, VIEWER, Served, append_line, serving
 from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi

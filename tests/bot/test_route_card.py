@@ -10,9 +10,9 @@ from typing import Any
 
 from bot import render
 from bot.notify import Notifier
+from bot.outbox_store import OutboxStore
 from engine import events as ev
 from engine.events import Event, EventBus
-from engine.outbox_store import OutboxStore
 from engine.settings import Settings
 from engine.store import Store
 from tests.bot.conftest import CHAT, Served

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.serve import FatalBotError
-from engine.outbox_store import NewMessage
+from bot.outbox_store import NewMessage
+from llmauto.serve import FatalBotError
 from tests.bot.conftest import CHAT, OPERATOR, TOKEN, Served
 from tests.conftest import make_settings, write_chain
 from tests.fakes.botapi import FakeBotApi
@@ -76,12 +76,12 @@ async def test_recovery_ask_without_a_chat_warns_and_resumes_by_itself(
     await first.engine.start_chain("cut", origin="test")
     await fake_api.wait_for(lambda api: any("Link: w" in m.plain for m in api.messages(CHAT)))
     await first.shutdown()  # kills the link: the run is INTERRUPTED
-    caplog.set_level(logging.INFO, logger="bot.serve")
+    caplog.set_level(logging.INFO, logger="llmauto.serve")
     asking = Served(fake_api, dataclasses.replace(settings, recovery="ask", chat_id=None), home)
     await asking.start()
     try:
         assert asking.engine.is_running_here("cut")
-        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "bot.serve"]
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "llmauto.serve"]
         assert any("LLMAUTO_RECOVERY=ask needs TELEGRAM_CHAT_ID" in w and "resumed automatically" in w for w in warned)
         assert any("cut was interrupted (crash or shutdown); resumed where it was" in r.getMessage() for r in caplog.records)
     finally:

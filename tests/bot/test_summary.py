@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.outbox_store import OutboxStore
 from bot.summary import overnight_summary, summary_loop
 from engine import events as ev
 from engine.clock import ManualClock
 from engine.errors import ConfigError
-from engine.outbox_store import OutboxStore
 from engine.settings import Settings
 from engine.store import ChainState, NewEvent, Store
 

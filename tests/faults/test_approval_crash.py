@@ -2,7 +2,7 @@
 holding the request is SIGKILLed. The fake claude's stdin closes, so it fails closed (the call
 never runs); the next start finds the request still pending in the store, marks it expired (an
 `approval_decided` event the bot turns into an edit of the question), and the link runs again and
-asks anew. Checked by breaking engine.Engine._recover (no `_expire_approvals` call): the old request
+asks anew. Checked by breaking engine.leases.recover (no `expire_approvals` call): the old request
 stays pending (red)."""
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.chains import load_chain
-from engine.cli import main
 from engine.errors import BadChainName, ChainError, InvalidChain
 from engine.store import Store
+from llmauto.cli import main
 from tests.helpers import Cli
 
 OK_LINK = {"name": "w", "model": "m", "prompt": "do it"}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.outbox_store import NewMessage, OutboxStore
 from engine.engine import Engine
-from engine.outbox_store import NewMessage, OutboxStore
 from engine.settings import Settings
 from engine.store import NewEvent, Store
 from tests.conftest import make_settings, write_chain

@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for warning in settings.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         if args.command == "serve":
-            from bot.serve import serve
+            from llmauto.serve import serve
 
             return serve(settings)
         handler = COMMANDS[(args.command, getattr(args, "action", None))]
@@ -161,7 +161,7 @@ async def _with_engine(settings: Settings, body: Callable[[Engine], Coroutine[An
 
 
 async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
-    from engine.textview import status_line
+    from llmauto.textview import status_line
 
     async def body(engine: Engine) -> int:
         views = await engine.views()
@@ -177,14 +177,14 @@ async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     if args.name is None:
         return await cmd_list(settings, args)
-    from engine.textview import status_detail
+    from llmauto.textview import status_detail
 
     async def body(engine: Engine) -> int:
         from engine.schedule_book import next_fire_for_chain
 
         view = await engine.view(args.name)
         print(status_detail(view, await next_fire_for_chain(engine.store, args.name, settings)))
-        from engine.textview import approval_lines
+        from llmauto.textview import approval_lines
 
         for line in approval_lines(await engine.pending_approvals(args.name)):
             print(line)
@@ -195,10 +195,10 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
     if args.bg:
-        from engine.background import start_detached
+        from llmauto.background import start_detached
 
         return await start_detached(settings, args.name)
-    from engine.foreground import run_foreground
+    from llmauto.foreground import run_foreground
 
     return await run_foreground(settings, args.name)
 
@@ -298,7 +298,7 @@ async def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
-    from engine.textview import log_lines
+    from llmauto.textview import log_lines
 
     async def body(engine: Engine) -> int:
         print(log_lines(await engine.log(args.name, max(1, args.n))))
@@ -331,7 +331,7 @@ async def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     chain = load_chain(settings.home, args.name_or_file, allow_file=True, settings=settings)
     for warning in chain.warnings:
         print(f"warning: {warning}")
-    from engine.textview import chain_summary
+    from llmauto.textview import chain_summary
 
     print(chain_summary(chain, is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
                         sandbox=settings.environ.get("IS_SANDBOX") == "1"))
@@ -339,7 +339,7 @@ async def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_pipe(settings: Settings, args: argparse.Namespace) -> int:
-    from engine.pipe import pipe
+    from llmauto.pipe import pipe
 
     if args.file:
         prompt = _read_prompt_file(args.file)
@@ -377,7 +377,7 @@ def _user() -> str:
 
 def _schedule(action: str) -> Handler:
     async def handler(settings: Settings, args: argparse.Namespace) -> int:
-        from engine import schedule_cli
+        from llmauto import schedule_cli
 
         return await schedule_cli.cli(settings, action, args)
 

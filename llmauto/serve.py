@@ -30,6 +30,7 @@ from bot.auth import Access
 from bot.handlers import BotHandlers
 from bot.notify import CARD_REFRESH_S, Notifier
 from bot.outbox import CARD_INTERVAL_S, OutboxSender
+from bot.outbox_store import NewMessage, OutboxStore
 from bot.pacer import Pacer
 from bot.poller import Poller
 from bot.summary import summary_loop
@@ -37,7 +38,6 @@ from engine.clock import RealSleeper
 from engine.engine import Engine
 from engine.errors import ConfigError, LlmautoError
 from engine.exposure import agent_workdirs, env_file_exposure
-from engine.outbox_store import NewMessage, OutboxStore
 from engine.redact import Redactor
 from engine.schedule_book import ScheduleBook
 from engine.settings import Settings

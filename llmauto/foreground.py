@@ -17,7 +17,7 @@ from engine.engine import Engine
 from engine.errors import LlmautoError
 from engine.settings import Settings
 from engine.store import Store
-from engine.textview import event_line, progress_line
+from llmauto.textview import event_line, progress_line
 
 PROGRESS_EVERY_S = 5.0  # when stdout is not a terminal
 

@@ -1,0 +1,5 @@
+"""`python -m llmauto` is the `llmauto` command."""
+
+from llmauto.cli import main
+
+raise SystemExit(main())
