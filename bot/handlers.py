@@ -61,7 +61,7 @@ MAX_ANSWER_CHARS = 4000
 Ctx = ContextTypes.DEFAULT_TYPE
 
 
-class BotHandlers(ButtonPresses):
+class BotHandlers:
     def __init__(self, engine: Engine, book: ScheduleBook, outbox: OutboxStore, pacer: Pacer, access: Access,
                  refresh_schedules: Callable[[], Awaitable[None]], wake: asyncio.Event | None = None, *,
                  redact: Redactor) -> None:
@@ -73,13 +73,14 @@ class BotHandlers(ButtonPresses):
         self.access = access
         self.refresh_schedules = refresh_schedules
         self.replies = Replies(outbox, pacer, wake or asyncio.Event(), redact=redact)
+        self.presses = ButtonPresses(self)
         self._refused: dict[tuple[int | None, int | None], float] = {}
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         for name, _ in COMMANDS:
             app.add_handler(CommandHandler(name, self._command(name)))
         app.add_handler(CommandHandler("start", self._command("help")))
-        app.add_handler(CallbackQueryHandler(self.on_button))
+        app.add_handler(CallbackQueryHandler(self.presses.on_button))
         app.add_handler(MessageHandler(filters.REPLY & filters.TEXT & ~filters.COMMAND, self.on_reply))
         app.add_handler(MessageHandler(filters.COMMAND, self.on_unknown_command))  # after every known one
 

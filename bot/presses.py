@@ -6,6 +6,7 @@ waiting for approval, that it still waits); one-shot keyboards are removed once 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from telegram import Update
 from telegram.error import BadRequest, NetworkError
@@ -15,13 +16,19 @@ from bot import callbacks as cb
 from bot import render
 from engine.errors import LlmautoError
 
+if TYPE_CHECKING:
+    from bot.handlers import BotHandlers
+
 log = logging.getLogger("bot.handlers")
 Ctx = ContextTypes.DEFAULT_TYPE
 
 
 class ButtonPresses:
-    """The press handlers of BotHandlers; they use its answers (`reply`), checks (`_allowed`,
-    `_errors`), engine and commands."""
+    """The press handlers of a BotHandlers `h`: they answer, check and act through it (its
+    `reply`, `_allowed`, `_errors`, engine and commands)."""
+
+    def __init__(self, handlers: BotHandlers) -> None:
+        self.h = handlers
 
     async def on_button(self, update: Update, context: Ctx) -> None:
         """A button press: only on a message this bot sent to that chat, only by someone allowed,
@@ -38,15 +45,15 @@ class ButtonPresses:
         chat, message = update.effective_chat, query.message
         sent = None
         if chat is not None and message is not None and message.chat.id == chat.id:
-            sent = await self.replies.sent(chat.id, message.message_id, from_bot=True)
+            sent = await self.h.replies.sent(chat.id, message.message_id, from_bot=True)
         if sent is None:
             log.warning("button %r from user %s on message %s, which this bot did not send to chat %s: ignored",
                         query.data, user_id, message.message_id if message else None, chat.id if chat else None)
             await query.answer()
             return
-        if not await self._allowed(update, cb.ACTIONS[press.kind]):
+        if not await self.h._allowed(update, cb.ACTIONS[press.kind]):
             return
-        async with self._errors(update):
+        async with self.h._errors(update):
             stale, chain = await self._check_press(press)
             await query.answer(stale or None)
             if stale is None:
@@ -56,7 +63,7 @@ class ButtonPresses:
 
     async def _check_press(self, press: cb.Press) -> tuple[str | None, str | None]:
         """(why the press no longer applies or None, the chain it concerns)."""
-        store = self.engine.store
+        store = self.h.engine.store
         chain = press.chain
         if press.kind in ("stop", "stopnow"):
             assert press.run_id is not None
@@ -87,17 +94,17 @@ class ButtonPresses:
             return
         assert chain is not None
         if kind == "start":
-            await self._start(update, chain)
+            await self.h._start(update, chain)
         elif kind == "stop":
-            await self._ask_reason(update, chain)
+            await self.h._ask_reason(update, chain)
         elif kind == "stopnow":
-            await self._stop(update, chain, f"stopped now from Telegram by {self._who(update)}", now=True)
+            await self.h._stop(update, chain, f"stopped now from Telegram by {self.h._who(update)}", now=True)
         elif kind == "hand":
-            await self.cmd_handoff(update, [chain])
+            await self.h.cmd_handoff(update, [chain])
         elif kind == "stat":
-            await self.cmd_status(update, [chain])
+            await self.h.cmd_status(update, [chain])
         elif kind == "reset!":
-            await self.reply(update, "🔄 " + render.esc(await self.engine.reset_chain(chain)), chain=chain)
+            await self.h.reply(update, "🔄 " + render.esc(await self.h.engine.reset_chain(chain)), chain=chain)
         elif kind in cb.APPROVAL_KINDS:
             await self._approval_press(update, press, chain)
 
@@ -106,18 +113,18 @@ class ButtonPresses:
         or ask for the reason to deny with (a reply to that prompt denies)."""
         aid = press.approval_id
         assert aid is not None
-        who = self._who(update)
+        who = self.h._who(update)
         if press.kind == "dnyw":
-            await self.reply(update, f"Why deny request #{aid} of <b>{render.esc(chain)}</b>? Reply to this message "
+            await self.h.reply(update, f"Why deny request #{aid} of <b>{render.esc(chain)}</b>? Reply to this message "
                                      "with the reason: the agent reads it.", chain=chain, kind=f"deny:{aid}",
                              force_reply=True)
             return
         try:
-            await self.engine.decide_approval(chain, aid, approve=press.kind != "dny", by=who,
+            await self.h.engine.decide_approval(chain, aid, approve=press.kind != "dny", by=who,
                                               message=f"Denied by {who} from Telegram." if press.kind == "dny" else None,
                                               always=press.kind == "alw")
         except LlmautoError as exc:
-            await self.reply(update, "⌛ " + render.esc(exc), chain=chain)
+            await self.h.reply(update, "⌛ " + render.esc(exc), chain=chain)
 
     async def _drop_keyboard(self, update: Update) -> None:
         """The message's buttons have done their job (or no longer apply): remove them."""
@@ -134,10 +141,10 @@ class ButtonPresses:
 
     async def _schedule_button(self, update: Update, kind: str, sid: int) -> None:
         if kind == "sdel":
-            removed = await self.book.remove(sid)
+            removed = await self.h.book.remove(sid)
             text = f"🗑 Removed schedule #{removed.id} of <b>{render.esc(removed.chain)}</b>."
         else:
-            s = await self.book.set_enabled(sid, kind == "sresume")
+            s = await self.h.book.set_enabled(sid, kind == "sresume")
             text = f"Schedule #{s.id} of <b>{render.esc(s.chain)}</b> {'resumed' if s.enabled else 'paused'}."
-        await self.refresh_schedules()
-        await self.reply(update, text)
+        await self.h.refresh_schedules()
+        await self.h.reply(update, text)

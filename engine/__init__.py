@@ -12,6 +12,7 @@ Layout (one concept a module; the left column is every module of the package):
   redact         secrets out of everything kept or sent: one Redactor
  chain definitions
   chains         chain definitions: frozen types, load, apply defaults, validate
+  describe       how validation messages name a value a person wrote
   routing        verdict routing: where the marble goes after a link that passes judgement
   approvals      approval rules, pure: which tool calls run, are refused, or wait for a person
   tasks          task lists, pure: pool definitions, the task model, parsing a pool's text
