@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine import events as ev
 from engine.approvals import RunRules, Verdict, always_rule, describe
 from engine.chains import LinkDef
+from engine.event_types import ApprovalDecided, ApprovalRequested
 from engine.events import Event
 from engine.prompts import format_duration
 from engine.runner import PermissionHandler
@@ -101,12 +101,12 @@ class ApprovalDesk:
         suggestions = request.get("permission_suggestions")
 
         def requested(approval_id: int) -> NewEvent:
-            return NewEvent(ev.APPROVAL_REQUESTED, {
-                "id": approval_id, "link": link.name, "round": round_no, "tool": tool,
-                "command": describe(tool, tool_input)[:3000], "reason": (reason or "")[:500],
-                "timeout_s": rules.timeout_s, "on_timeout": rules.on_timeout,
-                "always": bool(always_rule(tool, tool_input, suggestions)),
-            })
+            return ApprovalRequested(
+                id=approval_id, link=link.name, round=round_no, tool=tool,
+                command=describe(tool, tool_input)[:3000], reason=(reason or "")[:500],
+                timeout_s=rules.timeout_s, on_timeout=rules.on_timeout,
+                always=bool(always_rule(tool, tool_input, suggestions)),
+            ).new()
 
         approval_id, events = await self.store.add_approval(
             run_id=self.run_id, chain=self.chain, link_run_id=link_run_id, round_no=round_no, link=link.name,
@@ -125,10 +125,10 @@ class ApprovalDesk:
                     self.files.write_status("RUNNING")
         decided = await self.store.decide_approval(
             approval_id, status=status, by=decision.by, message=decision.message,
-            evs=[NewEvent(ev.APPROVAL_DECIDED, {
-                "id": approval_id, "link": link.name, "tool": tool, "status": status, "by": decision.by,
-                "message": (decision.message or "")[:500], "always": decision.always,
-            })],
+            evs=[ApprovalDecided(
+                id=approval_id, link=link.name, tool=tool, status=status, by=decision.by,
+                message=(decision.message or "")[:500], always=decision.always,
+            ).new()],
         )
         if decided is not None:
             self.publish(decided)
@@ -166,7 +166,7 @@ class ApprovalDesk:
         for row in await self.store.run_approvals(self.run_id):
             if row.status == "pending":
                 events = await self.store.decide_approval(row.id, status="expired", by="llmauto", message=why, evs=[
-                    NewEvent(ev.APPROVAL_DECIDED, {"id": row.id, "link": row.link, "tool": row.tool,
-                                                   "status": "expired", "by": "llmauto", "message": why})])
+                    ApprovalDecided(id=row.id, link=row.link, tool=row.tool, status="expired", by="llmauto",
+                                    message=why).new()])
                 if events:
                     self.publish(events)

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine import event_types as et
 from engine import events as ev
 from engine import handoff as hp
 from engine import hops, policy, routing, taskpool
@@ -164,6 +165,9 @@ class MarbleRun:
     async def _emit(self, event_kind: str, **data: Any) -> None:
         self._publish(await self.d.store.add_events(self.chain.name, self.run_id, [NewEvent(event_kind, data)]))
 
+    async def _store(self, event: et.StoredEvent) -> None:
+        self._publish(await self.d.store.add_events(self.chain.name, self.run_id, [event.new()]))
+
     def _counters(self, st: ChainState) -> policy.RunCounters:
         return policy.RunCounters(
             rounds_counted=st.rounds_counted, at_round_start=st.next_link == 0, run_started=self.run_started,
@@ -184,13 +188,13 @@ class MarbleRun:
         self.run_id, events = await self.d.store.begin_run(
             self.chain.name, origin=self.origin, chat_id=self.chat_id, requested_by=self.requested_by,
             owner=self.owner, state=state,
-            evs=[NewEvent(ev.RUN_STARTED, {
-                "round": state.round, "link": self.chain.links[state.next_link].name, "origin": self.origin,
-                "chat_id": self.chat_id, "by": self.requested_by, "resumed": resumed,
-                "links": len(self.chain.links), "max_rounds": self.chain.max_rounds,
-                "path": state.round_path if any(lk.routes for lk in self.chain.links) else "",  # the card's path
-                "permissions": [{"link": link.name, "permissions": link.permissions()} for link in self.chain.links],
-            })],
+            evs=[et.RunStarted(
+                round=state.round, link=self.chain.links[state.next_link].name, origin=self.origin,
+                chat_id=self.chat_id, by=self.requested_by, resumed=resumed,
+                links=len(self.chain.links), max_rounds=self.chain.max_rounds,
+                path=state.round_path if any(lk.routes for lk in self.chain.links) else "",  # the card's path
+                permissions=tuple(et.LinkPermissions(link=link.name, permissions=link.permissions()) for link in self.chain.links),
+            ).new()],
         )
         state = self._state = replace(state, last_run_id=self.run_id, status="RUNNING", stop_reason=None)
         self.desk.run_id = self.run_id
@@ -239,11 +243,11 @@ class MarbleRun:
             self.files.remove_stop_file()  # it stopped this run; the next start must not stop at once
         except OSError as exc:
             log.error("cannot write the state files of %s: %s", self.chain.name, exc)
-        finished = NewEvent(ev.RUN_FINISHED, {
-            "status": stop.status, "run_status": status, "reason": stop.reason, "by": self.control.stop_by,
-            "cost_usd": round(self.cost, 6), "round": state.round, "rounds_counted": state.rounds_counted,
-            "chat_id": self.chat_id, "origin": self.origin,
-        })
+        finished = et.RunFinished(
+            status=stop.status, run_status=status, reason=stop.reason, by=self.control.stop_by,
+            cost_usd=round(self.cost, 6), round=state.round, rounds_counted=state.rounds_counted,
+            chat_id=self.chat_id, origin=self.origin,
+        ).new()
         events = await self._with_retries(
             "record the end of the run", lambda: self.d.store.finish_run(self.run_id, state, status=status, reason=stop.reason, evs=[finished]),
         )
@@ -353,11 +357,11 @@ class MarbleRun:
                 await self.d.store.set_link_status(self.live.link_run_id, "interrupted")
             if before.text is not None:
                 self.files.write_handoff(before.text)
-            await self._emit(ev.LINK_FINISHED, link=link.name, role=link.role, round=state.round,
-                             error_class=result.error_class.value, error=result.error_message[:500],
-                             duration_s=round(result.duration_s, 3), cost_usd=round(result.cost_usd, 6),
-                             attempts=attempts, notify=False, rerun=True, command=link.is_command,
-                             run_cost_usd=round(self.cost, 6), headline="", blocked=False)
+            await self._store(et.LinkFinished(link=link.name, role=link.role, round=state.round,
+                              error_class=result.error_class.value, error=result.error_message[:500],
+                              duration_s=round(result.duration_s, 3), cost_usd=round(result.cost_usd, 6),
+                              attempts=attempts, notify=False, rerun=True, command=link.is_command,
+                              run_cost_usd=round(self.cost, 6), headline="", blocked=False))
             return state, stop
         state, after_stop = await self._after_link(state, link, result, before.text, attempts=attempts)
         return state, stop or after_stop
@@ -430,11 +434,11 @@ class MarbleRun:
             if decision.warning:
                 await self._emit(ev.WARNING, message=decision.warning, link=link.name)
             if decision.alert == "auth":
-                await self._emit(ev.BLOCKED, link=link.name, round=state.round, kind="auth",
-                                 question=f"claude cannot authenticate: {result.error_message}")
+                await self._store(et.Blocked(link=link.name, round=state.round, kind="auth",
+                                             question=f"claude cannot authenticate: {result.error_message}"))
             elif decision.alert == "stalled":
-                await self._emit(ev.BLOCKED, link=link.name, round=state.round, kind="stalled",
-                                 question=f"{link.name} stalled twice (no output for {link.stall_s:g} s)")
+                await self._store(et.Blocked(link=link.name, round=state.round, kind="stalled",
+                                             question=f"{link.name} stalled twice (no output for {link.stall_s:g} s)"))
             if decision.then is policy.Then.RESUME_FRESH:
                 await self.d.store.set_session(self.chain.name, link.name, None, str(self._workdir()))
             elif decision.then is policy.Then.WAIT_LIMIT:
@@ -529,36 +533,36 @@ class MarbleRun:
             if word == "BLOCKED":
                 self.files.write_status("RUNNING")  # seen and alerted; the next round starts clear
             if blocked:
-                new_events.append(NewEvent(ev.BLOCKED, {
-                    "link": link.name, "round": state.round, "kind": "agent",
-                    "question": (hp.question(after_text or "") or hp.headline(after_text or "", 4, 500, redact=self.d.store.redact)),
-                    "policy": self.chain.on_blocked,
-                }))
+                new_events.append(et.Blocked(
+                    link=link.name, round=state.round, kind="agent",
+                    question=(hp.question(after_text or "") or hp.headline(after_text or "", 4, 500, redact=self.d.store.redact)),
+                    policy=self.chain.on_blocked,
+                ).new())
             elif link.routes and not failed:
                 hop = hops.hop_after(self.chain, state.next_link, link, state, before, after_text)
                 if hop.routed:
-                    new_events.append(NewEvent(ev.ROUTED, hops.routed_event(hop, link.name, state.round)))
+                    new_events.append(hops.routed_event(hop, link.name, state.round).new())
                 if hop.kind is routing.HopKind.BLOCKED:
                     blocked = True
-                    new_events.append(NewEvent(ev.BLOCKED, {
-                        "link": link.name, "round": state.round, "kind": "bounces" if hop.guard else "routed",
-                        "question": hop.reason, "policy": self.chain.on_blocked,
-                    }))
+                    new_events.append(et.Blocked(
+                        link=link.name, round=state.round, kind="bounces" if hop.guard else "routed",
+                        question=hop.reason, policy=self.chain.on_blocked,
+                    ).new())
             self.links_run += 1
-            new_events.append(NewEvent(ev.LINK_FINISHED, {
-                "link": link.name, "role": link.role, "model": result.model or link.model, "round": state.round,
-                "error_class": result.error_class.value, "error": self.d.store.redact(result.error_message)[:500],
-                "duration_s": round(result.duration_s, 3), "cost_usd": round(result.cost_usd, 6),
-                "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "turns": result.turns,
-                "attempts": attempts,
-                "headline": hp.headline(after_text, redact=self.d.store.redact) if after_text else "",
-                "notify": self._notify(link),
-                "permission_denials": list(result.permission_denials)[:10], "run_cost_usd": round(self.cost, 6),
-                "refused": len(result.refusals), "refusals": refusal_summary(result.refusals) if result.refusals else "",
-                "tool_calls": result.tool_calls,
-                "blocked": blocked, "command": link.is_command,
-                "hop": hop.note if hop is not None and hop.routed else "", "verdict": hop.verdict if hop else None,
-            }))
+            new_events.append(et.LinkFinished(
+                link=link.name, role=link.role, model=result.model or link.model, round=state.round,
+                error_class=result.error_class.value, error=self.d.store.redact(result.error_message)[:500],
+                duration_s=round(result.duration_s, 3), cost_usd=round(result.cost_usd, 6),
+                input_tokens=result.input_tokens, output_tokens=result.output_tokens, turns=result.turns,
+                attempts=attempts,
+                headline=hp.headline(after_text, redact=self.d.store.redact) if after_text else "",
+                notify=self._notify(link),
+                permission_denials=tuple(result.permission_denials)[:10], run_cost_usd=round(self.cost, 6),
+                refused=len(result.refusals), refusals=refusal_summary(result.refusals) if result.refusals else "",
+                tool_calls=result.tool_calls,
+                blocked=blocked, command=link.is_command,
+                hop=hop.note if hop is not None and hop.routed else "", verdict=hop.verdict if hop else None,
+            ).new())
             if self.chain.mode == "deadend" and (failed or blocked):
                 stop = policy.Stop("FAILED" if failed else "BLOCKED", f"dead end at {link.name}: {result.error_message or 'BLOCKED'}")
         else:
@@ -602,7 +606,7 @@ class MarbleRun:
         act. The chat gets a BLOCKED-style alert naming the tool and the field to change, once per
         link and run."""
         for refusal in result.refusals[:MAX_REFUSAL_EVENTS]:
-            out.append(NewEvent(ev.TOOL_REFUSED, {"link": link.name, "round": state.round, **refusal.to_json()}))
+            out.append(et.ToolRefused(link=link.name, round=state.round, **refusal.to_json()).new())
         if changed or not result.ok:
             return result
         told = refusal_summary(result.refusals)
@@ -613,12 +617,12 @@ class MarbleRun:
         message = f"claude was refused {told}; the handoff did not change"
         if link.name not in self._denied_alerted:
             self._denied_alerted.add(link.name)
-            out.append(NewEvent(ev.BLOCKED, {
-                "link": link.name, "round": state.round, "kind": "denied", "policy": "continue",
-                "tools": sorted({r.tool for r in result.refusals}), "field": field,
-                "question": (f"{link.name} could not act: claude was refused {told}. It may use: {allowed} "
-                             f"({link.permission_mode or 'default'} mode). To let it, add the tool to {where}."),
-            }))
+            out.append(et.Blocked(
+                link=link.name, round=state.round, kind="denied", policy="continue",
+                tools=tuple(sorted({r.tool for r in result.refusals})), field=field,
+                question=(f"{link.name} could not act: claude was refused {told}. It may use: {allowed} "
+                          f"({link.permission_mode or 'default'} mode). To let it, add the tool to {where}."),
+            ).new())
         return replace(result, error_class=ErrorClass.DENIED, error_message=message)
 
     def _end_round(self, state: ChainState, handoff_text: str | None) -> tuple[ChainState, list[NewEvent]]:
