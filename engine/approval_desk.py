@@ -27,6 +27,7 @@ from engine.prompts import format_duration
 from engine.runner import PermissionHandler
 from engine.settings import split_tools
 from engine.statefiles import ChainFiles
+from engine.states import ChainStatus
 from engine.store import NewEvent, Store
 
 STATUS = {True: "approved", False: "denied"}
@@ -114,7 +115,7 @@ class ApprovalDesk:
         )
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._pending[approval_id] = future
-        self.files.write_status("WAITING")
+        self.files.write_status(ChainStatus.WAITING)
         self.publish(events)
         try:
             decision, status = await self._wait(future, rules.timeout_s, rules.on_timeout)
@@ -122,7 +123,7 @@ class ApprovalDesk:
             self._pending.pop(approval_id, None)
             if not self._pending:
                 with contextlib.suppress(OSError):
-                    self.files.write_status("RUNNING")
+                    self.files.write_status(ChainStatus.RUNNING)
         decided = await self.store.decide_approval(
             approval_id, status=status, by=decision.by, message=decision.message,
             evs=[ApprovalDecided(

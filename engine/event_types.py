@@ -22,7 +22,6 @@ from typing import Any, ClassVar, Self
 from engine import events as ev
 from engine.store import NewEvent
 
-
 _HINTS: dict[type, dict[str, Any]] = {}
 
 

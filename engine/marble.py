@@ -36,6 +36,7 @@ from engine.prompts import build_prompt, format_duration
 from engine.runner import AgentRunner
 from engine.settings import Settings
 from engine.statefiles import STATUS_WORDS, ChainFiles
+from engine.states import AGENT_STOPS, ChainStatus, RunStatus
 from engine.store import ChainState, NewEvent, Store
 from engine.stream import ErrorClass, LinkResult
 from engine.tasks import PoolError, PoolRead, Task, TaskState
@@ -196,13 +197,13 @@ class MarbleRun:
                 permissions=tuple(et.LinkPermissions(link=link.name, permissions=link.permissions()) for link in self.chain.links),
             ).new()],
         )
-        state = self._state = replace(state, last_run_id=self.run_id, status="RUNNING", stop_reason=None)
+        state = self._state = replace(state, last_run_id=self.run_id, status=ChainStatus.RUNNING, stop_reason=None)
         self.desk.run_id = self.run_id
         self.ready.set()
         self._publish(events)
         if current.text is not None:
             await self.d.store.save_handoff(self.chain.name, self.run_id, None, state.round, "(start)", current.text)
-        self.files.write_status("RUNNING")
+        self.files.write_status(ChainStatus.RUNNING)
         self.files.write_start_time(self.run_started.isoformat(timespec="seconds"))
         self._write_round(state)
         for warning in self.chain.warnings:
@@ -210,17 +211,17 @@ class MarbleRun:
         try:
             stop, state = await self._loop(state)
         except _ShutDown:
-            stop, status = policy.Stop("STOPPED", "llmauto shut down; the chain resumes on the next start"), "INTERRUPTED"
+            stop, status = policy.Stop(ChainStatus.STOPPED, "llmauto shut down; the chain resumes on the next start"), RunStatus.INTERRUPTED
             return await self._finish(self._latest(state), stop, run_status=status)
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish(self._latest(state), policy.Stop("STOPPED", "cancelled"), run_status="INTERRUPTED"))
+            await asyncio.shield(self._finish(self._latest(state), policy.Stop(ChainStatus.STOPPED, "cancelled"), run_status=RunStatus.INTERRUPTED))
             raise
         except StoreError as exc:
             log.error("chain %s failed: %s", self.chain.name, exc)
-            return await self._finish(self._latest(state), policy.Stop("FAILED", f"engine error: {exc}"))
+            return await self._finish(self._latest(state), policy.Stop(ChainStatus.FAILED, f"engine error: {exc}"))
         except Exception as exc:
             log.exception("chain %s failed", self.chain.name)
-            return await self._finish(self._latest(state), policy.Stop("FAILED", f"engine error: {exc}"))
+            return await self._finish(self._latest(state), policy.Stop(ChainStatus.FAILED, f"engine error: {exc}"))
         return await self._finish(state, stop)
 
     def _write_round(self, state: ChainState) -> None:
@@ -255,10 +256,10 @@ class MarbleRun:
             # The store refused every try (still locked, disk still full): the run row stays RUNNING
             # with a lease whose owner is about to be gone, so the next start finds it interrupted
             # and resumes it from the counters committed after its last link.
-            return RunOutcome(self.run_id, "INTERRUPTED", f"{stop.reason} (the end of the run could not be recorded)")
-        if run_status == "INTERRUPTED":
+            return RunOutcome(self.run_id, RunStatus.INTERRUPTED, f"{stop.reason} (the end of the run could not be recorded)")
+        if run_status == RunStatus.INTERRUPTED:
             await self._with_retries("record the chain as stopped", lambda: self.d.store.put_chain_state(
-                replace(state, status="STOPPED", stop_reason=stop.reason)))
+                replace(state, status=ChainStatus.STOPPED, stop_reason=stop.reason)))
         self._publish(events)
         return RunOutcome(self.run_id, status, stop.reason)
 
@@ -281,10 +282,10 @@ class MarbleRun:
             if self.control.shutdown:
                 raise _ShutDown
             if self.control.stop_requested:
-                return policy.Stop("STOPPED", self.control.stop_reason or "stopped"), state
+                return policy.Stop(ChainStatus.STOPPED, self.control.stop_reason or "stopped"), state
             stop_file = self.files.stop_reason()
             if stop_file is not None:
-                return policy.Stop("STOPPED", f"STOP file: {stop_file}"), state
+                return policy.Stop(ChainStatus.STOPPED, f"STOP file: {stop_file}"), state
             state = self._state = await self._apply_answers(state)
             agent_status = self._agent_status()
             stop = policy.stop_before_link(self.chain, self._counters(state), self.d.clock.now(), agent_status=agent_status)
@@ -305,14 +306,14 @@ class MarbleRun:
 
     def _agent_status(self) -> str | None:
         word = self.files.read_status()
-        return word if word in ("ALL_DONE", "STOPPED") else None
+        return word if word in AGENT_STOPS else None
 
     async def _pause(self) -> None:
-        self.files.write_status("PAUSED")
+        self.files.write_status(ChainStatus.PAUSED)
         await self._emit(ev.PAUSED, by=self.control.stop_by)
         while self.control.paused and not self.control.stop_requested and not self.control.shutdown:
             await self.control.wait_changed()
-        self.files.write_status("RUNNING")
+        self.files.write_status(ChainStatus.RUNNING)
         if not self.control.paused:
             await self._emit(ev.RESUMED)
 
@@ -324,8 +325,8 @@ class MarbleRun:
             when = self.d.clock.now().astimezone(self.tz).isoformat(timespec="minutes")
             updated = hp.operator_note(current, text, who, when)
             self.files.write_handoff(updated)
-            if self.files.read_status() == "BLOCKED":
-                self.files.write_status("RUNNING")
+            if self.files.read_status() == ChainStatus.BLOCKED:
+                self.files.write_status(ChainStatus.RUNNING)
             await self.d.store.save_handoff(self.chain.name, self.run_id, None, state.round, "(operator)", updated)
             await self._emit(ev.OPERATOR_NOTE, by=who, text=text[:2000], round=state.round)
             state = replace(state, consecutive_blocks=0)
@@ -469,9 +470,9 @@ class MarbleRun:
             resets_at_epoch=result.resets_at_epoch, default_tz=tz,
         )
         seconds = (until - now).total_seconds()
-        self.files.write_status("WAITING")
+        self.files.write_status(ChainStatus.WAITING)
         events = await self.d.store.put_chain_state(
-            replace(await self.d.store.chain_state(self.chain.name), status="WAITING"),
+            replace(await self.d.store.chain_state(self.chain.name), status=ChainStatus.WAITING),
             [NewEvent(ev.WAITING_LIMIT, {
                 "link": link.name, "until": until.isoformat(timespec="seconds"), "seconds": round(seconds),
                 "reset_known": known, "message": result.error_message[:300], "attempt": attempt + 1,
@@ -487,7 +488,7 @@ class MarbleRun:
             if not woke or self.control.stop_requested or self.control.shutdown:
                 break
             remaining = deadline - self.d.clock.monotonic()
-        self.files.write_status("RUNNING")
+        self.files.write_status(ChainStatus.RUNNING)
 
     # ---- after a link --------------------------------------------------------------------
     async def _after_link(
@@ -522,16 +523,16 @@ class MarbleRun:
                 new_events.append(NewEvent(ev.HANDOFF_PROBLEM, {
                     "link": link.name, "problem": f"status.txt has an unknown word {word[:40]!r}", "restored": True,
                 }))
-                self.files.write_status("RUNNING")
-                word = "RUNNING"
+                self.files.write_status(ChainStatus.RUNNING)
+                word = ChainStatus.RUNNING
             changed = after_text != before
             if result.refusals:
-                result = self._judge_refusals(state, link, result, changed=changed or word in ("ALL_DONE", "STOPPED"),
+                result = self._judge_refusals(state, link, result, changed=changed or word in AGENT_STOPS,
                                               out=new_events)
                 failed = not result.ok
-            blocked = word == "BLOCKED" or (changed and after_text is not None and hp.is_blocked(after_text))
-            if word == "BLOCKED":
-                self.files.write_status("RUNNING")  # seen and alerted; the next round starts clear
+            blocked = word == ChainStatus.BLOCKED or (changed and after_text is not None and hp.is_blocked(after_text))
+            if word == ChainStatus.BLOCKED:
+                self.files.write_status(ChainStatus.RUNNING)  # seen and alerted; the next round starts clear
             if blocked:
                 new_events.append(et.Blocked(
                     link=link.name, round=state.round, kind="agent",
@@ -564,12 +565,12 @@ class MarbleRun:
                 hop=hop.note if hop is not None and hop.routed else "", verdict=hop.verdict if hop else None,
             ).new())
             if self.chain.mode == "deadend" and (failed or blocked):
-                stop = policy.Stop("FAILED" if failed else "BLOCKED", f"dead end at {link.name}: {result.error_message or 'BLOCKED'}")
+                stop = policy.Stop(ChainStatus.FAILED if failed else ChainStatus.BLOCKED, f"dead end at {link.name}: {result.error_message or 'BLOCKED'}")
         else:
             new_events.append(NewEvent(ev.LINK_SKIPPED, {"link": link.name, "round": state.round, "assigned": skipped_for}))
 
         state = replace(
-            state, status="RUNNING",
+            state, status=ChainStatus.RUNNING,
             round_ran=state.round_ran + (1 if ran else 0), round_failed=state.round_failed + (1 if failed else 0),
             round_blocked=state.round_blocked or (1 if blocked else 0),
             round_path=hops.path_after(state.round_path, link.name) if ran else state.round_path,
@@ -657,9 +658,9 @@ class MarbleRun:
             if nxt < len(self.chain.links):
                 return state, None
         elif hop.kind is routing.HopKind.STOP:
-            stop = policy.Stop("STOPPED", hop.note)
+            stop = policy.Stop(ChainStatus.STOPPED, hop.note)
         elif hop.kind is routing.HopKind.BLOCKED and self.chain.task_pool is None and self.chain.on_blocked != "wait":
-            stop = policy.Stop("BLOCKED", hop.reason)
+            stop = policy.Stop(ChainStatus.BLOCKED, hop.reason)
         if self.chain.task_pool is not None and state.task_id:
             outcome = hops.task_outcome(self.chain, link, hop, blocked=bool(state.round_blocked) or blocked, failed=failed)
             state = replace(state, task_outcome=outcome.value if outcome else "")
@@ -683,13 +684,13 @@ class MarbleRun:
         try:
             read = self._pool_read()
         except PoolError as exc:
-            return state, policy.Stop("FAILED", f"task pool: {exc}")
+            return state, policy.Stop(ChainStatus.FAILED, f"task pool: {exc}")
         task = None
         if not fresh_round and state.task_id:  # resumed mid-round: the same task
             task = next((t for t in read.tasks if t.id == state.task_id), None)
         task = task or next((t for t in read.open), None)
         if task is None:
-            return state, policy.Stop("ALL_DONE", "task list done")
+            return state, policy.Stop(ChainStatus.ALL_DONE, "task list done")
         self._task = (task, read)
         if task.id != state.task_id or fresh_round:
             state = replace(state, task_id=task.id)
@@ -722,7 +723,7 @@ class MarbleRun:
 
     async def _wait_for_answer(self, link: LinkDef) -> policy.Stop | None:
         """on_blocked = wait: hold the chain until a person answers, stops it, or time runs out."""
-        self.files.write_status("BLOCKED")
+        self.files.write_status(ChainStatus.BLOCKED)
         deadline = self.d.clock.monotonic() + self.chain.blocked_wait_s
         while not self.control.answers:
             if self.control.stop_requested or self.control.shutdown:
@@ -734,6 +735,6 @@ class MarbleRun:
                 break
             self.control.changed.clear()
             await self.d.sleeper.sleep(left, self.control.changed)
-        self.files.write_status("RUNNING")
+        self.files.write_status(ChainStatus.RUNNING)
         return None
 
