@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
 from engine import events as ev
+from engine.permissions import Refusal
 from engine.store import NewEvent
 
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -242,6 +243,9 @@ class ToolRefused(StoredEvent):
     target: str | None = None
     message: str = ""
 
+    def refusal(self) -> Refusal:
+        return Refusal(tool=self.tool or "?", target=self.target or None, message=self.message)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ApprovalRequested(StoredEvent):
@@ -270,5 +274,3 @@ class ApprovalDecided(StoredEvent):
     always: bool | None = None  # absent on an expired request
 
 
-def refusals_of(events: Sequence[ev.Event]) -> list[ToolRefused]:
-    return [ToolRefused.from_data(e.data) for e in events if e.kind == ev.TOOL_REFUSED]
