@@ -21,6 +21,7 @@ from bot import callbacks as cb
 from bot import render
 from bot.outbox_store import NewMessage, OutboxStore
 from bot.report import build_report
+from engine import event_types as et
 from engine import events as ev
 from engine.events import Event, EventBus
 from engine.hops import PATH_SEP
@@ -149,8 +150,9 @@ class Notifier:
         state = runs.setdefault(event.run_id, {"chain": event.chain, "round": 1, "cost": 0.0})
         d = event.data
         if event.kind == ev.RUN_STARTED:
-            resumed = [p for p in str(d.get("path") or "").split(PATH_SEP) if p]  # a routing chain's round so far
-            state.update(round=d.get("round", 1), max_rounds=d.get("max_rounds"), hop_mark=None, path=resumed)
+            started = et.RunStarted.from_data(d)
+            resumed = [p for p in started.path.split(PATH_SEP) if p]  # a routing chain's round so far
+            state.update(round=started.round, max_rounds=started.max_rounds, hop_mark=None, path=resumed)
             if resumed:
                 state.update(routed=True)
         elif event.kind == ev.LINK_STARTED:
@@ -158,27 +160,33 @@ class Notifier:
             state.update(link=d.get("link"), model=d.get("model"), round=d.get("round"), tool=None, turns=None,
                          link_started_mono=self.monotonic(), refused=None, waiting_answer=None)
         elif event.kind == ev.BLOCKED:
-            if d.get("policy") == "wait":
-                state.update(waiting_answer=d.get("link") or state.get("link") or "?", waiting_round=d.get("round"),
+            blocked = et.Blocked.from_data(d)
+            if blocked.policy == "wait":
+                state.update(waiting_answer=blocked.link or state.get("link") or "?", waiting_round=blocked.round,
                              waiting_since_mono=self.monotonic())
         elif event.kind == ev.OPERATOR_NOTE:
             state.update(waiting_answer=None)
         elif event.kind == ev.APPROVAL_REQUESTED:
+            request = et.ApprovalRequested.from_data(d)
             asking = dict(state.get("approvals") or {})
-            asking[d.get("id")] = {"tool": d.get("tool"), "command": d.get("command"), "since_mono": self.monotonic()}
+            asking[request.id] = {"tool": request.tool, "command": request.command, "since_mono": self.monotonic()}
             state.update(approvals=asking)
         elif event.kind == ev.APPROVAL_DECIDED:
-            state.update(approvals={k: v for k, v in (state.get("approvals") or {}).items() if k != d.get("id")} or None)
+            decided = et.ApprovalDecided.from_data(d).id
+            state.update(approvals={k: v for k, v in (state.get("approvals") or {}).items() if k != decided} or None)
         elif event.kind == ev.WAITING_SLOT:
             state.update(waiting_slots=d.get("slots") or True)
         elif event.kind == ev.LINK_FINISHED:
-            state.update(cost=d.get("run_cost_usd", state.get("cost")), tool=None, waiting_slots=None)
+            run_cost = et.LinkFinished.from_data(d).run_cost_usd
+            state.update(cost=state.get("cost") if run_cost is None else run_cost, tool=None, waiting_slots=None)
         elif event.kind == ev.ROUTED:
-            _hop(state, d)
+            _hop(state, et.Routed.from_data(d))
         elif event.kind == ev.ROUND_FINISHED:
             state.update(round=(d.get("round") or 0) + 1, path=[], hop_mark=None)
         elif event.kind == ev.RUN_FINISHED:
-            state.update(finished=True, waiting_answer=None, status=d.get("status"), cost=d.get("cost_usd", state.get("cost")))
+            finished = et.RunFinished.from_data(d)
+            state.update(finished=True, waiting_answer=None, status=finished.status,
+                         cost=finished.cost_usd if "cost_usd" in d else state.get("cost"))
         return state
 
     def _card(self, chat: int, event: Event) -> NewMessage:
@@ -265,11 +273,12 @@ class Notifier:
             self._card_state(chat, event)
             out.append(self._card(chat, event))
         base: dict[str, Any] = {"chat_id": chat, "chain": event.chain, "run_id": event.run_id, "event_id": event.id}
-        if event.kind == ev.LINK_FINISHED and event.data.get("notify") and not event.data.get("rerun"):
-            out.append(NewMessage(kind="note", text=render.link_note(chain, event.data),
+        finished = et.LinkFinished.from_data(event.data) if event.kind == ev.LINK_FINISHED else None
+        if finished is not None and finished.notify and not finished.rerun:
+            out.append(NewMessage(kind="note", text=render.link_note(chain, finished),
                                   buttons=cb.chain_buttons(chain, event.run_id), **base))
         elif event.kind == ev.BLOCKED:
-            out.append(NewMessage(kind="alert", text=render.blocked_alert(chain, event.data),
+            out.append(NewMessage(kind="alert", text=render.blocked_alert(chain, et.Blocked.from_data(event.data)),
                                   buttons=cb.alert_buttons(chain, event.run_id), **base))
         elif event.kind in (ev.APPROVAL_REQUESTED, ev.APPROVAL_DECIDED):
             out.append(await self._approval_message(chain, event, base))
@@ -289,13 +298,15 @@ class Notifier:
         """A tool call waiting for approval is one message with its buttons (kept under the key
         approval:ID, like a card); its decision edits that message: who decided what and when,
         and the buttons go."""
-        d = event.data
-        key = f"approval:{d.get('id')}"
         if event.kind == ev.APPROVAL_REQUESTED:
-            return NewMessage(kind="card", card_key=key, text=render.approval_question(chain, event.run_id, d),
-                              buttons=cb.approval_buttons(int(d.get("id") or 0), always=bool(d.get("always"))), **base)
-        row = await self.store.approval(int(d.get("id") or 0))
-        request = {"link": d.get("link"), "tool": d.get("tool"), "command": ""}
+            asked = et.ApprovalRequested.from_data(event.data)
+            return NewMessage(kind="card", card_key=f"approval:{asked.id}",
+                              text=render.approval_question(chain, event.run_id, asked),
+                              buttons=cb.approval_buttons(asked.id, always=asked.always), **base)
+        d = et.ApprovalDecided.from_data(event.data)
+        key = f"approval:{d.id}"
+        row = await self.store.approval(d.id)
+        request = {"link": d.link, "tool": d.tool, "command": ""}
         if row is not None:
             from engine.approvals import describe
 
@@ -340,11 +351,10 @@ def _walk(state: dict[str, Any], d: Any) -> None:
     state.update(path=path, hop_mark=None)
 
 
-def _hop(state: dict[str, Any], d: Any) -> None:
+def _hop(state: dict[str, Any], hop: et.Routed) -> None:
     """A routed hop: the verdict is shown on the link that gave it, a bounce's count on the link
     it sends the marble back to ("worker → reviewer (NEEDS_FIX) → worker (2/3)")."""
     path = list(state.get("path") or [])
-    if path and d.get("verdict"):
-        path[-1] = f"{path[-1]} ({d.get('verdict')})"
-    state.update(path=path, routed=True,
-                 hop_mark=f"({d.get('count')}/{d.get('max')})" if d.get("bounce") and d.get("count") else None)
+    if path and hop.verdict:
+        path[-1] = f"{path[-1]} ({hop.verdict})"
+    state.update(path=path, routed=True, hop_mark=f"({hop.count}/{hop.max})" if hop.bounce and hop.count else None)

@@ -10,10 +10,20 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from engine import events as ev
+from engine import viewmodel as vm
 from engine.engine import ChainView
+from engine.event_types import (
+    ApprovalDecided,
+    ApprovalRequested,
+    Blocked,
+    LinkFinished,
+    RunFinished,
+)
 from engine.permissions import Refusal
 from engine.permissions import summary as refusal_summary
 from engine.prompts import format_duration
+from engine.states import ICONS, ChainStatus
 from engine.store import LinkRunRow
 
 LIMIT = 4096
@@ -125,8 +135,7 @@ def split(text: str, limit: int = LIMIT) -> list[str]:
 
 
 # ---- views -------------------------------------------------------------------------------------
-STATUS_ICON = {"RUNNING": "▶️", "PAUSED": "⏸", "WAITING": "⏳", "BLOCKED": "⛔", "STOPPED": "⏹", "ALL_DONE": "✅",
-               "COMPLETED": "✅", "FAILED": "❌", "READY": "⚪", "INTERRUPTED": "⚠️"}
+STATUS_ICON = ICONS  # kept for callers of the old name; the icons live with the status words
 
 
 def status_compact(views: Sequence[ChainView]) -> str:
@@ -134,12 +143,12 @@ def status_compact(views: Sequence[ChainView]) -> str:
         return "No chains yet. Put a chain definition in <code>chains/NAME.json</code>."
     lines = ["<b>Chains</b>"]
     for v in views:
-        icon = STATUS_ICON.get(v.status, "•")
+        icon = vm.icon(v.status)
         if v.error:
             lines.append(f"❗ <b>{esc(v.name)}</b> invalid: {esc(v.error.splitlines()[-1][:120])}")
             continue
         running = v.running_here or v.running_elsewhere
-        rounds = (f"round {v.round}" if running else f"{max(0, v.round - 1)} rounds done") + (
+        rounds = (f"round {v.round}" if running else f"{vm.rounds_done(v.round)} rounds done") + (
             f"/{v.max_rounds}" if v.max_rounds else "")
         current = f" · {esc(v.current_link)} {ago(v.current_link_since)}" if v.current_link else ""
         lines.append(f"{icon} <b>{esc(v.name)}</b> {esc(v.status)} · {rounds}{current}")
@@ -147,19 +156,16 @@ def status_compact(views: Sequence[ChainView]) -> str:
 
 
 def status_detail(v: ChainView, next_fire: str | None = None) -> str:
-    icon = STATUS_ICON.get(v.status, "•")
-    lines = [f"{icon} <b>{esc(v.name)}</b>: {esc(v.status)}"]
+    lines = [f"{vm.icon(v.status)} <b>{esc(v.name)}</b>: {esc(v.status)}"]
     if v.description:
         lines.append(f"<i>{esc(v.description[:300])}</i>")
     if v.error:
         lines.append(f"❗ definition: {esc(v.error[:1500])}")
-    done = max(0, v.round - 1)
-    of = f" of {v.max_rounds}" if v.max_rounds else ""
-    counted = f", {v.rounds_counted} counted toward max_rounds" if v.rounds_counted != done else ""
-    if v.running_here or v.running_elsewhere:
-        lines.append(f"Round {v.round}{of} ({done} done{counted})")
+    rn = vm.rounds(v.round, v.max_rounds, v.rounds_counted, running=bool(v.running_here or v.running_elsewhere))
+    if rn.running:
+        lines.append(f"Round {rn.current}{rn.of} ({rn.done} done" + (f", {rn.counted_note}" if rn.counted_note else "") + ")")
     else:
-        lines.append(f"Rounds done: {done}{of}" + (f" ({counted[2:]})" if counted else ""))
+        lines.append(f"Rounds done: {rn.done}{rn.of}" + (f" ({rn.counted_note})" if rn.counted_note else ""))
     if v.current_link:
         tool = f" · {esc(v.current_tool)}" if v.current_tool else ""
         lines.append(f"Now: <b>{esc(v.current_link)}</b> for {ago(v.current_link_since)}{tool}")
@@ -172,7 +178,7 @@ def status_detail(v: ChainView, next_fire: str | None = None) -> str:
     if v.last_run is not None:
         r = v.last_run
         lines.append(f"Run #{r.id} ({esc(r.origin)}): {r.links_run} links, cost so far {money(r.cost_usd)}")
-    if v.stop_reason and v.status != "RUNNING":
+    if v.stop_reason and v.status != ChainStatus.RUNNING:
         lines.append(f"Reason: {esc(v.stop_reason)}")
     if next_fire:
         lines.append(f"Next scheduled run: {esc(next_fire)}")
@@ -182,11 +188,11 @@ def status_detail(v: ChainView, next_fire: str | None = None) -> str:
 def link_line(row: LinkRunRow) -> str:
     if row.status == "skipped":
         return f"r{row.round} {esc(row.link)}: skipped"
-    outcome = row.error_class or row.status
+    end = vm.row_end(row)
     took = dur(row.duration_s) if row.duration_s is not None else "running"
-    err = f" — {esc((row.error_message or '')[:150])}" if outcome not in ("ok", None) and row.error_message else ""
-    refused = f" · refused {esc(row.refusals[:150])}" if row.refusals and outcome != "denied" else ""
-    return f"r{row.round} <b>{esc(row.link)}</b> {esc(outcome)} · {took} · {money(row.cost_usd)}{err}{refused}"
+    err = f" — {esc(end.error[:150])}" if end.error else ""
+    refused = f" · refused {esc(end.refused[:150])}" if end.refused else ""
+    return f"r{row.round} <b>{esc(row.link)}</b> {esc(end.outcome)} · {took} · {money(row.cost_usd)}{err}{refused}"
 
 
 def log_text(chain: str, rows: Sequence[LinkRunRow]) -> str:
@@ -218,8 +224,8 @@ def card(state: Mapping[str, Any], now_mono: float) -> str:
     """The progress card of a running chain."""
     chain = esc(state.get("chain"))
     if state.get("finished"):
-        done = max(0, int(state.get("round") or 1) - 1)
-        return (f"{STATUS_ICON.get(str(state.get('status')), '■')} <b>{chain}</b> {esc(state.get('status'))} · "
+        done = vm.rounds_done(int(state.get("round") or 1))
+        return (f"{vm.icon(state.get('status'), '■')} <b>{chain}</b> {esc(state.get('status'))} · "
                 f"{done} round{'' if done == 1 else 's'} done · {money(state.get('cost'))}")
     waiting_answer = state.get("waiting_answer")
     shown_round = state.get("waiting_round") if waiting_answer and state.get("waiting_round") else state.get("round")
@@ -266,35 +272,36 @@ def path_text(path: Sequence[str], keep: int = 12) -> str:
     return " → ".join((["…"] if len(path) > keep else []) + shown)
 
 
-def link_note(chain: str, d: Mapping[str, Any]) -> str:
-    ok = d.get("error_class") == "ok"
-    mark = "✅" if ok else "❌"
-    who = f"{esc(d.get('link'))} ({esc(d.get('model') or ('command' if d.get('command') else 'default'))})"
-    lines = [f"{mark} <b>{esc(chain)}</b> · round {d.get('round')} · {who}",
-             f"{dur(d.get('duration_s'))} · {money(d.get('cost_usd'))} · {esc(d.get('error_class'))}"
-             + (f" after {d.get('attempts')} attempts" if (d.get("attempts") or 1) > 1 else "")]
-    if not ok and d.get("error"):
-        lines.append(f"<i>{esc(str(d.get('error'))[:300])}</i>")
-    if d.get("refusals") and d.get("error_class") != "denied":
-        lines.append(f"⚠️ claude was refused {esc(d.get('refusals'))}")
-    elif d.get("permission_denials") and not d.get("refusals"):
-        lines.append("Denied tools: " + esc(", ".join(map(str, d["permission_denials"]))))
-    if d.get("hop"):  # #13: "reviewer: NEEDS_FIX → back to worker (2/3)"
-        lines.append(f"↪ {esc(d.get('hop'))}")
-    if d.get("headline"):
-        lines.append(f"<pre>{esc(str(d.get('headline'))[:600])}</pre>")
+def link_note(chain: str, data: LinkFinished | Mapping[str, Any]) -> str:
+    d = LinkFinished.of(data)
+    end = vm.link_end(d)
+    who = f"{esc(d.link)} ({esc(d.model or ('command' if d.command else 'default'))})"
+    lines = [f"{'✅' if end.ok else '❌'} <b>{esc(chain)}</b> · round {d.round} · {who}",
+             f"{dur(d.duration_s)} · {money(d.cost_usd)} · {esc(end.outcome)}"
+             + (f" after {d.attempts} attempts" if d.attempts > 1 else "")]
+    if end.error:
+        lines.append(f"<i>{esc(end.error[:300])}</i>")
+    if end.refused:
+        lines.append(f"⚠️ claude was refused {esc(end.refused)}")
+    elif end.denied_tools:
+        lines.append("Denied tools: " + esc(", ".join(end.denied_tools)))
+    if end.hop:  # #13: "reviewer: NEEDS_FIX → back to worker (2/3)"
+        lines.append(f"↪ {esc(end.hop)}")
+    if d.headline:
+        lines.append(f"<pre>{esc(d.headline[:600])}</pre>")
     return "\n".join(lines)
 
 
-def blocked_alert(chain: str, d: Mapping[str, Any]) -> str:
-    question = str(d.get("question") or "(no question given)")
-    if d.get("kind") == "denied":
-        return (f"🚫 <b>{esc(chain)}</b>: {esc(d.get('link'))} could not act (round {d.get('round')})\n"
+def blocked_alert(chain: str, data: Blocked | Mapping[str, Any]) -> str:
+    d = Blocked.of(data)
+    question = d.question or "(no question given)"
+    if d.kind == "denied":
+        return (f"🚫 <b>{esc(chain)}</b>: {esc(d.link)} could not act (round {d.round})\n"
                 f"<blockquote>{esc(question[:1500])}</blockquote>\n"
-                f"Change <code>{esc(d.get('field') or 'defaults.allowed_tools')}</code> and restart the chain; "
+                f"Change <code>{esc(d.field or 'defaults.allowed_tools')}</code> and restart the chain; "
                 "it carries on meanwhile, and links that change nothing count as failed.")
-    wait = "The chain waits for your answer." if d.get("policy") == "wait" else "The chain carries on meanwhile."
-    return (f"⛔ <b>{esc(chain)}</b> is BLOCKED at {esc(d.get('link'))} (round {d.get('round')})\n"
+    wait = "The chain waits for your answer." if d.policy == "wait" else "The chain carries on meanwhile."
+    return (f"⛔ <b>{esc(chain)}</b> is BLOCKED at {esc(d.link)} (round {d.round})\n"
             f"<blockquote>{esc(question[:1500])}</blockquote>\n"
             f"<b>Reply to this message</b> to answer: your reply goes into the handoff. {wait}")
 
@@ -302,10 +309,11 @@ def blocked_alert(chain: str, d: Mapping[str, Any]) -> str:
 def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None:
     """Short notices for the chat; None for events that only update the card."""
     c = f"<b>{esc(chain)}</b>"
-    if kind == "run_finished":
-        icon = STATUS_ICON.get(str(d.get("status")), "■")
-        by = f" by {esc(d.get('by'))}" if d.get("by") else ""
-        return f"{icon} {c} {esc(d.get('status'))}{by}: {esc(d.get('reason'))} · run cost {money(d.get('cost_usd'))}"
+    if kind == ev.RUN_FINISHED:
+        finished = RunFinished.from_data(d)
+        by = f" by {esc(finished.by)}" if finished.by else ""
+        return (f"{vm.icon(finished.status, '■')} {c} {esc(finished.status)}{by}: {esc(finished.reason)} · "
+                f"run cost {money(finished.cost_usd)}")
     if kind == "waiting_limit":
         known = "" if d.get("reset_known") else " (reset time unknown: backing off)"
         return f"⏳ {c} hit a usage limit at {esc(d.get('link'))}; retrying at {esc(_short_time(d.get('until')))}{known}"
@@ -390,26 +398,29 @@ def _call_block(command: str) -> str:
     return f"\n<blockquote expandable>{esc(shown)}</blockquote>"
 
 
-def approval_question(chain: str, run_id: int | None, d: Mapping[str, Any]) -> str:
+def approval_question(chain: str, run_id: int | None, data: ApprovalRequested | Mapping[str, Any]) -> str:
     """The question on the phone: which chain, run, round and link wants to do what, and why."""
-    reason = f"\nReason: <i>{esc(str(d.get('reason'))[:500])}</i>" if d.get("reason") else ""
-    then = "the chain stops" if d.get("on_timeout") == "stop_chain" else "it is denied"
-    return (f"✋ <b>{esc(chain)}</b> · run #{run_id} · round {d.get('round')} · <b>{esc(d.get('link'))}</b> "
-            f"asks to use <b>{esc(d.get('tool'))}</b>:{_call_block(str(d.get('command') or ''))}{reason}\n"
-            f"Request #{d.get('id')}. No answer within {dur(d.get('timeout_s'))}: {then}.")
+    d = ApprovalRequested.of(data)
+    reason = f"\nReason: <i>{esc(d.reason[:500])}</i>" if d.reason else ""
+    then = "the chain stops" if d.on_timeout == "stop_chain" else "it is denied"
+    return (f"✋ <b>{esc(chain)}</b> · run #{run_id} · round {d.round} · <b>{esc(d.link)}</b> "
+            f"asks to use <b>{esc(d.tool)}</b>:{_call_block(d.command)}{reason}\n"
+            f"Request #{d.id}. No answer within {dur(d.timeout_s)}: {then}.")
 
 
 DECIDED_ICON = {"approved": "✅", "denied": "❌", "timed_out": "⌛", "expired": "⌛"}
 
 
-def approval_decided(chain: str, run_id: int | None, request: Mapping[str, Any], d: Mapping[str, Any], when: str) -> str:
+def approval_decided(chain: str, run_id: int | None, request: Mapping[str, Any],
+                     data: ApprovalDecided | Mapping[str, Any], when: str) -> str:
     """The question once answered: what was asked, who decided what and when (no buttons)."""
-    status = str(d.get("status"))
+    d = ApprovalDecided.of(data)
+    status = d.status
     what = {"approved": "Approved", "denied": "Denied", "timed_out": "No answer in time: denied",
             "expired": "This request has expired"}.get(status, status)
-    by = f" by {esc(d.get('by'))}" if status in ("approved", "denied") and d.get("by") else ""
-    always = " (allowed for the rest of the run)" if d.get("always") else ""
-    message = f"\n<i>{esc(str(d.get('message'))[:300])}</i>" if d.get("message") and status != "approved" else ""
+    by = f" by {esc(d.by)}" if status in ("approved", "denied") and d.by else ""
+    always = " (allowed for the rest of the run)" if d.always else ""
+    message = f"\n<i>{esc(d.message[:300])}</i>" if d.message and status != "approved" else ""
     return (f"{DECIDED_ICON.get(status, '•')} <b>{esc(chain)}</b> · run #{run_id} · <b>{esc(request.get('link'))}</b> "
             f"· {esc(request.get('tool'))}{_call_block(str(request.get('command') or ''))}\n"
             f"<b>{what}</b>{by}{always} · {esc(when)}{message}")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
+from engine import event_types as et
 from engine import events as ev
-from engine.permissions import Refusal, summary
+from engine.permissions import summary
 from engine.prompts import format_duration
 from engine.store import Store
+from engine.viewmodel import rounds_done
 
 APPROVAL_WORDS = {"approved": "approved", "denied": "denied", "timed_out": "unanswered (denied)",
                   "expired": "expired"}
@@ -52,29 +54,27 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
     lines += ["", "## Per role", "", "| role | links | time | cost |", "|---|---|---|---|"]
     for role, (n, secs, cost) in sorted(per_role.items()):
         lines.append(f"| {role} | {int(n)} | {format_duration(secs)} | ${cost:.4f} |")
-    refused = [e for e in events if e.kind == ev.TOOL_REFUSED]
+    refused = [et.ToolRefused.from_data(e.data) for e in events if e.kind == ev.TOOL_REFUSED]
     if refused:
-        told = summary(Refusal.from_json(e.data) for e in refused)
+        told = summary(r.refusal() for r in refused)
         lines.insert(7, f"- tool calls claude refused: {len(refused)} ({told})")
         lines += ["", "## Refused tool calls", ""]
-        lines += [f"- round {e.data.get('round')}, {e.data.get('link')}: {e.data.get('tool')}"
-                  + (f" `{e.data.get('target')}`" if e.data.get("target") else "") for e in refused]
-    decided = [e for e in events if e.kind == ev.APPROVAL_DECIDED]
+        lines += [f"- round {r.round}, {r.link}: {r.tool}" + (f" `{r.target}`" if r.target else "") for r in refused]
+    decided = [et.ApprovalDecided.from_data(e.data) for e in events if e.kind == ev.APPROVAL_DECIDED]
     if decided:
-        count = Counter(str(e.data.get("status")) for e in decided)
-        people = sorted({str(e.data.get("by")) for e in decided if e.data.get("status") in ("approved", "denied")})
+        count = Counter(d.status for d in decided)
+        people = sorted({str(d.by) for d in decided if d.status in ("approved", "denied")})
         told = ", ".join(f"{n} {APPROVAL_WORDS.get(k, k)}" for k, n in count.items())
         lines.insert(7, f"- tool calls asked on the phone: {told}" + (f", by {', '.join(people)}" if people else ""))
         lines += ["", "## Approvals", ""]
-        lines += [f"- #{e.data.get('id')} {e.data.get('link')}: {e.data.get('tool')} — {e.data.get('status')}"
-                  + (f" by {e.data.get('by')}" if e.data.get("by") else "")
-                  + (f" ({e.data.get('message')})" if e.data.get("message") and e.data.get("status") != "approved" else "")
-                  for e in decided]
+        lines += [f"- #{d.id} {d.link}: {d.tool} — {d.status}" + (f" by {d.by}" if d.by else "")
+                  + (f" ({d.message})" if d.message and d.status != "approved" else "")
+                  for d in decided]
     lines += routing_lines(events)
-    blocked = [e for e in events if e.kind == ev.BLOCKED]
+    blocked = [et.Blocked.from_data(e.data) for e in events if e.kind == ev.BLOCKED]
     if blocked:
         lines += ["", "## BLOCKED", ""]
-        lines += [f"- round {e.data.get('round')}, {e.data.get('link')}: {e.data.get('question')}" for e in blocked]
+        lines += [f"- round {b.round}, {b.link}: {b.question}" for b in blocked]
     problems = [e for e in events if e.kind in (ev.HANDOFF_PROBLEM, ev.WARNING, ev.WAITING_LIMIT, ev.RECOVERED)]
     if problems:
         lines += ["", "## Incidents", ""]
@@ -98,13 +98,13 @@ def rounds_line(events: list[ev.Event]) -> str:
     """"2 / 5": the rounds done as round_counter.txt counts them (completed rounds) / max_rounds,
     from the run's own events; rounds that count toward max_rounds (not all-failed) are added
     when they differ."""
-    started = next((e for e in events if e.kind == ev.RUN_STARTED), None)
-    finished = next((e for e in reversed(events) if e.kind == ev.RUN_FINISHED), None)
-    next_round = finished.data.get("round") if finished else None
-    done = max(0, next_round - 1) if isinstance(next_round, int) else None
-    counted = finished.data.get("rounds_counted") if finished else None
-    total = started.data.get("max_rounds") if started else None
-    extra = f" ({counted} counted toward max_rounds)" if isinstance(counted, int) and counted != done else ""
+    started = next((et.RunStarted.from_data(e.data) for e in events if e.kind == ev.RUN_STARTED), None)
+    finished = next((et.RunFinished.from_data(e.data) for e in reversed(events) if e.kind == ev.RUN_FINISHED), None)
+    next_round = finished.round if finished else None
+    done = rounds_done(next_round) if next_round is not None else None
+    counted = finished.rounds_counted if finished else None
+    total = started.max_rounds if started else None
+    extra = f" ({counted} counted toward max_rounds)" if counted is not None and counted != done else ""
     return f"{done if done is not None else '?'} / {total if total else 'unlimited'}{extra}"
 
 
@@ -114,7 +114,7 @@ def routing_lines(events: list[ev.Event]) -> list[str]:
     hops = [e for e in events if e.kind == ev.ROUTED]
     if hops:
         out += ["", "## Routed hops", ""]
-        out += [f"- round {e.data.get('round')}: {e.data.get('note')}" for e in hops]
+        out += [f"- round {hop.round}: {hop.note}" for hop in (et.Routed.from_data(e.data) for e in hops)]
     for kind, title in ((ev.TASK_DONE, "Tasks done"), (ev.TASK_BLOCKED, "Tasks BLOCKED (marked, skipped next time)")):
         tasks = [e for e in events if e.kind == kind]
         if tasks:

@@ -19,15 +19,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine import events as ev
 from engine.approvals import RunRules, Verdict, always_rule, describe
 from engine.chains import LinkDef
 from engine.errors import StoreError
+from engine.event_types import ApprovalDecided, ApprovalRequested
 from engine.events import Event
 from engine.prompts import format_duration
 from engine.runner import PermissionHandler
 from engine.settings import split_tools
 from engine.statefiles import ChainFiles
+from engine.states import ChainStatus
 from engine.store import NewEvent, Store
 
 STATUS = {True: "approved", False: "denied"}
@@ -102,12 +103,12 @@ class ApprovalDesk:
         suggestions = request.get("permission_suggestions")
 
         def requested(approval_id: int) -> NewEvent:
-            return NewEvent(ev.APPROVAL_REQUESTED, {
-                "id": approval_id, "link": link.name, "round": round_no, "tool": tool,
-                "command": describe(tool, tool_input)[:3000], "reason": (reason or "")[:500],
-                "timeout_s": rules.timeout_s, "on_timeout": rules.on_timeout,
-                "always": bool(always_rule(tool, tool_input, suggestions)),
-            })
+            return ApprovalRequested(
+                id=approval_id, link=link.name, round=round_no, tool=tool,
+                command=describe(tool, tool_input)[:3000], reason=(reason or "")[:500],
+                timeout_s=rules.timeout_s, on_timeout=rules.on_timeout,
+                always=bool(always_rule(tool, tool_input, suggestions)),
+            ).new()
 
         approval_id, events = await self.store.add_approval(
             run_id=self.run_id, chain=self.chain, link_run_id=link_run_id, round_no=round_no, link=link.name,
@@ -115,8 +116,8 @@ class ApprovalDesk:
         )
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._pending[approval_id] = future
-        self.files.write_status("WAITING")
-        await self.store.set_chain_status(self.chain, "WAITING")  # what status views read
+        self.files.write_status(ChainStatus.WAITING)
+        await self.store.set_chain_status(self.chain, ChainStatus.WAITING)  # what status views read
         self.publish(events)
         try:
             decision, status = await self._wait(future, rules.timeout_s, rules.on_timeout)
@@ -124,15 +125,15 @@ class ApprovalDesk:
             self._pending.pop(approval_id, None)
             if not self._pending:
                 with contextlib.suppress(OSError):
-                    self.files.write_status("RUNNING")
+                    self.files.write_status(ChainStatus.RUNNING)
                 with contextlib.suppress(StoreError):
-                    await self.store.set_chain_status(self.chain, "RUNNING")
+                    await self.store.set_chain_status(self.chain, ChainStatus.RUNNING)
         decided = await self.store.decide_approval(
             approval_id, status=status, by=decision.by, message=decision.message,
-            evs=[NewEvent(ev.APPROVAL_DECIDED, {
-                "id": approval_id, "link": link.name, "tool": tool, "status": status, "by": decision.by,
-                "message": (decision.message or "")[:500], "always": decision.always,
-            })],
+            evs=[ApprovalDecided(
+                id=approval_id, link=link.name, tool=tool, status=status, by=decision.by,
+                message=(decision.message or "")[:500], always=decision.always,
+            ).new()],
         )
         if decided is not None:
             self.publish(decided)
@@ -170,7 +171,7 @@ class ApprovalDesk:
         for row in await self.store.run_approvals(self.run_id):
             if row.status == "pending":
                 events = await self.store.decide_approval(row.id, status="expired", by="llmauto", message=why, evs=[
-                    NewEvent(ev.APPROVAL_DECIDED, {"id": row.id, "link": row.link, "tool": row.tool,
-                                                   "status": "expired", "by": "llmauto", "message": why})])
+                    ApprovalDecided(id=row.id, link=row.link, tool=row.tool, status="expired", by="llmauto",
+                                    message=why).new()])
                 if events:
                     self.publish(events)

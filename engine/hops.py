@@ -12,10 +12,10 @@ the routed link and never counts a hop twice.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from engine import routing
 from engine.chains import ChainDef, LinkDef
+from engine.event_types import Routed
 from engine.routing import Hop, HopKind, Target
 from engine.store import ChainState
 from engine.tasks import TaskState
@@ -62,13 +62,13 @@ def hop_after(chain: ChainDef, index: int, link: LinkDef, state: ChainState, bef
     )
 
 
-def routed_event(hop: Hop, link: str, round_no: int) -> dict[str, Any]:
-    """The data of a `routed` event (and what the log, the report and the card read)."""
-    return {
-        "link": link, "round": round_no, "verdict": hop.verdict, "target": hop.route.target if hop.route else None,
-        "kind": hop.kind.value, "bounce": hop.bounce, "count": hop.bounce_count, "max": hop.max_bounces,
-        "note": hop.note, "guard": hop.guard,
-    }
+def routed_event(hop: Hop, link: str, round_no: int) -> Routed:
+    """The `routed` event (what the log, the report and the card read)."""
+    return Routed(
+        link=link, round=round_no, verdict=hop.verdict, target=hop.route.target if hop.route else None,
+        kind=hop.kind.value, bounce=hop.bounce, count=hop.bounce_count, max=hop.max_bounces,
+        note=hop.note, guard=hop.guard,
+    )
 
 
 def task_outcome(chain: ChainDef, last: LinkDef, hop: Hop | None, *, blocked: bool, failed: bool) -> TaskState | None:

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine import event_types as et
 from engine import events as ev
 from engine import handoff as hp
 from engine import hops, policy, routing, taskpool
@@ -36,6 +37,7 @@ from engine.prompts import build_prompt, format_duration
 from engine.runner import AgentRunner
 from engine.settings import Settings
 from engine.statefiles import STATUS_WORDS, ChainFiles
+from engine.states import AGENT_STOPS, ChainStatus, RunStatus
 from engine.store import ChainState, NewEvent, Store
 from engine.stream import ErrorClass, LinkResult
 from engine.tasks import PoolError, PoolRead, Task, TaskState
@@ -165,6 +167,9 @@ class MarbleRun:
     async def _emit(self, event_kind: str, **data: Any) -> None:
         self._publish(await self.d.store.add_events(self.chain.name, self.run_id, [NewEvent(event_kind, data)]))
 
+    async def _store(self, event: et.StoredEvent) -> None:
+        self._publish(await self.d.store.add_events(self.chain.name, self.run_id, [event.new()]))
+
     def _counters(self, st: ChainState) -> policy.RunCounters:
         return policy.RunCounters(
             rounds_counted=st.rounds_counted, at_round_start=st.next_link == 0, run_started=self.run_started,
@@ -185,21 +190,21 @@ class MarbleRun:
         self.run_id, events = await self.d.store.begin_run(
             self.chain.name, origin=self.origin, chat_id=self.chat_id, requested_by=self.requested_by,
             owner=self.owner, state=state,
-            evs=[NewEvent(ev.RUN_STARTED, {
-                "round": state.round, "link": self.chain.links[state.next_link].name, "origin": self.origin,
-                "chat_id": self.chat_id, "by": self.requested_by, "resumed": resumed,
-                "links": len(self.chain.links), "max_rounds": self.chain.max_rounds,
-                "path": state.round_path if any(lk.routes for lk in self.chain.links) else "",  # the card's path
-                "permissions": [{"link": link.name, "permissions": link.permissions()} for link in self.chain.links],
-            })],
+            evs=[et.RunStarted(
+                round=state.round, link=self.chain.links[state.next_link].name, origin=self.origin,
+                chat_id=self.chat_id, by=self.requested_by, resumed=resumed,
+                links=len(self.chain.links), max_rounds=self.chain.max_rounds,
+                path=state.round_path if any(lk.routes for lk in self.chain.links) else "",  # the card's path
+                permissions=tuple(et.LinkPermissions(link=link.name, permissions=link.permissions()) for link in self.chain.links),
+            ).new()],
         )
-        state = self._state = replace(state, last_run_id=self.run_id, status="RUNNING", stop_reason=None)
+        state = self._state = replace(state, last_run_id=self.run_id, status=ChainStatus.RUNNING, stop_reason=None)
         self.desk.run_id = self.run_id
         self.ready.set()
         self._publish(events)
         if current.text is not None:
             await self.d.store.save_handoff(self.chain.name, self.run_id, None, state.round, "(start)", current.text)
-        self.files.write_status("RUNNING")
+        self.files.write_status(ChainStatus.RUNNING)
         self.files.write_start_time(self.run_started.isoformat(timespec="seconds"))
         self._write_round(state)
         for warning in self.chain.warnings:
@@ -207,17 +212,17 @@ class MarbleRun:
         try:
             stop, state = await self._loop(state)
         except _ShutDown:
-            stop, status = policy.Stop("STOPPED", "llmauto shut down; the chain resumes on the next start"), "INTERRUPTED"
+            stop, status = policy.Stop(ChainStatus.STOPPED, "llmauto shut down; the chain resumes on the next start"), RunStatus.INTERRUPTED
             return await self._finish(self._latest(state), stop, run_status=status)
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish(self._latest(state), policy.Stop("STOPPED", "cancelled"), run_status="INTERRUPTED"))
+            await asyncio.shield(self._finish(self._latest(state), policy.Stop(ChainStatus.STOPPED, "cancelled"), run_status=RunStatus.INTERRUPTED))
             raise
         except StoreError as exc:
             log.error("chain %s failed: %s", self.chain.name, exc)
-            return await self._finish(self._latest(state), policy.Stop("FAILED", f"engine error: {exc}"))
+            return await self._finish(self._latest(state), policy.Stop(ChainStatus.FAILED, f"engine error: {exc}"))
         except Exception as exc:
             log.exception("chain %s failed", self.chain.name)
-            return await self._finish(self._latest(state), policy.Stop("FAILED", f"engine error: {exc}"))
+            return await self._finish(self._latest(state), policy.Stop(ChainStatus.FAILED, f"engine error: {exc}"))
         return await self._finish(state, stop)
 
     def _write_round(self, state: ChainState) -> None:
@@ -240,11 +245,11 @@ class MarbleRun:
             self.files.remove_stop_file()  # it stopped this run; the next start must not stop at once
         except OSError as exc:
             log.error("cannot write the state files of %s: %s", self.chain.name, exc)
-        finished = NewEvent(ev.RUN_FINISHED, {
-            "status": stop.status, "run_status": status, "reason": stop.reason, "by": self.control.stop_by,
-            "cost_usd": round(self.cost, 6), "round": state.round, "rounds_counted": state.rounds_counted,
-            "chat_id": self.chat_id, "origin": self.origin,
-        })
+        finished = et.RunFinished(
+            status=stop.status, run_status=status, reason=stop.reason, by=self.control.stop_by,
+            cost_usd=round(self.cost, 6), round=state.round, rounds_counted=state.rounds_counted,
+            chat_id=self.chat_id, origin=self.origin,
+        ).new()
         events = await self._with_retries(
             "record the end of the run", lambda: self.d.store.finish_run(self.run_id, state, status=status, reason=stop.reason, evs=[finished]),
         )
@@ -252,10 +257,10 @@ class MarbleRun:
             # The store refused every try (still locked, disk still full): the run row stays RUNNING
             # with a lease whose owner is about to be gone, so the next start finds it interrupted
             # and resumes it from the counters committed after its last link.
-            return RunOutcome(self.run_id, "INTERRUPTED", f"{stop.reason} (the end of the run could not be recorded)")
-        if run_status == "INTERRUPTED":
+            return RunOutcome(self.run_id, RunStatus.INTERRUPTED, f"{stop.reason} (the end of the run could not be recorded)")
+        if run_status == RunStatus.INTERRUPTED:
             await self._with_retries("record the chain as stopped", lambda: self.d.store.put_chain_state(
-                replace(state, status="STOPPED", stop_reason=stop.reason)))
+                replace(state, status=ChainStatus.STOPPED, stop_reason=stop.reason)))
         self._publish(events)
         return RunOutcome(self.run_id, status, stop.reason)
 
@@ -278,10 +283,10 @@ class MarbleRun:
             if self.control.shutdown:
                 raise _ShutDown
             if self.control.stop_requested:
-                return policy.Stop("STOPPED", self.control.stop_reason or "stopped"), state
+                return policy.Stop(ChainStatus.STOPPED, self.control.stop_reason or "stopped"), state
             stop_file = self.files.stop_reason()
             if stop_file is not None:
-                return policy.Stop("STOPPED", f"STOP file: {stop_file}"), state
+                return policy.Stop(ChainStatus.STOPPED, f"STOP file: {stop_file}"), state
             state = self._state = await self._apply_answers(state)
             agent_status = self._agent_status()
             stop = policy.stop_before_link(self.chain, self._counters(state), self.d.clock.now(), agent_status=agent_status)
@@ -302,7 +307,7 @@ class MarbleRun:
 
     def _agent_status(self) -> str | None:
         word = self.files.read_status()
-        return word if word in ("ALL_DONE", "STOPPED") else None
+        return word if word in AGENT_STOPS else None
 
     async def _mark(self, word: str) -> None:
         """A wait begins or ends: the status file for the agents, the store for status views."""
@@ -310,11 +315,11 @@ class MarbleRun:
         await self.d.store.set_chain_status(self.chain.name, word)
 
     async def _pause(self) -> None:
-        await self._mark("PAUSED")
+        await self._mark(ChainStatus.PAUSED)
         await self._emit(ev.PAUSED, by=self.control.stop_by)
         while self.control.paused and not self.control.stop_requested and not self.control.shutdown:
             await self.control.wait_changed()
-        await self._mark("RUNNING")
+        await self._mark(ChainStatus.RUNNING)
         if not self.control.paused:
             await self._emit(ev.RESUMED)
 
@@ -324,8 +329,8 @@ class MarbleRun:
             who, text = self.control.answers.pop(0)
             await add_operator_note(self.files, self.d.store, self.tz, self.d.clock.now(), run_id=self.run_id,
                                     round_no=state.round, who=who, text=text)
-            if self.files.read_status() == "BLOCKED":
-                self.files.write_status("RUNNING")
+            if self.files.read_status() == ChainStatus.BLOCKED:
+                self.files.write_status(ChainStatus.RUNNING)
             await self._emit(ev.OPERATOR_NOTE, by=who, text=text[:2000], round=state.round)
             state = replace(state, consecutive_blocks=0)
         return state
@@ -356,11 +361,11 @@ class MarbleRun:
                 await self.d.store.set_link_status(self.live.link_run_id, "interrupted")
             if before.text is not None:
                 self.files.write_handoff(before.text)
-            await self._emit(ev.LINK_FINISHED, link=link.name, role=link.role, round=state.round,
-                             error_class=result.error_class.value, error=result.error_message[:500],
-                             duration_s=round(result.duration_s, 3), cost_usd=round(result.cost_usd, 6),
-                             attempts=attempts, notify=False, rerun=True, command=link.is_command,
-                             run_cost_usd=round(self.cost, 6), headline="", blocked=False)
+            await self._store(et.LinkFinished(link=link.name, role=link.role, round=state.round,
+                              error_class=result.error_class.value, error=result.error_message[:500],
+                              duration_s=round(result.duration_s, 3), cost_usd=round(result.cost_usd, 6),
+                              attempts=attempts, notify=False, rerun=True, command=link.is_command,
+                              run_cost_usd=round(self.cost, 6), headline="", blocked=False))
             return state, stop
         state, after_stop = await self._after_link(state, link, result, before.text, attempts=attempts)
         return state, stop or after_stop
@@ -433,11 +438,11 @@ class MarbleRun:
             if decision.warning:
                 await self._emit(ev.WARNING, message=decision.warning, link=link.name)
             if decision.alert == "auth":
-                await self._emit(ev.BLOCKED, link=link.name, round=state.round, kind="auth",
-                                 question=f"claude cannot authenticate: {result.error_message}")
+                await self._store(et.Blocked(link=link.name, round=state.round, kind="auth",
+                                             question=f"claude cannot authenticate: {result.error_message}"))
             elif decision.alert == "stalled":
-                await self._emit(ev.BLOCKED, link=link.name, round=state.round, kind="stalled",
-                                 question=f"{link.name} stalled twice (no output for {link.stall_s:g} s)")
+                await self._store(et.Blocked(link=link.name, round=state.round, kind="stalled",
+                                             question=f"{link.name} stalled twice (no output for {link.stall_s:g} s)"))
             if decision.then is policy.Then.RESUME_FRESH:
                 await self.d.store.set_session(self.chain.name, link.name, None, str(self._workdir()))
             elif decision.then is policy.Then.WAIT_LIMIT:
@@ -468,9 +473,9 @@ class MarbleRun:
             resets_at_epoch=result.resets_at_epoch, default_tz=tz,
         )
         seconds = (until - now).total_seconds()
-        self.files.write_status("WAITING")
+        self.files.write_status(ChainStatus.WAITING)
         events = await self.d.store.put_chain_state(
-            replace(await self.d.store.chain_state(self.chain.name), status="WAITING"),
+            replace(await self.d.store.chain_state(self.chain.name), status=ChainStatus.WAITING),
             [NewEvent(ev.WAITING_LIMIT, {
                 "link": link.name, "until": until.isoformat(timespec="seconds"), "seconds": round(seconds),
                 "reset_known": known, "message": result.error_message[:300], "attempt": attempt + 1,
@@ -486,7 +491,7 @@ class MarbleRun:
             if not woke or self.control.stop_requested or self.control.shutdown:
                 break
             remaining = deadline - self.d.clock.monotonic()
-        await self._mark("RUNNING")
+        await self._mark(ChainStatus.RUNNING)
 
     # ---- after a link --------------------------------------------------------------------
     async def _after_link(
@@ -521,54 +526,54 @@ class MarbleRun:
                 new_events.append(NewEvent(ev.HANDOFF_PROBLEM, {
                     "link": link.name, "problem": f"status.txt has an unknown word {word[:40]!r}", "restored": True,
                 }))
-                self.files.write_status("RUNNING")
-                word = "RUNNING"
+                self.files.write_status(ChainStatus.RUNNING)
+                word = ChainStatus.RUNNING
             changed = after_text != before
             if result.refusals:
-                result = self._judge_refusals(state, link, result, changed=changed or word in ("ALL_DONE", "STOPPED"),
+                result = self._judge_refusals(state, link, result, changed=changed or word in AGENT_STOPS,
                                               out=new_events)
                 failed = not result.ok
-            blocked = word == "BLOCKED" or (changed and after_text is not None and hp.is_blocked(after_text))
-            if word == "BLOCKED":
-                self.files.write_status("RUNNING")  # seen and alerted; the next round starts clear
+            blocked = word == ChainStatus.BLOCKED or (changed and after_text is not None and hp.is_blocked(after_text))
+            if word == ChainStatus.BLOCKED:
+                self.files.write_status(ChainStatus.RUNNING)  # seen and alerted; the next round starts clear
             if blocked:
-                new_events.append(NewEvent(ev.BLOCKED, {
-                    "link": link.name, "round": state.round, "kind": "agent",
-                    "question": (hp.question(after_text or "") or hp.headline(after_text or "", 4, 500, redact=self.d.store.redact)),
-                    "policy": self.chain.on_blocked,
-                }))
+                new_events.append(et.Blocked(
+                    link=link.name, round=state.round, kind="agent",
+                    question=(hp.question(after_text or "") or hp.headline(after_text or "", 4, 500, redact=self.d.store.redact)),
+                    policy=self.chain.on_blocked,
+                ).new())
             elif link.routes and not failed:
                 hop = hops.hop_after(self.chain, state.next_link, link, state, before, after_text)
                 if hop.routed:
-                    new_events.append(NewEvent(ev.ROUTED, hops.routed_event(hop, link.name, state.round)))
+                    new_events.append(hops.routed_event(hop, link.name, state.round).new())
                 if hop.kind is routing.HopKind.BLOCKED:
                     blocked = True
-                    new_events.append(NewEvent(ev.BLOCKED, {
-                        "link": link.name, "round": state.round, "kind": "bounces" if hop.guard else "routed",
-                        "question": hop.reason, "policy": self.chain.on_blocked,
-                    }))
+                    new_events.append(et.Blocked(
+                        link=link.name, round=state.round, kind="bounces" if hop.guard else "routed",
+                        question=hop.reason, policy=self.chain.on_blocked,
+                    ).new())
             self.links_run += 1
-            new_events.append(NewEvent(ev.LINK_FINISHED, {
-                "link": link.name, "role": link.role, "model": result.model or link.model, "round": state.round,
-                "error_class": result.error_class.value, "error": self.d.store.redact(result.error_message)[:500],
-                "duration_s": round(result.duration_s, 3), "cost_usd": round(result.cost_usd, 6),
-                "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "turns": result.turns,
-                "attempts": attempts,
-                "headline": hp.headline(after_text, redact=self.d.store.redact) if after_text else "",
-                "notify": self._notify(link),
-                "permission_denials": list(result.permission_denials)[:10], "run_cost_usd": round(self.cost, 6),
-                "refused": len(result.refusals), "refusals": refusal_summary(result.refusals) if result.refusals else "",
-                "tool_calls": result.tool_calls,
-                "blocked": blocked, "command": link.is_command,
-                "hop": hop.note if hop is not None and hop.routed else "", "verdict": hop.verdict if hop else None,
-            }))
+            new_events.append(et.LinkFinished(
+                link=link.name, role=link.role, model=result.model or link.model, round=state.round,
+                error_class=result.error_class.value, error=self.d.store.redact(result.error_message)[:500],
+                duration_s=round(result.duration_s, 3), cost_usd=round(result.cost_usd, 6),
+                input_tokens=result.input_tokens, output_tokens=result.output_tokens, turns=result.turns,
+                attempts=attempts,
+                headline=hp.headline(after_text, redact=self.d.store.redact) if after_text else "",
+                notify=self._notify(link),
+                permission_denials=tuple(result.permission_denials)[:10], run_cost_usd=round(self.cost, 6),
+                refused=len(result.refusals), refusals=refusal_summary(result.refusals) if result.refusals else "",
+                tool_calls=result.tool_calls,
+                blocked=blocked, command=link.is_command,
+                hop=hop.note if hop is not None and hop.routed else "", verdict=hop.verdict if hop else None,
+            ).new())
             if self.chain.mode == "deadend" and (failed or blocked):
-                stop = policy.Stop("FAILED" if failed else "BLOCKED", f"dead end at {link.name}: {result.error_message or 'BLOCKED'}")
+                stop = policy.Stop(ChainStatus.FAILED if failed else ChainStatus.BLOCKED, f"dead end at {link.name}: {result.error_message or 'BLOCKED'}")
         else:
             new_events.append(NewEvent(ev.LINK_SKIPPED, {"link": link.name, "round": state.round, "assigned": skipped_for}))
 
         state = replace(
-            state, status="RUNNING",
+            state, status=ChainStatus.RUNNING,
             round_ran=state.round_ran + (1 if ran else 0), round_failed=state.round_failed + (1 if failed else 0),
             round_blocked=state.round_blocked or (1 if blocked else 0),
             round_path=hops.path_after(state.round_path, link.name) if ran else state.round_path,
@@ -605,7 +610,7 @@ class MarbleRun:
         act. The chat gets a BLOCKED-style alert naming the tool and the field to change, once per
         link and run."""
         for refusal in result.refusals[:MAX_REFUSAL_EVENTS]:
-            out.append(NewEvent(ev.TOOL_REFUSED, {"link": link.name, "round": state.round, **refusal.to_json()}))
+            out.append(et.ToolRefused(link=link.name, round=state.round, **refusal.to_json()).new())
         if changed or not result.ok:
             return result
         told = refusal_summary(result.refusals)
@@ -616,12 +621,12 @@ class MarbleRun:
         message = f"claude was refused {told}; the handoff did not change"
         if link.name not in self._denied_alerted:
             self._denied_alerted.add(link.name)
-            out.append(NewEvent(ev.BLOCKED, {
-                "link": link.name, "round": state.round, "kind": "denied", "policy": "continue",
-                "tools": sorted({r.tool for r in result.refusals}), "field": field,
-                "question": (f"{link.name} could not act: claude was refused {told}. It may use: {allowed} "
-                             f"({link.permission_mode or 'default'} mode). To let it, add the tool to {where}."),
-            }))
+            out.append(et.Blocked(
+                link=link.name, round=state.round, kind="denied", policy="continue",
+                tools=tuple(sorted({r.tool for r in result.refusals})), field=field,
+                question=(f"{link.name} could not act: claude was refused {told}. It may use: {allowed} "
+                          f"({link.permission_mode or 'default'} mode). To let it, add the tool to {where}."),
+            ).new())
         return replace(result, error_class=ErrorClass.DENIED, error_message=message)
 
     def _end_round(self, state: ChainState, handoff_text: str | None) -> tuple[ChainState, list[NewEvent]]:
@@ -656,9 +661,9 @@ class MarbleRun:
             if nxt < len(self.chain.links):
                 return state, None
         elif hop.kind is routing.HopKind.STOP:
-            stop = policy.Stop("STOPPED", hop.note)
+            stop = policy.Stop(ChainStatus.STOPPED, hop.note)
         elif hop.kind is routing.HopKind.BLOCKED and self.chain.task_pool is None and self.chain.on_blocked != "wait":
-            stop = policy.Stop("BLOCKED", hop.reason)
+            stop = policy.Stop(ChainStatus.BLOCKED, hop.reason)
         if self.chain.task_pool is not None and state.task_id:
             outcome = hops.task_outcome(self.chain, link, hop, blocked=bool(state.round_blocked) or blocked, failed=failed)
             state = replace(state, task_outcome=outcome.value if outcome else "")
@@ -682,13 +687,13 @@ class MarbleRun:
         try:
             read = self._pool_read()
         except PoolError as exc:
-            return state, policy.Stop("FAILED", f"task pool: {exc}")
+            return state, policy.Stop(ChainStatus.FAILED, f"task pool: {exc}")
         task = None
         if not fresh_round and state.task_id:  # resumed mid-round: the same task
             task = next((t for t in read.tasks if t.id == state.task_id), None)
         task = task or next((t for t in read.open), None)
         if task is None:
-            return state, policy.Stop("ALL_DONE", "task list done")
+            return state, policy.Stop(ChainStatus.ALL_DONE, "task list done")
         self._task = (task, read)
         if task.id != state.task_id or fresh_round:
             state = replace(state, task_id=task.id)
@@ -721,7 +726,7 @@ class MarbleRun:
 
     async def _wait_for_answer(self, link: LinkDef) -> policy.Stop | None:
         """on_blocked = wait: hold the chain until a person answers, stops it, or time runs out."""
-        await self._mark("BLOCKED")
+        await self._mark(ChainStatus.BLOCKED)
         deadline = self.d.clock.monotonic() + self.chain.blocked_wait_s
         while not self.control.answers:
             if self.control.stop_requested or self.control.shutdown:
@@ -733,6 +738,6 @@ class MarbleRun:
                 break
             self.control.changed.clear()
             await self.d.sleeper.sleep(left, self.control.changed)
-        await self._mark("RUNNING")
+        await self._mark(ChainStatus.RUNNING)
         return None
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from engine.chains import ChainDef
+from engine.states import ChainStatus
 from engine.stream import FALLBACK_WORTHY, ErrorClass
 
 MAX_FAILED_ROUNDS = 3  # rounds in a row in which every link failed: the chain cannot make progress
@@ -30,7 +31,7 @@ class RunCounters:
 
 @dataclass(frozen=True)
 class Stop:
-    status: str  # the final status word: ALL_DONE, COMPLETED, STOPPED, BLOCKED, FAILED
+    status: ChainStatus  # the final status word: ALL_DONE, COMPLETED, STOPPED, BLOCKED, FAILED
     reason: str
 
 
@@ -61,25 +62,25 @@ def stop_before_link(
     chain: ChainDef, c: RunCounters, now: datetime, *, agent_status: str | None
 ) -> Stop | None:
     """Should the run end before its next link? Checked before every link."""
-    if agent_status == "ALL_DONE":
-        return Stop("ALL_DONE", "an agent declared ALL_DONE")
-    if agent_status == "STOPPED":
-        return Stop("STOPPED", "an agent wrote STOPPED")
+    if agent_status == ChainStatus.ALL_DONE:
+        return Stop(ChainStatus.ALL_DONE, "an agent declared ALL_DONE")
+    if agent_status == ChainStatus.STOPPED:
+        return Stop(ChainStatus.STOPPED, "an agent wrote STOPPED")
     if chain.deadline is not None and now >= chain.deadline:
-        return Stop("COMPLETED", f"deadline {chain.deadline.isoformat(timespec='minutes')} reached")
+        return Stop(ChainStatus.COMPLETED, f"deadline {chain.deadline.isoformat(timespec='minutes')} reached")
     if chain.runtime_hours > 0 and now >= c.run_started + timedelta(hours=chain.runtime_hours):
-        return Stop("COMPLETED", f"runtime limit of {chain.runtime_hours:g} h reached")
+        return Stop(ChainStatus.COMPLETED, f"runtime limit of {chain.runtime_hours:g} h reached")
     if chain.max_cost_usd is not None and c.cost_usd >= chain.max_cost_usd:
-        return Stop("COMPLETED", f"budget of ${chain.max_cost_usd:.2f} used (${c.cost_usd:.2f})")
+        return Stop(ChainStatus.COMPLETED, f"budget of ${chain.max_cost_usd:.2f} used (${c.cost_usd:.2f})")
     if chain.max_consecutive_blocks > 0 and c.consecutive_blocks >= chain.max_consecutive_blocks:
-        return Stop("BLOCKED", f"{c.consecutive_blocks} BLOCKED rounds in a row")
+        return Stop(ChainStatus.BLOCKED, f"{c.consecutive_blocks} BLOCKED rounds in a row")
     if c.failed_rounds >= MAX_FAILED_ROUNDS:
-        return Stop("FAILED", f"every link failed in {c.failed_rounds} rounds in a row")
+        return Stop(ChainStatus.FAILED, f"every link failed in {c.failed_rounds} rounds in a row")
     if c.at_round_start:
         if chain.mode != "loop" and c.passes >= 1:
-            return Stop("COMPLETED", f"{chain.mode} pass finished")
+            return Stop(ChainStatus.COMPLETED, f"{chain.mode} pass finished")
         if chain.mode == "loop" and chain.max_rounds > 0 and c.rounds_counted >= chain.max_rounds:
-            return Stop("COMPLETED", f"max_rounds ({chain.max_rounds}) reached")
+            return Stop(ChainStatus.COMPLETED, f"max_rounds ({chain.max_rounds}) reached")
     return None
 
 
@@ -158,7 +159,7 @@ def after_attempt(
     if cls is ErrorClass.BUDGET:
         # claude stopped at --max-budget-usd: the budget is used even if its reported cost lands
         # a cent short of it, so no further (tiny-budget) link is started.
-        return RetryDecision(Then.STOP, tries, Stop("COMPLETED", f"budget of ${budget or 0:.2f} used (${cost:.2f})"))
+        return RetryDecision(Then.STOP, tries, Stop(ChainStatus.COMPLETED, f"budget of ${budget or 0:.2f} used (${cost:.2f})"))
     if stopping:
         return RetryDecision(Then.RETURN, tries)
     if continue_session and not tries.resumed_fresh and "no conversation found" in text.lower():
@@ -166,10 +167,10 @@ def after_attempt(
     if cls is ErrorClass.RATE_LIMITED:
         waits = tries.limit_waits + 1
         if waits > MAX_LIMIT_WAITS:
-            return RetryDecision(Then.STOP, tries, Stop("BLOCKED", f"usage limit still reached after {MAX_LIMIT_WAITS} waits"))
+            return RetryDecision(Then.STOP, tries, Stop(ChainStatus.BLOCKED, f"usage limit still reached after {MAX_LIMIT_WAITS} waits"))
         return RetryDecision(Then.WAIT_LIMIT, replace(tries, limit_waits=waits))
     if cls is ErrorClass.AUTH:
-        return RetryDecision(Then.STOP, tries, Stop("BLOCKED", f"authentication failed: {text[:200]}"), alert="auth")
+        return RetryDecision(Then.STOP, tries, Stop(ChainStatus.BLOCKED, f"authentication failed: {text[:200]}"), alert="auth")
     if cls is ErrorClass.STALLED and not tries.stalled_once:
         return RetryDecision(Then.RETRY, replace(tries, stalled_once=True),
                              warning=f"{link_name} stalled (no output for {stall_s:g} s); retrying once")

@@ -22,9 +22,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-STATUS_WORDS = frozenset(
-    {"READY", "RUNNING", "PAUSED", "WAITING", "STOPPED", "ALL_DONE", "BLOCKED", "COMPLETED", "FAILED"}
-)
+from engine.states import ChainStatus
+
+STATUS_WORDS = frozenset(ChainStatus)
 MAX_HANDOFF_BYTES = 1024 * 1024  # larger handoffs are reported, not read whole
 MAX_STATUS_BYTES = 256
 MAX_STOP_BYTES = 2000

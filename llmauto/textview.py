@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from engine import event_types as et
+from engine import events as ev
 from engine import routing
+from engine import viewmodel as vm
 from engine.chains import ChainDef
 from engine.engine import ChainView
 from engine.events import Event
 from engine.prompts import format_duration
+from engine.states import ChainStatus
 from engine.store import ApprovalRow, LinkRunRow
 from engine.tasks import DirectoryPool
 
@@ -55,7 +59,7 @@ def status_detail(v: ChainView, next_fire: str | None = None) -> str:
             f"last run: #{r.id} {r.status} from {r.origin}, started {r.started_at[:16].replace('T', ' ')} UTC, "
             f"{r.links_run} links, {money(r.cost_usd)}"
         )
-    if v.stop_reason and v.status not in ("RUNNING",):
+    if v.stop_reason and v.status != ChainStatus.RUNNING:
         lines.append(f"reason: {v.stop_reason}")
     if next_fire:
         lines.append(f"next scheduled run: {next_fire}")
@@ -65,23 +69,21 @@ def status_detail(v: ChainView, next_fire: str | None = None) -> str:
 def rounds_text(v: ChainView) -> str:
     """The rounds as round_counter.txt counts them (completed rounds), and the current one while
     the chain runs: "round 3 of 10 (2 done)" or "rounds done: 2 of 10"."""
-    done = max(0, v.round - 1)
-    of = f" of {v.max_rounds}" if v.max_rounds else ""
-    extra = f", {v.rounds_counted} counted toward max_rounds" if v.rounds_counted != done else ""
-    if v.running_here or v.running_elsewhere:
-        return f"round: {v.round}{of} ({done} done{extra})"
-    return f"rounds done: {done}{of}" + (f" ({extra[2:]})" if extra else "")
+    r = vm.rounds(v.round, v.max_rounds, v.rounds_counted, running=bool(v.running_here or v.running_elsewhere))
+    if r.running:
+        return f"round: {r.current}{r.of} ({r.done} done" + (f", {r.counted_note}" if r.counted_note else "") + ")"
+    return f"rounds done: {r.done}{r.of}" + (f" ({r.counted_note})" if r.counted_note else "")
 
 
 def link_line(row: LinkRunRow) -> str:
     if row.status == "skipped":
         return f"round {row.round} {row.link}: skipped ({row.error_message or 'not assigned'})"
-    outcome = row.error_class or row.status
+    end = vm.row_end(row)
     took = format_duration(row.duration_s) if row.duration_s is not None else "running"
     model = f" [{row.model}]" if row.model else ""
-    err = f": {row.error_message}" if row.error_message and outcome != "ok" else ""
-    refused = f" [refused: {row.refusals}]" if row.refusals and outcome != "denied" else ""
-    return f"round {row.round} {row.link}{model}: {outcome}, {took}, {money(row.cost_usd)}{err}{refused}"
+    err = f": {end.error}" if end.error else ""
+    refused = f" [refused: {end.refused}]" if end.refused else ""
+    return f"round {row.round} {row.link}{model}: {end.outcome}, {took}, {money(row.cost_usd)}{err}{refused}"
 
 
 def log_lines(rows: Sequence[LinkRunRow]) -> str:
@@ -94,44 +96,50 @@ def event_line(event: Event) -> str | None:
     """One line of the foreground live view, or None for events not worth a line."""
     d = event.data
     k = event.kind
-    if k == "run_started":
-        head = f"▶ {event.chain}: run #{event.run_id} from round {d.get('round')}, link {d.get('link')}" + (" (resumed)" if d.get("resumed") else "")
-        perms = [f"    {p.get('link')}: {p.get('permissions')}" for p in d.get("permissions") or [] if isinstance(p, dict)]
-        return "\n".join([head, *perms])
-    if k == "link_started":
+    if k == ev.RUN_STARTED:
+        started = et.RunStarted.from_data(d)
+        head = f"▶ {event.chain}: run #{event.run_id} from round {started.round}, link {started.link}" + (
+            " (resumed)" if started.resumed else "")
+        return "\n".join([head, *(f"    {p.link}: {p.permissions}" for p in started.permissions)])
+    if k == ev.LINK_STARTED:
         who = "command" if d.get("command") else (d.get("model") or "default model")
         retry = f" (attempt {d.get('attempt')})" if (d.get("attempt") or 1) > 1 else ""
         return f"  round {d.get('round')} · {d.get('link')} [{who}] started{retry}"
-    if k == "link_finished":
-        cost = f", {money(d.get('cost_usd'))}" if not d.get("command") else ""
-        err = f": {d.get('error')}" if d.get("error_class") != "ok" and d.get("error") else ""
-        mark = "✓" if d.get("error_class") == "ok" else "✗"
-        refused = f" (claude was refused {d.get('refusals')})" if d.get("refusals") and d.get("error_class") != "denied" else ""
-        return f"  {mark} {d.get('link')}: {d.get('error_class')}, {format_duration(d.get('duration_s'))}{cost}{err}{refused}"
-    if k == "link_skipped":
+    if k == ev.LINK_FINISHED:
+        finished = et.LinkFinished.from_data(d)
+        end = vm.link_end(finished)
+        cost = f", {money(finished.cost_usd)}" if not finished.command else ""
+        err = f": {end.error}" if end.error else ""
+        refused = f" (claude was refused {end.refused})" if end.refused else ""
+        took = format_duration(finished.duration_s or 0)
+        return f"  {'✓' if end.ok else '✗'} {finished.link}: {end.outcome}, {took}{cost}{err}{refused}"
+    if k == ev.LINK_SKIPPED:
         why = str(d.get("assigned") or "")
         return f"  · {d.get('link')} skipped ({why if 'max_runs' in why else f'ASSIGNED: {why}'})"
-    if k == "routed":
-        return f"  ↪ {d.get('note')}"
-    if k in ("task_started", "task_done", "task_blocked"):
-        what = {"task_started": "task", "task_done": "task done", "task_blocked": "task BLOCKED (marked, skipped)"}[k]
-        left = f" ({d.get('left')} open)" if k == "task_started" else ""
+    if k == ev.ROUTED:
+        return f"  ↪ {et.Routed.from_data(d).note}"
+    if k in (ev.TASK_STARTED, ev.TASK_DONE, ev.TASK_BLOCKED):
+        what = {ev.TASK_STARTED: "task", ev.TASK_DONE: "task done", ev.TASK_BLOCKED: "task BLOCKED (marked, skipped)"}[k]
+        left = f" ({d.get('left')} open)" if k == ev.TASK_STARTED else ""
         return f"  ☐ {what}: {d.get('text')}{left}" + (f" ! {d.get('problem')}" if d.get("problem") else "")
-    if k == "tool_refused":
-        return f"  ! {d.get('link')}: claude refused {d.get('tool')}" + (f" ({d.get('target')})" if d.get("target") else "")
-    if k == "round_finished":
+    if k == ev.TOOL_REFUSED:
+        refusal = et.ToolRefused.from_data(d)
+        return f"  ! {refusal.link}: claude refused {refusal.tool}" + (f" ({refusal.target})" if refusal.target else "")
+    if k == ev.ROUND_FINISHED:
         return f"  round {d.get('round')} done" + ("" if d.get("counted") else " (every link failed: not counted)")
-    if k == "blocked":
-        return f"  ! BLOCKED at {d.get('link')}: {d.get('question')}"
-    if k == "waiting_limit":
+    if k == ev.BLOCKED:
+        blocked = et.Blocked.from_data(d)
+        return f"  ! BLOCKED at {blocked.link}: {blocked.question}"
+    if k == ev.WAITING_LIMIT:
         return f"  … usage limit: waiting until {d.get('until')}" + ("" if d.get("reset_known") else " (backoff)")
-    if k == "waiting_slot":
+    if k == ev.WAITING_SLOT:
         return f"  … {d.get('link')} waits for a free agent slot (all {d.get('slots')} in use)"
-    if k in ("handoff_problem", "warning"):
+    if k in (ev.HANDOFF_PROBLEM, ev.WARNING):
         return f"  ! {d.get('problem') or d.get('message')}"
-    if k == "run_finished":
-        return f"■ {event.chain}: {d.get('status')} — {d.get('reason')} (run cost {money(d.get('cost_usd'))})"
-    if k in ("paused", "resumed", "stop_requested", "operator_note", "recovered"):
+    if k == ev.RUN_FINISHED:
+        finished_run = et.RunFinished.from_data(d)
+        return f"■ {event.chain}: {finished_run.status} — {finished_run.reason} (run cost {money(finished_run.cost_usd)})"
+    if k in (ev.PAUSED, ev.RESUMED, ev.STOP_REQUESTED, ev.OPERATOR_NOTE, ev.RECOVERED):
         return f"  {k.replace('_', ' ')}" + (f": {d.get('reason') or d.get('text') or d.get('link') or ''}")
     return None
 

@@ -1,0 +1,276 @@
+"""Typed stored events: one frozen value per event kind that crosses a module boundary.
+
+The engine builds these (`engine/marble.py`, `engine/approval_desk.py`, `engine/hops.py`) and the
+views read them (`bot/render.py`, `bot/notify.py`, `bot/report.py`, `engine/textview.py`) instead of
+building and reading dicts by hand. This module is the one place that turns a value into the
+stored JSON (`to_data`) and back (`from_data`); the stored shape is the one the dicts had, key for
+key, so databases written before keep reading and a value read from an old or odd row never raises:
+a missing key takes the field's default, a value of the wrong type too (as `.get()` did).
+
+`Event.data` stays the plain mapping it always was (the redacted JSON of the row); a reader that
+wants the typed value asks `LinkFinished.from_data(event.data)`.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
+
+from engine import events as ev
+from engine.permissions import Refusal
+from engine.store import NewEvent
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(fits, value): `value` as the field's type, or (False, None) when it does not fit."""
+    origin = typing.get_origin(hint)
+    if origin is types.UnionType or origin is typing.Union:
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return True, None
+        for arg in args:
+            if arg is not type(None):
+                fits, got = _coerce(value, arg)
+                if fits:
+                    return True, got
+        return False, None
+    if hint is Any:
+        return True, value
+    if hint is bool:
+        return (True, value) if isinstance(value, bool) else (False, None)
+    if hint is int:
+        return (True, value) if isinstance(value, int) and not isinstance(value, bool) else (False, None)
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return (True, float(value)) if ok else (False, None)
+    if hint is str:
+        return (True, value) if isinstance(value, str) else (False, None)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            return False, None
+        (item,) = typing.get_args(hint)[:1]
+        out = []
+        for raw in value:
+            fits, got = _coerce(raw, item)
+            if fits:
+                out.append(got)
+        return True, tuple(out)
+    if isinstance(hint, type) and issubclass(hint, StoredEvent):
+        return (True, hint.from_data(value)) if isinstance(value, Mapping) else (False, None)
+    return False, None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, StoredEvent):
+        return value.to_data()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class StoredEvent:
+    """Base of the typed events: `KIND`, and the JSON both ways.
+
+    `OPTIONAL` names fields whose key is left out of the JSON when they are None (the variants of
+    an event that never had that key, such as a BLOCKED alert without a `policy`)."""
+
+    KIND: ClassVar[str] = ""
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+
+    def to_data(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.name in self.OPTIONAL:
+                continue
+            out[f.name] = _plain(value)
+        return out
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Self:
+        hints = _hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                continue
+            fits, value = _coerce(data[f.name], hints[f.name])
+            if fits:  # else the field's default (every field has one), as `.get()` gave None
+                kwargs[f.name] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def of(cls, data: Self | Mapping[str, Any]) -> Self:
+        """The typed value of `data`, whether it is one already or a stored mapping."""
+        return data if isinstance(data, cls) else cls.from_data(data)  # type: ignore[arg-type]
+
+    def new(self) -> NewEvent:
+        """The event to store."""
+        return NewEvent(self.KIND, self.to_data())
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkPermissions(StoredEvent):
+    link: str = ""
+    permissions: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(StoredEvent):
+    KIND: ClassVar[str] = ev.RUN_STARTED
+    round: int = 1
+    link: str = ""
+    origin: str = ""
+    chat_id: int | None = None
+    by: str | None = None
+    resumed: bool = False
+    links: int = 0
+    max_rounds: int | None = None
+    path: str = ""  # the round's path so far (a resumed routing chain), for the card
+    permissions: tuple[LinkPermissions, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished(StoredEvent):
+    KIND: ClassVar[str] = ev.RUN_FINISHED
+    status: str | None = None  # the chain's status (what status.txt says)
+    run_status: str | None = None  # the run's (INTERRUPTED when a shutdown cut it off)
+    reason: str | None = None
+    by: str | None = None
+    cost_usd: float = 0.0
+    round: int | None = None  # the round the chain would run next
+    rounds_counted: int | None = None
+    chat_id: int | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkFinished(StoredEvent):
+    """A link ended. A link cut off by a person or a shutdown (`rerun`: it runs again on the next
+    start) is stored with fewer keys: the ones it always had."""
+
+    KIND: ClassVar[str] = ev.LINK_FINISHED
+    RERUN_KEYS: ClassVar[tuple[str, ...]] = (
+        "link", "role", "round", "error_class", "error", "duration_s", "cost_usd", "attempts", "notify", "rerun",
+        "command", "run_cost_usd", "headline", "blocked")
+    link: str = ""
+    role: str = ""
+    model: str | None = None
+    round: int | None = None
+    error_class: str | None = None
+    error: str = ""
+    duration_s: float | None = None
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    turns: int = 0
+    attempts: int = 0
+    headline: str = ""
+    notify: bool = False
+    permission_denials: tuple[str, ...] = ()
+    run_cost_usd: float | None = None
+    refused: int = 0
+    refusals: str = ""  # "Bash ×2, Write (notes.md)"
+    tool_calls: int = 0
+    blocked: bool = False
+    command: bool = False
+    hop: str = ""  # the routed hop's note
+    verdict: str | None = None
+    rerun: bool = False
+
+    def to_data(self) -> dict[str, Any]:
+        data = super().to_data()
+        if self.rerun:
+            return {k: data[k] for k in self.RERUN_KEYS}
+        del data["rerun"]
+        return data
+
+    @property
+    def ok(self) -> bool:
+        return self.error_class == "ok"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Blocked(StoredEvent):
+    """An alert: an agent wrote BLOCKED (`kind` agent), a route or the bounce guard blocked the
+    chain (routed, bounces), claude refused the tools a link needed (denied: `tools`, `field`),
+    or claude cannot authenticate or stalled (auth, stalled: no `policy`)."""
+
+    KIND: ClassVar[str] = ev.BLOCKED
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"policy", "tools", "field"})
+    link: str | None = None
+    round: int | None = None
+    kind: str = "agent"
+    question: str | None = None
+    policy: str | None = None  # on_blocked: wait | continue | stop
+    tools: tuple[str, ...] | None = None
+    field: str | None = None  # the chain field that sets the link's tools
+
+
+@dataclass(frozen=True, kw_only=True)
+class Routed(StoredEvent):
+    """A link's verdict chose where the marble goes (#13)."""
+
+    KIND: ClassVar[str] = ev.ROUTED
+    link: str = ""
+    round: int | None = None
+    verdict: str | None = None
+    target: str | None = None
+    kind: str = ""
+    bounce: bool = False
+    count: int = 0
+    max: int = 0
+    note: str = ""
+    guard: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolRefused(StoredEvent):
+    KIND: ClassVar[str] = ev.TOOL_REFUSED
+    link: str = ""
+    round: int | None = None
+    tool: str = "?"
+    target: str | None = None
+    message: str = ""
+
+    def refusal(self) -> Refusal:
+        return Refusal(tool=self.tool or "?", target=self.target or None, message=self.message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRequested(StoredEvent):
+    KIND: ClassVar[str] = ev.APPROVAL_REQUESTED
+    id: int = 0
+    link: str = ""
+    round: int | None = None
+    tool: str = ""
+    command: str = ""
+    reason: str = ""
+    timeout_s: float | None = None
+    on_timeout: str = "deny"
+    always: bool = False  # "always allow" can be offered
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalDecided(StoredEvent):
+    KIND: ClassVar[str] = ev.APPROVAL_DECIDED
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"always"})
+    id: int = 0
+    link: str = ""
+    tool: str = ""
+    status: str = ""  # approved | denied | timed_out | expired
+    by: str | None = None
+    message: str = ""
+    always: bool | None = None  # absent on an expired request
+
+

@@ -1,0 +1,40 @@
+"""The facts both views show (engine/viewmodel.py), decided once: the chat's note and the
+terminal's line agree on a link's outcome, its refusals and its hop, and on the rounds done."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import render
+from engine import event_types as et
+from engine import textview
+from engine import viewmodel as vm
+from engine.events import Event
+
+
+def _line(finished: et.LinkFinished) -> str:
+    event = Event(id=1, kind=finished.KIND, chain="c", run_id=1, ts="2026-01-01T00:00:00+00:00", data=finished.to_data())
+    return textview.event_line(event) or ""
+
+
+@pytest.mark.parametrize(("finished", "refused_shown", "error_shown"), [
+    (et.LinkFinished(link="w", error_class="ok", refusals="Bash ×2", refused=2, error="x"), True, False),
+    (et.LinkFinished(link="w", error_class="denied", refusals="Bash ×2", refused=2, error="could not act"), False, True),
+    (et.LinkFinished(link="w", error_class="timeout", error="took too long"), False, True),
+])
+def test_both_views_tell_the_same_outcome(finished: et.LinkFinished, refused_shown: bool, error_shown: bool) -> None:
+    """A `denied` link's refusals are its outcome, not an extra line; an ok link's error is not
+    shown. Checked: with `if e.error_class != "denied"` in viewmodel.link_end dropped, the denied
+    row fails in both views at once."""
+    end = vm.link_end(finished)
+    note, line = render.link_note("c", finished), _line(finished)
+    assert ("claude was refused" in note) is refused_shown is ("claude was refused" in line) is bool(end.refused)
+    assert (finished.error in note) is error_shown is (finished.error in line)
+
+
+def test_rounds_done_and_counted() -> None:
+    """Checked: with `counted=... if rounds_counted != done else None` made unconditional, the
+    first assert fails (a note saying 2 of 2 rounds counted)."""
+    assert vm.rounds(3, 10, 2, running=True).counted_note == ""
+    assert vm.rounds(3, None, 1, running=False).counted_note == "1 counted toward max_rounds"
+    assert [vm.rounds_done(n) for n in (None, 0, 1, 4)] == [0, 0, 0, 3]
