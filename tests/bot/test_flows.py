@@ -187,7 +187,7 @@ async def test_scheduled_run_starts_and_reports_into_the_chat(served: Served) ->
     trigger)` in Scheduler.refresh removed, this fails (no job for schedule #1)."""
     from datetime import UTC, datetime, timedelta
 
-    from engine.scheduler import _job_id
+    from engine.timer import _job_id
 
     write_chain(served.home, "nightly", {"max_rounds": 1, "links": [{"name": "w", "command": append_line("x"), "telegram_update": True}]})
     await served.answer("/schedule nightly daily 02:00", "Schedule #1")
