@@ -32,7 +32,9 @@ def money(value: float | None) -> str:
 
 def status_line(v: ChainView) -> str:
     where = " (here)" if v.running_here else (f" ({v.running_elsewhere})" if v.running_elsewhere else "")
-    rounds = f"round {v.round}" + (f"/{v.max_rounds}" if v.max_rounds else "")
+    running = bool(v.running_here or v.running_elsewhere)
+    rounds = (f"round {v.round}" if running else f"{vm.rounds_done(v.round)} rounds done") + (
+        f"/{v.max_rounds}" if v.max_rounds else "")
     extra = f", {v.current_link} for {since(v.current_link_since)}" if v.current_link else ""
     if v.error:
         return f"{v.name:<24} INVALID  {v.error.splitlines()[0]}"

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from engine import textview as tv
 from engine.chains import ChainDef
 from engine.engine import ChainView
 from engine.events import Event
 from engine.store import ApprovalRow, LinkRunRow, RunRow
 from engine.tasks import DirectoryPool
+from llmauto import textview as tv
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -102,7 +102,7 @@ def ev(event_kind: str, **data: Any) -> Event:
     (ev("link_started", round=2, link="w", attempt=2), "  round 2 · w [default model] started (attempt 2)"),
     (ev("link_finished", link="w", error_class="denied", error="no", duration_s=5, refusals="Bash", cost_usd=0.1),
      "  ✗ w: denied, 5.0s, $0.1000: no"),
-    (ev("link_finished", link="w", error_class="ok", duration_s=5, refusals="Bash", command=["ls"]),
+    (ev("link_finished", link="w", error_class="ok", duration_s=5, refusals="Bash", command=True),
      "  ✓ w: ok, 5.0s (claude was refused Bash)"),
     (ev("link_skipped", link="w", assigned="max_runs 1 reached"), "  · w skipped (max_runs 1 reached)"),
     (ev("link_skipped", link="w", assigned="reviewer"), "  · w skipped (ASSIGNED: reviewer)"),

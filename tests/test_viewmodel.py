@@ -7,9 +7,9 @@ import pytest
 
 from bot import render
 from engine import event_types as et
-from engine import textview
 from engine import viewmodel as vm
 from engine.events import Event
+from llmauto import textview
 
 
 def _line(finished: et.LinkFinished) -> str:
