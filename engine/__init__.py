@@ -40,6 +40,9 @@ Layout (one concept a module; the left column is every module of the package):
   migrations     the database schema as numbered migrations
   statefiles     the plain files in state/<chain>/ that agents read and write, atomically
   events         event kinds and the in-process publisher
+  event_types    each stored event kind as a frozen dataclass, to and from its stored JSON
+  states         the chain and run states (StrEnum) and their icons
+  viewmodel      facts the chat and the terminal views both show, computed once
  the facade and the scheduler
   engine         the facade the command line, the bot and the timer call
   leases         one chain in one process at a time: take, check, release, recover
