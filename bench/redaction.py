@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from engine.redact import Redactor
 
-TOKEN = "7012345678:AAH-bench-secret-part-of-the-bot-token_x9"
+TOKEN = "7012345678:AAH.bench-secret-part-of-the-bot-token_x9"
 KEYS = ("sk-ant-api03-bench-key-value-0123456789abcdef", "ghp_benchGitHubTokenValue0123456789", "hunter2-long-password")
 PROSE = ("## Status: PARTIAL\nThe parser now handles nested quotes; tests in tests/test_parser.py pass.\n"
          "def parse(text: str) -> list[str]:\n    return [t for t in text.split() if t]\n")

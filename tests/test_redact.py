@@ -17,7 +17,7 @@ from engine.redact import MASK, MIN_RUN, Redactor, cut
 from engine.settings import Settings
 from tests.conftest import make_settings
 
-TOKEN = "7012345678:AAH-fake-secret-part-of-the-test-token_x9"  # 46 characters, no real token
+TOKEN = "7012345678:AAH.fake-secret-part-of-the-test-token_x9"  # 46 characters; the dot keeps it from looking like a real token
 PART = TOKEN.split(":", 1)[1]
 API_KEY = "sk-ant-api03-fake-key-value-0123456789abcdef"
 

@@ -152,7 +152,7 @@ async def test_every_write_of_the_store_is_scrubbed(settings: Settings) -> None:
 
 # Issue #12, items 1 and 2: a token cut by a headline, and the forms of a secret the old redactor
 # let through. The bot id is public, so the part after the colon is the whole secret.
-WRAP_TOKEN = "7012345678:AAH-fake-secret-part-of-the-test-token_x9"
+WRAP_TOKEN = "7012345678:AAH.fake-secret-part-of-the-test-token_x9"
 WRAP_PART = WRAP_TOKEN.split(":", 1)[1]
 FILE_KEY = "sk-proj-fake-openai-key-from-the-env-file-0123"
 WRITE = "import os, sys; open(os.environ['LLMAUTO_HANDOFF'], sys.argv[2]).write(open(sys.argv[1]).read())"
