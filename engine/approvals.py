@@ -24,7 +24,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -312,12 +312,3 @@ def describe(tool: str, tool_input: Mapping[str, Any]) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
-
-
-def merge(chain: ApprovalRules | None, link: ApprovalRules | None) -> ApprovalRules:
-    """A link's `approve` replaces its chain's."""
-    return link or chain or ApprovalRules()
-
-
-def visible(rules: Sequence[Rule]) -> str:
-    return " ".join(str(r) for r in rules)

@@ -204,10 +204,15 @@ class _Watch:
 
     async def take_line(self, line: str) -> None:
         asks = self.inv.on_permission is not None
-        if asks and line.startswith('{"type":"control_request"'):
-            with contextlib.suppress(ValueError):
-                self.answers.append(asyncio.create_task(self.answer(json.loads(line))))
-            return
+        if asks and '"control_request"' in line[:200]:
+            # Parsed, not matched by its first bytes: the protocol does not promise key order.
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict) and obj.get("type") == "control_request":
+                self.answers.append(asyncio.create_task(self.answer(obj)))
+                return
         if self.inv.kind == "claude":
             progress = self.parser.feed(line)
             if asks and self.parser.result is not None:

@@ -5,7 +5,6 @@ another process shows what it is doing. Each test names the line that, broken, m
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +16,9 @@ from engine.store import Store
 from tests.bot.conftest import append_line
 from tests.bot.test_buttons import ALWAYS_BLOCKED
 from tests.conftest import make_settings, write_chain
-from tests.fakes.gate import holding_command, started
 from tests.faults.serve_rig import until
-from tests.helpers import Cli, wait_for_lease
+from tests.helpers import Cli
+from tests.steering import held_in_another_process, unhandled_controls
 
 
 async def test_an_operator_note_to_an_idle_chain_is_stamped_in_the_homes_zone(home: Path) -> None:
@@ -42,12 +41,8 @@ async def test_a_chain_paused_in_another_process_shows_paused(cli: Cli, home: Pa
     once said RUNNING for it) says PAUSED, and RUNNING again once it resumes. Checked: with the
     `set_chain_status` call removed from MarbleRun._mark, the view says RUNNING and this fails."""
     gate = tmp_path / "gate"
-    write_chain(home, "far", {"max_rounds": 1, "links": [
-        {"name": "a", "command": holding_command(gate)}, {"name": "b", "command": append_line("b ran")}]})
-    runner = cli.spawn("chain", "start", "far")
+    runner = await held_in_another_process(cli, home, gate)
     try:
-        await wait_for_lease(home, "far", runner.pid)
-        await until("link a to start", lambda: started(gate), proc=runner)
         settings = make_settings(home)
         async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
             assert (await engine.view("far")).status == "RUNNING"
@@ -92,8 +87,3 @@ async def test_a_blocked_wait_is_recorded_in_the_store_and_shown_from_there(home
         outcome = await asyncio.wait_for(engine.wait("asker"), 30)
         assert outcome.status not in ("BLOCKED", "FAILED"), outcome
         assert (await engine.view("asker")).status == outcome.status
-
-
-def unhandled_controls(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM controls WHERE handled_at IS NULL").fetchone()[0])

@@ -4,7 +4,6 @@ process runs (`runner.group_alive`, the other path named there, was dead code an
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +14,11 @@ from engine.engine import Engine
 from engine.errors import LlmautoError
 from engine.statefiles import ChainFiles
 from engine.store import Store
-from tests.bot.conftest import append_line
-from tests.conftest import make_settings, write_chain
+from tests.conftest import make_settings
 from tests.fakes.claude_env import read_log
-from tests.fakes.gate import holding_command, started
 from tests.faults.serve_rig import until
-from tests.helpers import Cli, wait_for_lease
+from tests.helpers import Cli
+from tests.steering import held_in_another_process, unhandled_controls
 
 
 def test_pipe_reads_its_prompt_from_a_file_or_stdin_with_the_words_first(cli: Cli, tmp_path: Path) -> None:
@@ -50,12 +48,8 @@ async def test_pause_answer_and_resume_reach_a_chain_running_in_another_process(
     goes straight into its handoff. Checked: with `_steer` raising "not running" instead of
     `store.add_control` for a chain running elsewhere, this fails at the pause."""
     gate = tmp_path / "gate"
-    write_chain(home, "far", {"max_rounds": 1, "links": [
-        {"name": "a", "command": holding_command(gate)}, {"name": "b", "command": append_line("b ran")}]})
-    runner = cli.spawn("chain", "start", "far")
+    runner = await held_in_another_process(cli, home, gate)
     try:
-        await wait_for_lease(home, "far", runner.pid)
-        await until("link a to start", lambda: started(gate), proc=runner)
         settings = make_settings(home)
         async with Store.open(settings.db_path) as store, Engine(settings, store) as engine:
             assert await engine.pause_chain("far", by="t") == "far: pausing (after the current link)"
@@ -84,8 +78,3 @@ async def test_pause_answer_and_resume_reach_a_chain_running_in_another_process(
         if runner.poll() is None:
             runner.kill()
             runner.communicate(timeout=10)
-
-
-def unhandled_controls(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM controls WHERE handled_at IS NULL").fetchone()[0])
