@@ -16,6 +16,9 @@ from engine.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_CLAUDE = ROOT / "tests" / "fakes" / "bin" / "claude"
 
+# A real PostgreSQL for the distributed mode (issue #15): `pg_server` (session), `pg_url` (per test).
+pytest_plugins = ["tests.pg"]
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
