@@ -274,3 +274,238 @@ class ApprovalDecided(StoredEvent):
     always: bool | None = None  # absent on an expired request
 
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkStarted(StoredEvent):
+    """A link's attempt starts (a retry is a new one, with `attempt` > 1)."""
+
+    KIND: ClassVar[str] = ev.LINK_STARTED
+    link: str = ""
+    role: str = ""
+    model: str | None = None
+    round: int | None = None
+    index: int = 0
+    attempt: int = 1
+    command: bool = False
+    session: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkSkipped(StoredEvent):
+    """A link did not run: a worker the controller did not assign, or one whose max_runs are used
+    up (`assigned` then says so: it holds the reason, as it always did)."""
+
+    KIND: ClassVar[str] = ev.LINK_SKIPPED
+    link: str = ""
+    round: int | None = None
+    assigned: str | None = None
+
+    @property
+    def why(self) -> str:
+        """"ASSIGNED: worker-b", or the max_runs reason as it stands."""
+        told = self.assigned or ""
+        return told if "max_runs" in told else f"ASSIGNED: {told}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundFinished(StoredEvent):
+    KIND: ClassVar[str] = ev.ROUND_FINISHED
+    round: int = 0
+    counted: bool = False  # False: every link failed, so the round does not count toward max_rounds
+    blocked: bool = False
+    links_run: int = 0
+    links_failed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandoffProblem(StoredEvent):
+    """An agent left the handoff unreadable (or status.txt with an unknown word) and what was put back."""
+
+    KIND: ClassVar[str] = ev.HANDOFF_PROBLEM
+    link: str = ""
+    problem: str = ""
+    restored: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitingLimit(StoredEvent):
+    """A usage limit: the link is tried again at `until` (`reset_known` False: a backoff guess)."""
+
+    KIND: ClassVar[str] = ev.WAITING_LIMIT
+    link: str = ""
+    until: str = ""
+    seconds: int = 0
+    reset_known: bool = False
+    message: str = ""
+    attempt: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitingSlot(StoredEvent):
+    """A link waits for a free agent slot (LLMAUTO_MAX_PARALLEL_LINKS)."""
+
+    KIND: ClassVar[str] = ev.WAITING_SLOT
+    link: str | None = None
+    slots: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Paused(StoredEvent):
+    KIND: ClassVar[str] = ev.PAUSED
+    by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resumed(StoredEvent):
+    KIND: ClassVar[str] = ev.RESUMED
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopRequested(StoredEvent):
+    KIND: ClassVar[str] = ev.STOP_REQUESTED
+    reason: str | None = None
+    now: bool = False
+    by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorNote(StoredEvent):
+    """A person's note went into the handoff (`round` is left out when the chain was not running)."""
+
+    KIND: ClassVar[str] = ev.OPERATOR_NOTE
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"round"})
+    by: str | None = None
+    text: str = ""
+    round: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recovered(StoredEvent):
+    """A run a crash cut off was found and set to resume."""
+
+    KIND: ClassVar[str] = ev.RECOVERED
+    link: str | None = None
+    round: int | None = None
+    agents_killed: tuple[str, ...] = ()
+    handoff_restored: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class WarningEvent(StoredEvent):
+    """Something a person should know that changes nothing by itself (a chain's warnings, a retry, a reset)."""
+
+    KIND: ClassVar[str] = ev.WARNING
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"link"})
+    message: str = ""
+    link: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskStarted(StoredEvent):
+    """A round took the task pool's next open task."""
+
+    KIND: ClassVar[str] = ev.TASK_STARTED
+    task_id: str | None = None
+    text: str = ""
+    left: int = 0
+    round: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskDone(StoredEvent):
+    """The round's task was ticked off (`problem`: why the pool could not be marked)."""
+
+    KIND: ClassVar[str] = ev.TASK_DONE
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"problem"})
+    task_id: str | None = None
+    text: str = ""
+    round: int | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskBlocked(TaskDone):
+    """The round's task stays BLOCKED: marked and skipped from now on."""
+
+    KIND: ClassVar[str] = ev.TASK_BLOCKED
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleEvent(StoredEvent):
+    """What a schedule did (fired, skipped, queued, missed), with the schedule it came from. The
+    keys after `scheduled_for` belong to some variants only and are left out when None."""
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({
+        "reason", "queued", "queued_behind_run", "after_run_id", "after_status",
+        "missed", "more", "first", "until", "grace_s"})
+    schedule_id: int | None = None
+    chain: str | None = None
+    kind: str | None = None
+    expression: str | None = None
+    original: str | None = None
+    tz: str | None = None
+    after_chain: str | None = None
+    chat_id: int | None = None
+    run_id: int | None = None
+    scheduled_for: str | None = None
+    reason: str | None = None  # skipped, queued: why
+    queued: bool | None = None  # a start that waited for the chain's previous run
+    queued_behind_run: int | None = None
+    after_run_id: int | None = None  # an `after` schedule: the run it followed and how that ended
+    after_status: str | None = None
+    missed: int | None = None  # missed: how many firings, at least (`more`), the first one
+    more: bool | None = None
+    first: str | None = None
+    until: str | None = None
+    grace_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleFired(ScheduleEvent):
+    KIND: ClassVar[str] = ev.SCHEDULE_FIRED
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleSkipped(ScheduleEvent):
+    KIND: ClassVar[str] = ev.SCHEDULE_SKIPPED
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleQueued(ScheduleEvent):
+    KIND: ClassVar[str] = ev.SCHEDULE_QUEUED
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleMissed(ScheduleEvent):
+    KIND: ClassVar[str] = ev.SCHEDULE_MISSED
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveProgress(StoredEvent):
+    """Live progress of a running link (published, never stored): the tool it uses, its turns;
+    `kind` "spawned" when the agent starts, "refused" for a refused tool call, "output" for a line
+    of a command link."""
+
+    KIND: ClassVar[str] = ev.PROGRESS
+    link: str | None = None
+    kind: str | None = None
+    tool: str | None = None
+    target: str | None = None
+    turns: int | None = None
+    detail: str | None = None
+
+
+BY_KIND: dict[str, type[StoredEvent]] = {
+    cls.KIND: cls for cls in (
+        RunStarted, RunFinished, LinkStarted, LinkFinished, LinkSkipped, RoundFinished, Blocked, HandoffProblem,
+        WaitingLimit, WaitingSlot, Paused, Resumed, StopRequested, OperatorNote, Recovered, WarningEvent,
+        ScheduleFired, ScheduleSkipped, ScheduleQueued, ScheduleMissed, ToolRefused, ApprovalRequested,
+        ApprovalDecided, Routed, TaskStarted, TaskDone, TaskBlocked, LiveProgress)
+}
+
+
+def typed(kind: str, data: Mapping[str, Any]) -> StoredEvent | None:
+    """The typed value of a stored event's data, by its kind (None for a kind this version does not know)."""
+    cls = BY_KIND.get(kind)
+    return cls.from_data(data) if cls is not None else None

@@ -20,10 +20,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine import evaluate, policy, taskpool
 from engine import event_types as et
-from engine import events as ev
 from engine import handoff as hp
-from engine import hops, policy, routing, taskpool
 from engine.approval_desk import ApprovalDesk
 from engine.chains import ChainDef, LinkDef
 from engine.clock import Clock, Sleeper
@@ -32,18 +31,15 @@ from engine.events import Event, EventBus
 from engine.limits import next_attempt_at
 from engine.link import Attempt, LinkContext, LiveLink, run_attempt
 from engine.notes import add_operator_note
-from engine.permissions import summary as refusal_summary
 from engine.prompts import build_prompt, format_duration
 from engine.runner import AgentRunner
 from engine.settings import Settings
-from engine.statefiles import STATUS_WORDS, ChainFiles
+from engine.statefiles import ChainFiles
 from engine.states import AGENT_STOPS, ChainStatus, RunStatus
-from engine.store import ChainState, NewEvent, Store
+from engine.store import ChainState, Store
 from engine.stream import ErrorClass, LinkResult
 from engine.tasks import PoolError, PoolRead, Task, TaskState
 from engine.tasks import placeholders as task_placeholders
-
-MAX_REFUSAL_EVENTS = 20  # refusals stored one by one per link; the rest are counted
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +160,6 @@ class MarbleRun:
         for event in events:
             self.d.bus.publish(event)
 
-    async def _emit(self, event_kind: str, **data: Any) -> None:
-        self._publish(await self.d.store.add_events(self.chain.name, self.run_id, [NewEvent(event_kind, data)]))
-
     async def _store(self, event: et.StoredEvent) -> None:
         self._publish(await self.d.store.add_events(self.chain.name, self.run_id, [event.new()]))
 
@@ -208,7 +201,7 @@ class MarbleRun:
         self.files.write_start_time(self.run_started.isoformat(timespec="seconds"))
         self._write_round(state)
         for warning in self.chain.warnings:
-            await self._emit(ev.WARNING, message=warning)
+            await self._store(et.WarningEvent(message=warning))
         try:
             stop, state = await self._loop(state)
         except _ShutDown:
@@ -316,12 +309,12 @@ class MarbleRun:
 
     async def _pause(self) -> None:
         await self._mark(ChainStatus.PAUSED)
-        await self._emit(ev.PAUSED, by=self.control.stop_by)
+        await self._store(et.Paused(by=self.control.stop_by))
         while self.control.paused and not self.control.stop_requested and not self.control.shutdown:
             await self.control.wait_changed()
         await self._mark(ChainStatus.RUNNING)
         if not self.control.paused:
-            await self._emit(ev.RESUMED)
+            await self._store(et.Resumed())
 
     async def _apply_answers(self, state: ChainState) -> ChainState:
         """People's answers to BLOCKED alerts go into the handoff between links, never during one."""
@@ -331,7 +324,7 @@ class MarbleRun:
                                     round_no=state.round, who=who, text=text)
             if self.files.read_status() == ChainStatus.BLOCKED:
                 self.files.write_status(ChainStatus.RUNNING)
-            await self._emit(ev.OPERATOR_NOTE, by=who, text=text[:2000], round=state.round)
+            await self._store(et.OperatorNote(by=who, text=text[:2000], round=state.round))
             state = replace(state, consecutive_blocks=0)
         return state
 
@@ -436,7 +429,7 @@ class MarbleRun:
             )
             tries = decision.tries
             if decision.warning:
-                await self._emit(ev.WARNING, message=decision.warning, link=link.name)
+                await self._store(et.WarningEvent(message=decision.warning, link=link.name))
             if decision.alert == "auth":
                 await self._store(et.Blocked(link=link.name, round=state.round, kind="auth",
                                              question=f"claude cannot authenticate: {result.error_message}"))
@@ -476,10 +469,10 @@ class MarbleRun:
         self.files.write_status(ChainStatus.WAITING)
         events = await self.d.store.put_chain_state(
             replace(await self.d.store.chain_state(self.chain.name), status=ChainStatus.WAITING),
-            [NewEvent(ev.WAITING_LIMIT, {
-                "link": link.name, "until": until.isoformat(timespec="seconds"), "seconds": round(seconds),
-                "reset_known": known, "message": result.error_message[:300], "attempt": attempt + 1,
-            })], run_id=self.run_id,
+            [et.WaitingLimit(
+                link=link.name, until=until.isoformat(timespec="seconds"), seconds=round(seconds),
+                reset_known=known, message=result.error_message[:300], attempt=attempt + 1,
+            ).new()], run_id=self.run_id,
         )
         self._publish(events)
         # Only a stop (or a shutdown) cuts the wait short; a pause or an answer meanwhile does not.
@@ -498,178 +491,48 @@ class MarbleRun:
         self, state: ChainState, link: LinkDef, result: LinkResult | None, before: str | None,
         *, attempts: int = 0, skipped_for: str | None = None,
     ) -> tuple[ChainState, policy.Stop | None]:
-        new_events: list[NewEvent] = []
-        stop: policy.Stop | None = None
-        ran = result is not None
-        handoff_version: tuple[int | None, int, str, str] | None = None
-        after_text = before
-        blocked = False
-        hop: routing.Hop | None = None
-        failed = ran and result is not None and not result.ok
-        if ran:
-            assert result is not None
-            read = self.files.read_handoff()
-            if read.text is None:
-                restored = before or await self._last_good_handoff()
-                if restored is not None:
-                    self.files.write_handoff(restored)
-                new_events.append(NewEvent(ev.HANDOFF_PROBLEM, {
-                    "link": link.name, "problem": read.problem, "restored": restored is not None,
-                }))
-                after_text = restored
-            else:
-                after_text = read.text
-                if after_text != before:
-                    handoff_version = (self.live.link_run_id, state.round, link.name, after_text)
-            word = self.files.read_status()
-            if word is not None and word not in STATUS_WORDS:
-                new_events.append(NewEvent(ev.HANDOFF_PROBLEM, {
-                    "link": link.name, "problem": f"status.txt has an unknown word {word[:40]!r}", "restored": True,
-                }))
-                self.files.write_status(ChainStatus.RUNNING)
-                word = ChainStatus.RUNNING
-            changed = after_text != before
-            if result.refusals:
-                result = self._judge_refusals(state, link, result, changed=changed or word in AGENT_STOPS,
-                                              out=new_events)
-                failed = not result.ok
-            blocked = word == ChainStatus.BLOCKED or (changed and after_text is not None and hp.is_blocked(after_text))
-            if word == ChainStatus.BLOCKED:
-                self.files.write_status(ChainStatus.RUNNING)  # seen and alerted; the next round starts clear
-            if blocked:
-                new_events.append(et.Blocked(
-                    link=link.name, round=state.round, kind="agent",
-                    question=(hp.question(after_text or "") or hp.headline(after_text or "", 4, 500, redact=self.d.store.redact)),
-                    policy=self.chain.on_blocked,
-                ).new())
-            elif link.routes and not failed:
-                hop = hops.hop_after(self.chain, state.next_link, link, state, before, after_text)
-                if hop.routed:
-                    new_events.append(hops.routed_event(hop, link.name, state.round).new())
-                if hop.kind is routing.HopKind.BLOCKED:
-                    blocked = True
-                    new_events.append(et.Blocked(
-                        link=link.name, round=state.round, kind="bounces" if hop.guard else "routed",
-                        question=hop.reason, policy=self.chain.on_blocked,
-                    ).new())
+        """Read what the link left behind, evaluate it (`engine/evaluate.py`, pure), write the answer."""
+        outcome: evaluate.Ran | evaluate.Skipped = evaluate.Skipped(skipped_for)
+        if result is not None:
+            outcome = evaluate.Ran(result, attempts, self.live.link_run_id, await self._read_back(before))
+        done = evaluate.evaluate(state, link, before, outcome, evaluate.RunFacts(
+            chain=self.chain, run_cost_usd=self.cost, links_run=self.links_run,
+            denied_alerted=frozenset(self._denied_alerted), redact=self.d.store.redact,
+        ))
+        if done.put_back is not None:
+            self.files.write_handoff(done.put_back)
+        if done.reset_status:
+            self.files.write_status(ChainStatus.RUNNING)
+        if done.denied_alert is not None:
+            self._denied_alerted.add(done.denied_alert)
+        if done.ran:
             self.links_run += 1
-            new_events.append(et.LinkFinished(
-                link=link.name, role=link.role, model=result.model or link.model, round=state.round,
-                error_class=result.error_class.value, error=self.d.store.redact(result.error_message)[:500],
-                duration_s=round(result.duration_s, 3), cost_usd=round(result.cost_usd, 6),
-                input_tokens=result.input_tokens, output_tokens=result.output_tokens, turns=result.turns,
-                attempts=attempts,
-                headline=hp.headline(after_text, redact=self.d.store.redact) if after_text else "",
-                notify=self._notify(link),
-                permission_denials=tuple(result.permission_denials)[:10], run_cost_usd=round(self.cost, 6),
-                refused=len(result.refusals), refusals=refusal_summary(result.refusals) if result.refusals else "",
-                tool_calls=result.tool_calls,
-                blocked=blocked, command=link.is_command,
-                hop=hop.note if hop is not None and hop.routed else "", verdict=hop.verdict if hop else None,
-            ).new())
-            if self.chain.mode == "deadend" and (failed or blocked):
-                stop = policy.Stop(ChainStatus.FAILED if failed else ChainStatus.BLOCKED, f"dead end at {link.name}: {result.error_message or 'BLOCKED'}")
-        else:
-            new_events.append(NewEvent(ev.LINK_SKIPPED, {"link": link.name, "round": state.round, "assigned": skipped_for}))
-
-        state = replace(
-            state, status=ChainStatus.RUNNING,
-            round_ran=state.round_ran + (1 if ran else 0), round_failed=state.round_failed + (1 if failed else 0),
-            round_blocked=state.round_blocked or (1 if blocked else 0),
-            round_path=hops.path_after(state.round_path, link.name) if ran else state.round_path,
-        )
-        state, hop_stop = self._advance(state, link, hop, after_text, blocked=blocked, failed=failed, out=new_events)
-        stop = stop or hop_stop
+        if done.round_ended:
+            self.passes += 1
+        state = done.state
         self._publish(await self.d.store.commit_link(
-            state=state, run_id=self.run_id, cost_delta=result.cost_usd if result else 0.0, ran=ran,
-            passes=self.passes, handoff=handoff_version, evs=new_events,
-            link_run_id=self.live.link_run_id if ran else None,
-            outcome=(result.error_class.value, result.error_message) if result is not None and result.refusals else None,
-            refusals=refusal_summary(result.refusals) if result is not None and result.refusals else None,
+            state=state, run_id=self.run_id, cost_delta=result.cost_usd if result else 0.0, ran=done.ran,
+            passes=self.passes, handoff=done.handoff_version, evs=list(done.events),
+            link_run_id=self.live.link_run_id if done.ran else None,
+            outcome=done.judged_outcome, refusals=done.refusals,
         ))
         self._state = state
         self._write_round(state)
         if state.task_outcome:
             state = self._state = await self._settle_task(state)
-        if blocked and self.chain.on_blocked == "wait" and stop is None:
+        stop = done.stop
+        if done.wait_for_answer:
             stop = await self._wait_for_answer(link)
         return state, stop
 
-    def _notify(self, link: LinkDef) -> bool:
-        """Is a note due after this link? Every N links with the original's
-        telegram.update_every_n_links, else per the link's telegram_update (or notify: every_link)."""
-        if self.chain.notify_every_n_links:
-            return self.links_run % self.chain.notify_every_n_links == 0
-        return link.telegram_update or self.chain.notify_every_link
-
-    def _judge_refusals(
-        self, state: ChainState, link: LinkDef, result: LinkResult, *, changed: bool, out: list[NewEvent],
-    ) -> LinkResult:
-        """claude refused tool calls: each refusal becomes an event, and a link that changed
-        nothing (its handoff and status stayed as they were) ends `denied`: the agent could not
-        act. The chat gets a BLOCKED-style alert naming the tool and the field to change, once per
-        link and run."""
-        for refusal in result.refusals[:MAX_REFUSAL_EVENTS]:
-            out.append(et.ToolRefused(link=link.name, round=state.round, **refusal.to_json()).new())
-        if changed or not result.ok:
-            return result
-        told = refusal_summary(result.refusals)
-        field = link.tools_source
-        where = (f"{field} in {self.chain.path.name}" if field != "LLMAUTO_ALLOWED_TOOLS"
-                 else f"defaults.allowed_tools in {self.chain.path.name} (or LLMAUTO_ALLOWED_TOOLS in .env)")
-        allowed = " ".join(link.allowed_tools or ()) or "none"
-        message = f"claude was refused {told}; the handoff did not change"
-        if link.name not in self._denied_alerted:
-            self._denied_alerted.add(link.name)
-            out.append(et.Blocked(
-                link=link.name, round=state.round, kind="denied", policy="continue",
-                tools=tuple(sorted({r.tool for r in result.refusals})), field=field,
-                question=(f"{link.name} could not act: claude was refused {told}. It may use: {allowed} "
-                          f"({link.permission_mode or 'default'} mode). To let it, add the tool to {where}."),
-            ).new())
-        return replace(result, error_class=ErrorClass.DENIED, error_message=message)
-
-    def _end_round(self, state: ChainState, handoff_text: str | None) -> tuple[ChainState, list[NewEvent]]:
-        all_failed = state.round_ran > 0 and state.round_failed == state.round_ran
-        blocked = bool(state.round_blocked) or (handoff_text is not None and hp.is_blocked(handoff_text))
-        counted = not all_failed
-        self.passes += 1
-        finished = NewEvent(ev.ROUND_FINISHED, {
-            "round": state.round, "counted": counted, "blocked": blocked, "links_run": state.round_ran,
-            "links_failed": state.round_failed,
-        })
-        return replace(
-            state, round=state.round + 1, next_link=0, round_ran=0, round_failed=0, round_blocked=0,
-            round_bounces="", round_path="",
-            rounds_counted=state.rounds_counted + (1 if counted else 0),
-            consecutive_blocks=state.consecutive_blocks + 1 if blocked else 0,
-            failed_rounds=state.failed_rounds + 1 if all_failed else 0,
-        ), [finished]
-
-    def _advance(
-        self, state: ChainState, link: LinkDef, hop: routing.Hop | None, handoff_text: str | None,
-        *, blocked: bool, failed: bool, out: list[NewEvent],
-    ) -> tuple[ChainState, policy.Stop | None]:
-        """The chain's position after a link: the next link, or the hop's target, or a new round
-        (with the round's task outcome); a `stop` route ends the run, a `blocked` one (or the
-        bounce guard) too unless a task pool has other tasks or a person is waited for."""
-        stop: policy.Stop | None = None
-        if hop is None or hop.kind is routing.HopKind.GO:
-            nxt = hop.next_index if hop is not None and hop.next_index is not None else state.next_link + 1
-            bounced = hops.dump_bounces(routing.record(hops.bounces(state), hop)) if hop is not None else state.round_bounces
-            state = replace(state, next_link=nxt, round_bounces=bounced)
-            if nxt < len(self.chain.links):
-                return state, None
-        elif hop.kind is routing.HopKind.STOP:
-            stop = policy.Stop(ChainStatus.STOPPED, hop.note)
-        elif hop.kind is routing.HopKind.BLOCKED and self.chain.task_pool is None and self.chain.on_blocked != "wait":
-            stop = policy.Stop(ChainStatus.BLOCKED, hop.reason)
-        if self.chain.task_pool is not None and state.task_id:
-            outcome = hops.task_outcome(self.chain, link, hop, blocked=bool(state.round_blocked) or blocked, failed=failed)
-            state = replace(state, task_outcome=outcome.value if outcome else "")
-        state, round_events = self._end_round(state, handoff_text)
-        out += round_events
-        return state, stop
+    async def _read_back(self, before: str | None) -> evaluate.ReadBack:
+        """The handoff and status.txt as the link left them; the last good handoff if it is unreadable."""
+        read = self.files.read_handoff()
+        last_good = None
+        if read.text is None and not before:
+            last_good = await self._last_good_handoff()
+        return evaluate.ReadBack(handoff=read.text, problem=read.problem, last_good=last_good,
+                                 status_word=self.files.read_status())
 
     # ---- the task pool -------------------------------------------------------------------
     def _pool_read(self) -> PoolRead:
@@ -697,9 +560,9 @@ class MarbleRun:
         self._task = (task, read)
         if task.id != state.task_id or fresh_round:
             state = replace(state, task_id=task.id)
-            self._publish(await self.d.store.put_chain_state(state, [NewEvent(ev.TASK_STARTED, {
-                "task_id": task.id, "text": task.text[:500], "left": len(read.open), "round": state.round,
-            })], run_id=self.run_id))
+            self._publish(await self.d.store.put_chain_state(state, [et.TaskStarted(
+                task_id=task.id, text=task.text[:500], left=len(read.open), round=state.round,
+            ).new()], run_id=self.run_id))
         return state, None
 
     async def _settle_task(self, state: ChainState) -> ChainState:
@@ -707,17 +570,18 @@ class MarbleRun:
         idempotent, so a crash before the state below is committed only repeats it."""
         outcome, task_id = TaskState(state.task_outcome), state.task_id
         text = self._task[0].text if self._task and self._task[0].id == task_id else ""
-        data: dict[str, Any] = {"task_id": task_id, "text": text[:500], "round": state.round - 1}
+        problem = None
         try:
             found = taskpool.mark(self.chain.task_pool, self._workdir(), task_id, outcome) if task_id and self.chain.task_pool else False
             if not found:
-                data["problem"] = "the task is no longer in the pool (removed or reworded)"
+                problem = "the task is no longer in the pool (removed or reworded)"
         except (PoolError, OSError) as exc:
-            data["problem"] = str(exc)
-        kind = ev.TASK_DONE if outcome is TaskState.DONE else ev.TASK_BLOCKED
+            problem = str(exc)
+        kind = et.TaskDone if outcome is TaskState.DONE else et.TaskBlocked
+        told = kind(task_id=task_id, text=text[:500], round=state.round - 1, problem=problem)
         state = replace(state, task_outcome="", task_id=None)
         self._task = None
-        self._publish(await self.d.store.put_chain_state(state, [NewEvent(kind, data)], run_id=self.run_id))
+        self._publish(await self.d.store.put_chain_state(state, [told.new()], run_id=self.run_id))
         return state
 
     async def _last_good_handoff(self) -> str | None:
@@ -733,8 +597,8 @@ class MarbleRun:
                 return None
             left = deadline - self.d.clock.monotonic()
             if left <= 0:
-                await self._emit(ev.WARNING, link=link.name,
-                                 message=f"no answer to BLOCKED within {format_duration(self.chain.blocked_wait_s)}; going on")
+                await self._store(et.WarningEvent(
+                    link=link.name, message=f"no answer to BLOCKED within {format_duration(self.chain.blocked_wait_s)}; going on"))
                 break
             self.control.changed.clear()
             await self.d.sleeper.sleep(left, self.control.changed)
