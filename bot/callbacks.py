@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from engine.states import RunStatus
+
 MAX_DATA_BYTES = 64
 
 # Button kind -> the command whose permission it needs (see bot.auth).
@@ -104,7 +106,7 @@ def stale_reason(press: Press, now: Current) -> str | None:
     if press.kind in ("stop", "stopnow"):
         if now.run_status is None:
             return f"This button is from run #{run}, which is not known here."
-        if now.run_status != "RUNNING" or now.last_run_id != run:
+        if now.run_status != RunStatus.RUNNING or now.last_run_id != run:
             return f"This button is from run #{run}, which has ended."
         return None
     if press.kind == "start":

@@ -50,6 +50,7 @@ from engine.engine import Engine
 from engine.errors import InvalidChain, LlmautoError
 from engine.redact import Redactor
 from engine.schedule_book import ScheduleBook, next_fire_for_chain
+from engine.states import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ class BotHandlers:
         store = self.engine.store
         run = await store.run(run_id)
         ended = (await store.chain_state(chain)).last_run_id != run_id or (
-            kind == "reason" and (run is None or run.status != "RUNNING"))
+            kind == "reason" and (run is None or run.status != RunStatus.RUNNING))
         if ended:
             what = "question" if kind == "alert" else "prompt"
             raise UserError(render.esc(f"This {what} is from run #{run_id}, which has ended: nothing done for {chain}."))

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from bot import callbacks as cb
@@ -25,7 +26,9 @@ from engine import event_types as et
 from engine import events as ev
 from engine.events import Event, EventBus
 from engine.hops import PATH_SEP
+from engine.permissions import Refusal
 from engine.settings import Settings
+from engine.states import RunStatus
 from engine.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ class Notifier:
         self.outbox = outbox
         self.wake = wake  # the sender's
         self._chats: dict[int, int | None] = {}
-        self._cards: dict[int, dict[int, dict[str, Any]]] = {}  # chat -> run -> card state
+        self._cards: dict[int, dict[int, render.Card]] = {}  # chat -> run -> card state
         self._card_keys: dict[int, str] = {}
         self._progress_at: dict[int, float] = {}
         self._card_at: dict[int, float] = {}  # chat -> when its card was last queued
@@ -129,9 +132,9 @@ class Notifier:
                 self.wake.set()
 
     async def _chat_of(self, event: Event) -> int | None:
-        data_chat = event.data.get("chat_id")
-        if event.kind.startswith("schedule_") and isinstance(data_chat, int):
-            return data_chat
+        told = et.typed(event.kind, event.data)
+        if isinstance(told, et.ScheduleEvent) and told.chat_id is not None:
+            return told.chat_id
         if event.run_id is None:
             return self.settings.chat_id
         if event.run_id not in self._chats:
@@ -139,54 +142,16 @@ class Notifier:
             self._chats[event.run_id] = (run.chat_id if run and run.chat_id else None) or self.settings.chat_id
         return self._chats[event.run_id]
 
-    def _card_state(self, chat: int, event: Event) -> dict[str, Any]:
+    def _card_state(self, chat: int, event: Event) -> render.Card:
         """The card of a chat shows every run reporting there (one message, however many chains)."""
         assert event.run_id is not None
         runs = self._cards.setdefault(chat, {})
-        if not any(not st.get("finished") for st in runs.values()) and event.kind == ev.RUN_STARTED:
+        if not any(not st.finished for st in runs.values()) and event.kind == ev.RUN_STARTED:
             runs.clear()  # a new card message for a new wave of runs
             self._card_keys[chat] = f"card:{chat}:{event.run_id}"
         self._card_keys.setdefault(chat, f"card:{chat}:{event.run_id}")
-        state = runs.setdefault(event.run_id, {"chain": event.chain, "round": 1, "cost": 0.0})
-        d = event.data
-        if event.kind == ev.RUN_STARTED:
-            started = et.RunStarted.from_data(d)
-            resumed = [p for p in started.path.split(PATH_SEP) if p]  # a routing chain's round so far
-            state.update(round=started.round, max_rounds=started.max_rounds, hop_mark=None, path=resumed)
-            if resumed:
-                state.update(routed=True)
-        elif event.kind == ev.LINK_STARTED:
-            _walk(state, d)
-            state.update(link=d.get("link"), model=d.get("model"), round=d.get("round"), tool=None, turns=None,
-                         link_started_mono=self.monotonic(), refused=None, waiting_answer=None)
-        elif event.kind == ev.BLOCKED:
-            blocked = et.Blocked.from_data(d)
-            if blocked.policy == "wait":
-                state.update(waiting_answer=blocked.link or state.get("link") or "?", waiting_round=blocked.round,
-                             waiting_since_mono=self.monotonic())
-        elif event.kind == ev.OPERATOR_NOTE:
-            state.update(waiting_answer=None)
-        elif event.kind == ev.APPROVAL_REQUESTED:
-            request = et.ApprovalRequested.from_data(d)
-            asking = dict(state.get("approvals") or {})
-            asking[request.id] = {"tool": request.tool, "command": request.command, "since_mono": self.monotonic()}
-            state.update(approvals=asking)
-        elif event.kind == ev.APPROVAL_DECIDED:
-            decided = et.ApprovalDecided.from_data(d).id
-            state.update(approvals={k: v for k, v in (state.get("approvals") or {}).items() if k != decided} or None)
-        elif event.kind == ev.WAITING_SLOT:
-            state.update(waiting_slots=d.get("slots") or True)
-        elif event.kind == ev.LINK_FINISHED:
-            run_cost = et.LinkFinished.from_data(d).run_cost_usd
-            state.update(cost=state.get("cost") if run_cost is None else run_cost, tool=None, waiting_slots=None)
-        elif event.kind == ev.ROUTED:
-            _hop(state, et.Routed.from_data(d))
-        elif event.kind == ev.ROUND_FINISHED:
-            state.update(round=(d.get("round") or 0) + 1, path=[], hop_mark=None)
-        elif event.kind == ev.RUN_FINISHED:
-            finished = et.RunFinished.from_data(d)
-            state.update(finished=True, waiting_answer=None, status=finished.status,
-                         cost=finished.cost_usd if "cost_usd" in d else state.get("cost"))
+        state = runs.get(event.run_id) or render.Card(chain=event.chain)
+        state = runs[event.run_id] = _fold(state, et.typed(event.kind, event.data), self.monotonic())
         return state
 
     def _card(self, chat: int, event: Event) -> NewMessage:
@@ -195,9 +160,9 @@ class Notifier:
     def _card_message(self, chat: int, chain: str | None, run_id: int | None, event_id: int | None, *,
                       queued: bool = True) -> NewMessage:
         runs = self._cards.get(chat, {})
-        active = [st for st in runs.values() if not st.get("finished")]
+        active = [st for st in runs.values() if not st.finished]
         now = self.monotonic()
-        parts = [render.card(st, now) for st in sorted(runs.values(), key=lambda st: (bool(st.get("finished")), str(st.get("chain"))))]
+        parts = [render.card(st, now) for st in sorted(runs.values(), key=lambda st: (st.finished, str(st.chain)))]
         text = "\n\n".join(parts)
         if len(text) > render.LIMIT:
             shown, size = [], 0
@@ -207,8 +172,8 @@ class Notifier:
                 shown.append(part)
                 size += len(part) + 2
             text = "\n\n".join(shown) + f"\n\n… and {len(parts) - len(shown)} more"
-        active_runs = [run for run, st in runs.items() if not st.get("finished")]
-        buttons = cb.chain_buttons(str(active[0]["chain"]), active_runs[0]) if len(active) == 1 else None
+        active_runs = [run for run, st in runs.items() if not st.finished]
+        buttons = cb.chain_buttons(str(active[0].chain), active_runs[0]) if len(active) == 1 else None
         if queued:
             self._card_at[chat], self._card_text[chat] = now, text
         return NewMessage(chat_id=chat, kind="card", chain=chain if len(runs) == 1 else None, run_id=run_id,
@@ -221,11 +186,11 @@ class Notifier:
         now = self.monotonic()
         due: list[NewMessage] = []
         for chat, runs in self._cards.items():
-            running = [(run_id, st) for run_id, st in runs.items() if not st.get("finished") and st.get("link")]
+            running = [(run_id, st) for run_id, st in runs.items() if not st.finished and st.link]
             if not running or now - self._card_at.get(chat, -1e9) < self.card_refresh_s:
                 continue
             run_id, state = running[0]
-            card = self._card_message(chat, state.get("chain"), run_id, None, queued=False)
+            card = self._card_message(chat, state.chain, run_id, None, queued=False)
             if card.text != self._card_text.get(chat):
                 self._card_at[chat], self._card_text[chat] = now, card.text
                 due.append(card)
@@ -251,9 +216,9 @@ class Notifier:
                 if run is None:
                     continue
                 links = await self.store.run_link_runs(run_id)
-                status = "INTERRUPTED" if run.status == "RUNNING" else run.status
-                parts.append(render.card({"chain": run.chain, "finished": True, "status": status,
-                                          "round": links[-1].round if links else "-", "cost": run.cost_usd}, 0.0))
+                status = RunStatus.INTERRUPTED if run.status == RunStatus.RUNNING else run.status
+                parts.append(render.card(render.Card(chain=run.chain, finished=True, status=status,
+                                                     round=links[-1].round if links else None, cost=run.cost_usd), 0.0))
             if not parts:
                 continue
             text = "\n\n".join(parts) + "\n<i>serve was restarted: progress goes on in a new card.</i>"
@@ -323,16 +288,17 @@ class Notifier:
         state = self._cards.get(chat, {}).get(event.run_id) if chat is not None else None
         if chat is None or state is None:
             return
-        if state.get("waiting_slots") and event.data.get("kind") == "spawned":
+        p = et.LiveProgress.from_data(event.data)
+        if state.waiting_slots and p.kind == "spawned":
             # The slot it waited for is free: the link runs from now on, and its elapsed time with it.
-            state.update(waiting_slots=None, link_started_mono=self.monotonic())
+            state = replace(state, waiting_slots=False, link_started_mono=self.monotonic())
             self._progress_at[chat] = 0.0  # show it at once
-        if event.data.get("kind") == "refused":
-            state.setdefault("refused", None)
-            state["refused"] = [*(state["refused"] or []), {"tool": event.data.get("tool"), "target": event.data.get("target")}][-50:]
+        if p.kind == "refused":
+            state = replace(state, refused=(*state.refused, Refusal(tool=p.tool or "?", target=p.target or None))[-50:])
             self._progress_at[chat] = 0.0  # a refusal is news: show it at once
-        elif event.data.get("tool"):
-            state.update(tool=f"{event.data.get('tool')} {event.data.get('target') or ''}".strip(), turns=event.data.get("turns"))
+        elif p.tool:
+            state = replace(state, tool=f"{p.tool} {p.target or ''}".strip(), turns=p.turns)
+        self._cards[chat][event.run_id] = state
         now = self.monotonic()
         if now - self._progress_at.get(chat, 0.0) < PROGRESS_CARD_EVERY_S:
             return
@@ -341,20 +307,55 @@ class Notifier:
         self.wake.set()
 
 
-def _walk(state: dict[str, Any], d: Any) -> None:
+def _fold(state: render.Card, e: et.StoredEvent | None, now_mono: float) -> render.Card:
+    """The card after one more event of its run (pure; `now_mono` stamps the waits that start)."""
+    if isinstance(e, et.RunStarted):
+        resumed = tuple(p for p in e.path.split(PATH_SEP) if p)  # a routing chain's round so far
+        return replace(state, round=e.round, max_rounds=e.max_rounds, hop_mark=None, path=resumed,
+                       routed=state.routed or bool(resumed))
+    if isinstance(e, et.LinkStarted):
+        return replace(_walk(state, e), link=e.link, model=e.model, round=e.round, tool=None, turns=None,
+                       link_started_mono=now_mono, refused=(), waiting_answer=None)
+    if isinstance(e, et.Blocked):
+        if e.policy != "wait":
+            return state
+        return replace(state, waiting_answer=e.link or state.link or "?", waiting_round=e.round,
+                       waiting_since_mono=now_mono)
+    if isinstance(e, et.OperatorNote):
+        return replace(state, waiting_answer=None)
+    if isinstance(e, et.ApprovalRequested):
+        asking = render.Asking(id=e.id, tool=e.tool, command=e.command, since_mono=now_mono)
+        return replace(state, approvals=(*(a for a in state.approvals if a.id != e.id), asking))
+    if isinstance(e, et.ApprovalDecided):
+        return replace(state, approvals=tuple(a for a in state.approvals if a.id != e.id))
+    if isinstance(e, et.WaitingSlot):
+        return replace(state, waiting_slots=True, slots=e.slots or None)
+    if isinstance(e, et.LinkFinished):
+        return replace(state, cost=state.cost if e.run_cost_usd is None else e.run_cost_usd, tool=None,
+                       waiting_slots=False, slots=None)
+    if isinstance(e, et.Routed):
+        return _hop(state, e)
+    if isinstance(e, et.RoundFinished):
+        return replace(state, round=e.round + 1, path=(), hop_mark=None)
+    if isinstance(e, et.RunFinished):
+        return replace(state, finished=True, waiting_answer=None, status=e.status,
+                       cost=state.cost if e.cost_usd is None else e.cost_usd)
+    return state
+
+
+def _walk(state: render.Card, e: et.LinkStarted) -> render.Card:
     """A link starts: it joins the round's path (a new round starts a new path; a retry of the
     same link is not a new step), with the bounce mark the hop that sent the marble here left."""
-    path = list(state.get("path") or []) if d.get("round") == state.get("round") else []
-    if (d.get("attempt") or 1) <= 1:
-        mark = state.get("hop_mark")
-        path.append(f"{d.get('link')} {mark}" if mark else str(d.get("link")))
-    state.update(path=path, hop_mark=None)
+    path = state.path if e.round == state.round else ()
+    if e.attempt <= 1:
+        path = (*path, f"{e.link} {state.hop_mark}" if state.hop_mark else e.link)
+    return replace(state, path=path, hop_mark=None)
 
 
-def _hop(state: dict[str, Any], hop: et.Routed) -> None:
+def _hop(state: render.Card, hop: et.Routed) -> render.Card:
     """A routed hop: the verdict is shown on the link that gave it, a bounce's count on the link
     it sends the marble back to ("worker → reviewer (NEEDS_FIX) → worker (2/3)")."""
-    path = list(state.get("path") or [])
+    path = state.path
     if path and hop.verdict:
-        path[-1] = f"{path[-1]} ({hop.verdict})"
-    state.update(path=path, routed=True, hop_mark=f"({hop.count}/{hop.max})" if hop.bounce and hop.count else None)
+        path = (*path[:-1], f"{path[-1]} ({hop.verdict})")
+    return replace(state, path=path, routed=True, hop_mark=f"({hop.count}/{hop.max})" if hop.bounce and hop.count else None)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.states import RunStatus
 from engine.store import Store
 
 
@@ -207,8 +208,8 @@ class OutboxStore:
             cards.setdefault((r["card_key"], r["chat_id"]), []).append(r)
         out = []
         for (key, chat_id), runs in cards.items():
-            cut = any((r["status"] == "INTERRUPTED" and (r["shown_at"] is None or r["ended_at"] >= r["shown_at"]))
-                      or (r["status"] == "RUNNING" and r["chain"] in cut_chains) for r in runs)
+            cut = any((r["status"] == RunStatus.INTERRUPTED and (r["shown_at"] is None or r["ended_at"] >= r["shown_at"]))
+                      or (r["status"] == RunStatus.RUNNING and r["chain"] in cut_chains) for r in runs)
             if cut:
                 out.append(StaleCard(card_key=key, chat_id=chat_id, run_ids=tuple(r["run_id"] for r in runs)))
         return out

@@ -7,10 +7,11 @@ import html
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from engine import events as ev
+from engine import event_types as et
 from engine import viewmodel as vm
 from engine.engine import ChainView
 from engine.event_types import (
@@ -18,7 +19,6 @@ from engine.event_types import (
     ApprovalRequested,
     Blocked,
     LinkFinished,
-    RunFinished,
 )
 from engine.permissions import Refusal
 from engine.permissions import summary as refusal_summary
@@ -220,50 +220,81 @@ def diff_message(chain: str, diff: str) -> tuple[str, str | None]:
 
 
 # ---- events ------------------------------------------------------------------------------------
-def card(state: Mapping[str, Any], now_mono: float) -> str:
+@dataclass(frozen=True)
+class Asking:
+    """A tool call waiting for a person's approval, as the card shows it."""
+
+    id: int
+    tool: str
+    command: str
+    since_mono: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Card:
+    """What the progress card shows of one run; `bot/notify.py` folds the run's events into it
+    (a new value per event) and `card` below renders it. Times are the notifier's monotonic clock."""
+
+    chain: str | None
+    round: int | None = 1
+    max_rounds: int | None = None
+    cost: float = 0.0
+    path: tuple[str, ...] = ()  # the round's links so far (a chain whose links route)
+    routed: bool = False
+    hop_mark: str | None = None  # the bounce count the last hop left for the next link ("(2/3)")
+    link: str | None = None
+    model: str | None = None
+    link_started_mono: float | None = None
+    tool: str | None = None
+    turns: int | None = None
+    refused: tuple[Refusal, ...] = ()
+    waiting_slots: bool = False
+    slots: int | None = None  # all of them in use, when known
+    waiting_answer: str | None = None  # the link whose BLOCKED alert waits for an answer
+    waiting_round: int | None = None
+    waiting_since_mono: float | None = None
+    approvals: tuple[Asking, ...] = ()
+    finished: bool = False
+    status: str | None = None
+
+
+def card(state: Card, now_mono: float) -> str:
     """The progress card of a running chain."""
-    chain = esc(state.get("chain"))
-    if state.get("finished"):
-        done = vm.rounds_done(int(state.get("round") or 1))
-        return (f"{vm.icon(state.get('status'), '■')} <b>{chain}</b> {esc(state.get('status'))} · "
-                f"{done} round{'' if done == 1 else 's'} done · {money(state.get('cost'))}")
-    waiting_answer = state.get("waiting_answer")
-    shown_round = state.get("waiting_round") if waiting_answer and state.get("waiting_round") else state.get("round")
-    lines = [f"▶️ <b>{chain}</b> · round {shown_round}" + (f"/{state['max_rounds']}" if state.get("max_rounds") else "")]
-    path = state.get("path")
-    if path and state.get("routed"):  # a chain whose links route: where the marble went this round
-        lines.append(f"Path: {esc(path_text(path))}")
-    link = state.get("link")
-    if waiting_answer:
-        since = state.get("waiting_since_mono")
-        elapsed = dur(now_mono - since) if isinstance(since, float) else "-"
-        lines.append(f"⛔ BLOCKED at <b>{esc(waiting_answer)}</b>: waits for your answer (reply to the alert) · {elapsed}")
-    elif link:
-        since = state.get("link_started_mono")
-        elapsed = dur(now_mono - since) if isinstance(since, float) else "-"
-        waiting = state.get("waiting_slots")
-        if waiting:
-            cap = f" (all {waiting} in use)" if isinstance(waiting, int) and not isinstance(waiting, bool) else ""
-            lines.append(f"Link: <b>{esc(link)}</b> waits for a free agent slot{cap} · {elapsed}")
+    chain = esc(state.chain)
+    if state.finished:
+        done = vm.rounds_done(state.round)
+        return (f"{vm.icon(state.status, '■')} <b>{chain}</b> {esc(state.status)} · "
+                f"{done} round{'' if done == 1 else 's'} done · {money(state.cost)}")
+    shown_round = state.waiting_round if state.waiting_answer and state.waiting_round else state.round
+    lines = [f"▶️ <b>{chain}</b> · round {shown_round}" + (f"/{state.max_rounds}" if state.max_rounds else "")]
+    if state.path and state.routed:  # a chain whose links route: where the marble went this round
+        lines.append(f"Path: {esc(path_text(state.path))}")
+    if state.waiting_answer:
+        lines.append(f"⛔ BLOCKED at <b>{esc(state.waiting_answer)}</b>: waits for your answer (reply to the alert) · "
+                     f"{_since(state.waiting_since_mono, now_mono)}")
+    elif state.link:
+        elapsed = _since(state.link_started_mono, now_mono)
+        if state.waiting_slots:
+            cap = f" (all {state.slots} in use)" if state.slots is not None else ""
+            lines.append(f"Link: <b>{esc(state.link)}</b> waits for a free agent slot{cap} · {elapsed}")
         else:
-            lines.append(f"Link: <b>{esc(link)}</b> ({esc(state.get('model') or 'command')}) · {elapsed}")
-    tool = state.get("tool")
-    if tool:
-        lines.append(f"Tool: {esc(str(tool)[:120])}" + (f" · turn {state.get('turns')}" if state.get("turns") else ""))
-    refused = state.get("refused")
-    if refused:
-        told = refusal_summary(Refusal.from_json(r) for r in refused if isinstance(r, Mapping))
-        lines.append(f"⚠️ claude was refused {esc(told)}")
-    asking = state.get("approvals")
-    if asking:
-        first = next(iter(asking.values()))
-        since = first.get("since_mono")
-        waited = dur(now_mono - since) if isinstance(since, float) else "-"
-        what = f"{first.get('tool')} {first.get('command') or ''}".strip()
-        more = f" (+{len(asking) - 1} more)" if len(asking) > 1 else ""
-        lines.append(f"✋ waiting for your approval: {esc(what[:100])}{'…' if len(what) > 100 else ''} ({waited}){more}")
-    lines.append(f"Cost so far: {money(state.get('cost'))}")
+            lines.append(f"Link: <b>{esc(state.link)}</b> ({esc(state.model or 'command')}) · {elapsed}")
+    if state.tool:
+        lines.append(f"Tool: {esc(state.tool[:120])}" + (f" · turn {state.turns}" if state.turns else ""))
+    if state.refused:
+        lines.append(f"⚠️ claude was refused {esc(refusal_summary(state.refused))}")
+    if state.approvals:
+        first = state.approvals[0]
+        what = f"{first.tool} {first.command}".strip()
+        more = f" (+{len(state.approvals) - 1} more)" if len(state.approvals) > 1 else ""
+        lines.append(f"✋ waiting for your approval: {esc(what[:100])}{'…' if len(what) > 100 else ''} "
+                     f"({_since(first.since_mono, now_mono)}){more}")
+    lines.append(f"Cost so far: {money(state.cost)}")
     return "\n".join(lines)
+
+
+def _since(mono: float | None, now_mono: float) -> str:
+    return dur(now_mono - mono) if mono is not None else "-"
 
 
 def path_text(path: Sequence[str], keep: int = 12) -> str:
@@ -309,38 +340,37 @@ def blocked_alert(chain: str, data: Blocked | Mapping[str, Any]) -> str:
 def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None:
     """Short notices for the chat; None for events that only update the card."""
     c = f"<b>{esc(chain)}</b>"
-    if kind == ev.RUN_FINISHED:
-        finished = RunFinished.from_data(d)
-        by = f" by {esc(finished.by)}" if finished.by else ""
-        return (f"{vm.icon(finished.status, '■')} {c} {esc(finished.status)}{by}: {esc(finished.reason)} · "
-                f"run cost {money(finished.cost_usd)}")
-    if kind == "waiting_limit":
-        known = "" if d.get("reset_known") else " (reset time unknown: backing off)"
-        return f"⏳ {c} hit a usage limit at {esc(d.get('link'))}; retrying at {esc(_short_time(d.get('until')))}{known}"
-    if kind == "handoff_problem":
-        restored = " The last good handoff was put back." if d.get("restored") else ""
-        return f"⚠️ {c}: {esc(d.get('problem'))} (after {esc(d.get('link'))}).{restored}"
-    if kind == "warning":
-        return f"⚠️ {c}: {esc(d.get('message'))}"
-    if kind == "recovered":
-        killed = f" Killed the orphaned agent of {esc(', '.join(d.get('agents_killed') or []))}." if d.get("agents_killed") else ""
-        return f"♻️ {c} recovered after a crash: it goes on from round {d.get('round')}.{killed}"
-    if kind == "paused":
+    e = et.typed(kind, d)
+    if isinstance(e, et.RunFinished):
+        by = f" by {esc(e.by)}" if e.by else ""
+        return f"{vm.icon(e.status, '■')} {c} {esc(e.status)}{by}: {esc(e.reason)} · run cost {money(e.cost_usd)}"
+    if isinstance(e, et.WaitingLimit):
+        known = "" if e.reset_known else " (reset time unknown: backing off)"
+        return f"⏳ {c} hit a usage limit at {esc(e.link)}; retrying at {esc(_short_time(e.until))}{known}"
+    if isinstance(e, et.HandoffProblem):
+        restored = " The last good handoff was put back." if e.restored else ""
+        return f"⚠️ {c}: {esc(e.problem)} (after {esc(e.link)}).{restored}"
+    if isinstance(e, et.WarningEvent):
+        return f"⚠️ {c}: {esc(e.message)}"
+    if isinstance(e, et.Recovered):
+        killed = f" Killed the orphaned agent of {esc(', '.join(e.agents_killed))}." if e.agents_killed else ""
+        return f"♻️ {c} recovered after a crash: it goes on from round {e.round}.{killed}"
+    if isinstance(e, et.Paused):
         return f"⏸ {c} paused: no new link starts until /resume."
-    if kind == "resumed":
+    if isinstance(e, et.Resumed):
         return f"▶️ {c} resumed."
-    if kind == "operator_note":
-        return f"📝 {c}: note from {esc(d.get('by'))} added to the handoff."
-    if kind == "schedule_fired":
-        return f"⏰ {c} started by schedule #{d.get('schedule_id')} ({esc(d.get('original') or d.get('expression') or '')})"
-    if kind == "schedule_skipped":
-        return f"⏭ {c}: scheduled run skipped: {esc(d.get('reason'))}"
-    if kind == "schedule_queued":
+    if isinstance(e, et.OperatorNote):
+        return f"📝 {c}: note from {esc(e.by)} added to the handoff."
+    if isinstance(e, et.ScheduleFired):
+        return f"⏰ {c} started by schedule #{e.schedule_id} ({esc(e.original or e.expression or '')})"
+    if isinstance(e, et.ScheduleSkipped):
+        return f"⏭ {c}: scheduled run skipped: {esc(e.reason)}"
+    if isinstance(e, et.ScheduleQueued):
         return f"⏳ {c} is still running; the scheduled run starts when it ends"
-    if kind == "schedule_missed":
-        at_least = "at least " if d.get("more") else ""
-        return f"⌛ {c}: {at_least}{esc(d.get('missed'))} scheduled run(s) missed while llmauto was down" + (
-            f" (first: {esc(_short_time(d.get('first')))})" if d.get("first") else "")
+    if isinstance(e, et.ScheduleMissed):
+        at_least = "at least " if e.more else ""
+        return f"⌛ {c}: {at_least}{esc(e.missed)} scheduled run(s) missed while llmauto was down" + (
+            f" (first: {esc(_short_time(e.first))})" if e.first else "")
     return None
 
 

@@ -13,6 +13,7 @@ from bot.outbox_store import NewMessage, OutboxStore
 from engine.clock import Clock, Sleeper
 from engine.cron import next_fire_times, parse_schedule
 from engine.settings import Settings
+from engine.states import RunStatus
 from engine.store import Store, utc_iso
 
 
@@ -54,8 +55,8 @@ async def overnight_summary(store: Store, since: datetime, *, tz: str | None = N
         span = f"{start:%H:%M}"
         if run.ended_at:
             span += f"–{_parse_iso(run.ended_at).astimezone(zone):%H:%M}"
-        status = run.status.lower() if run.status == "RUNNING" else run.status
-        reason = f" ({run.stop_reason})" if run.stop_reason and run.status != "RUNNING" else ""
+        status = run.status.lower() if run.status == RunStatus.RUNNING else run.status
+        reason = f" ({run.stop_reason})" if run.stop_reason and run.status != RunStatus.RUNNING else ""
         who = f", by {run.requested_by}" if run.requested_by else ""
         lines.append(f"- {run.chain} #{run.id}: {status}{reason}, {run.links_run} links, "
                      f"${run.cost_usd:.2f}, {span}{who}")

@@ -35,6 +35,7 @@ from engine.settings import Settings
 from engine.slots import FileSlots, WaitingSlots
 from engine.statefiles import ChainFiles
 from engine.statefiles import remove as remove_state_file
+from engine.states import ChainStatus, RunStatus
 from engine.store import (
     ApprovalRow,
     ChainState,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 CONTROL_POLL_S = 0.25
 HEARTBEAT_S = 5.0
 # What a chain's stored status says while a run holds it; with no live holder, it was cut off.
-LIVE_STATUSES = ("RUNNING", "WAITING", "BLOCKED", "PAUSED")
+LIVE_STATUSES = (ChainStatus.RUNNING, ChainStatus.WAITING, ChainStatus.BLOCKED, ChainStatus.PAUSED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +60,7 @@ class ChainView:
 
     name: str
     description: str
-    status: str
+    status: ChainStatus | RunStatus  # INTERRUPTED: a live word in the store, but no process runs it
     round: int
     next_link: str | None
     rounds_counted: int
@@ -214,7 +215,7 @@ class Engine:
         round 1 with the handoff kept (the marble rolls on); after a stop, a crash, BLOCKED or
         FAILED the chain resumes at the link where it was. Either way a person chose to start it,
         so the BLOCKED and failed-round streaks start from zero."""
-        if state.status in ("ALL_DONE", "COMPLETED"):
+        if state.status in (ChainStatus.ALL_DONE, ChainStatus.COMPLETED):
             return ChainState(chain=state.chain, last_run_id=state.last_run_id)
         return replace(state, consecutive_blocks=0, failed_rounds=0)
 
@@ -260,9 +261,9 @@ class Engine:
             run = await self.store.run(st.last_run_id)
             if run is None:
                 continue
-            if run.status == "INTERRUPTED":
+            if run.status == RunStatus.INTERRUPTED:
                 names.append(name)
-            elif run.status == "RUNNING":
+            elif run.status == RunStatus.RUNNING:
                 lease = await self.store.lease(name)
                 if lease is None or self.leases.is_dead(lease):
                     names.append(name)
@@ -398,7 +399,7 @@ class Engine:
         for path in (files.handoff, files.status, files.round_counter, files.start_time, files.stop_file):
             remove_state_file(path)
         files.ensure()
-        files.write_status("READY")
+        files.write_status(ChainStatus.READY)
         files.write_round(0)  # rounds completed, as the original's reset wrote it
         await self._emit(name, None, ev.WARNING, message=f"{name} was reset: it starts over from round 1")
         return f"{name}: reset; the next start begins at round 1 with a fresh handoff"
@@ -449,11 +450,11 @@ class Engine:
             next_link = chain.links[min(st.next_link, len(chain.links) - 1)].name
         # The run records RUNNING, WAITING, BLOCKED and PAUSED in the store as it enters and
         # leaves them, so this reads the same for a chain run here or by another process.
-        status = st.status
+        status: ChainStatus | RunStatus = st.status
         if here and self._runs[name][0].control.paused:
-            status = "PAUSED"  # also while it is still "pausing after the current link"
+            status = ChainStatus.PAUSED  # also while it is still "pausing after the current link"
         elif status in LIVE_STATUSES and not (here or elsewhere):
-            status = "INTERRUPTED"
+            status = RunStatus.INTERRUPTED
         return ChainView(
             name=name, description=chain.description if chain else "", status=status, round=st.round,
             next_link=next_link, rounds_counted=st.rounds_counted, max_rounds=chain.max_rounds if chain else 0,

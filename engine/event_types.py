@@ -1,8 +1,10 @@
 """Typed stored events: one frozen value per event kind that crosses a module boundary.
 
-The engine builds these (`engine/marble.py`, `engine/approval_desk.py`, `engine/hops.py`) and the
-views read them (`bot/render.py`, `bot/notify.py`, `bot/report.py`, `engine/textview.py`) instead of
-building and reading dicts by hand. This module is the one place that turns a value into the
+Every stored kind of `engine/events.py` has one (`BY_KIND`; `typed(kind, data)` reads any event),
+and so has the published-only `progress`. The engine builds them (`engine/evaluate.py`,
+`engine/marble.py`, `engine/approval_desk.py`, `engine/hops.py`) and the views read them
+(`bot/render.py`, `bot/notify.py`, `bot/report.py`, `llmauto/textview.py`) instead of building and
+reading dicts by hand. This module is the one place that turns a value into the
 stored JSON (`to_data`) and back (`from_data`); the stored shape is the one the dicts had, key for
 key, so databases written before keep reading and a value read from an old or odd row never raises:
 a missing key takes the field's default, a value of the wrong type too (as `.get()` did).
@@ -147,7 +149,7 @@ class RunFinished(StoredEvent):
     run_status: str | None = None  # the run's (INTERRUPTED when a shutdown cut it off)
     reason: str | None = None
     by: str | None = None
-    cost_usd: float = 0.0
+    cost_usd: float | None = None  # always stored; None only when read from a row without it
     round: int | None = None  # the round the chain would run next
     rounds_counted: int | None = None
     chat_id: int | None = None

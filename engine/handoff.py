@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 from engine.redact import cut
+from engine.states import ChainStatus
 
 _ASSIGNED = re.compile(r"^\s*(?:[-*]\s*)?\**ASSIGNED\**\s*:\s*\**\s*([^\s*`]+)", re.IGNORECASE | re.MULTILINE)
 _STATUS = re.compile(r"^\s*#*\s*\**status\**\s*:\s*\**\s*([A-Za-z_]+)", re.IGNORECASE | re.MULTILINE)
@@ -30,7 +31,7 @@ def status_word(text: str) -> str | None:
 
 
 def is_blocked(text: str) -> bool:
-    return status_word(text) == "BLOCKED" or bool(_BARE_BLOCKED.search(text))
+    return status_word(text) == ChainStatus.BLOCKED or bool(_BARE_BLOCKED.search(text))
 
 
 def question(text: str) -> str | None:

@@ -46,3 +46,9 @@ ICONS: dict[str, str] = {
 
 def icon(status: object, default: str = "•") -> str:
     return ICONS.get(str(status), default)
+
+
+def status_of(word: str) -> ChainStatus | RunStatus:
+    """A stored status word as its enum: a chain's, or INTERRUPTED, which the store briefly keeps
+    for a chain too (between a cut-off run's end and the chain's STOPPED). Unknown words raise."""
+    return ChainStatus(word) if word in ChainStatus._value2member_map_ else RunStatus(word)

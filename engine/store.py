@@ -23,7 +23,7 @@ import sqlite3
 import stat
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -36,6 +36,7 @@ from engine.events import Event
 from engine.migrations import MIGRATIONS
 from engine.redact import Redactor
 from engine.statefiles import text_refusal
+from engine.states import ChainStatus, RunStatus, status_of
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class _Row:
 @dataclass(frozen=True, kw_only=True)
 class ChainState(_Row):
     chain: str
-    status: str = "READY"
+    status: ChainStatus | RunStatus = ChainStatus.READY  # INTERRUPTED only between a cut-off run's end and STOPPED
     round: int = 1
     next_link: int = 0
     rounds_counted: int = 0
@@ -88,12 +89,16 @@ class ChainState(_Row):
     task_id: str | None = None
     task_outcome: str = ""
 
+    @classmethod
+    def from_row(cls, row: Any) -> Self:
+        return replace(super().from_row(row), status=status_of(row["status"]))
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunRow(_Row):
     id: int
     chain: str
-    status: str
+    status: RunStatus
     origin: str
     chat_id: int | None
     requested_by: str | None
@@ -104,6 +109,10 @@ class RunRow(_Row):
     links_run: int
     passes: int
     owner: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Self:
+        return replace(super().from_row(row), status=RunStatus(row["status"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -420,7 +429,7 @@ class Store:
             )
             run_id = cur.lastrowid
             assert run_id is not None
-            await self._put_state(db, _replace(state, last_run_id=run_id, status="RUNNING", stop_reason=None))
+            await self._put_state(db, _replace(state, last_run_id=run_id, status=ChainStatus.RUNNING, stop_reason=None))
             events = [await self._insert_event(db, chain, run_id, ev) for ev in evs]
             return run_id, events
 

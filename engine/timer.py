@@ -75,6 +75,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
+from engine import event_types as et
 from engine import events as ev
 from engine.clock import Clock, SystemClock
 from engine.cron import ScheduleSpec, iter_fires
@@ -83,6 +84,7 @@ from engine.errors import ChainBusy, LlmautoError
 from engine.marble import RunOutcome
 from engine.schedule_book import Schedule, ScheduleBook, queued_slot
 from engine.settings import Settings
+from engine.states import RunStatus
 from engine.store import NewEvent
 
 log = logging.getLogger(__name__)
@@ -425,7 +427,7 @@ class Scheduler:
             self._spawn(self._run_ended(chain, outcome.run_id, outcome.status), f"after-{chain}")
 
     async def _run_ended(self, chain: str, run_id: int, status: str) -> None:
-        if status == "INTERRUPTED":  # not finished: a queued start waits for the resumed run
+        if status == RunStatus.INTERRUPTED:  # not finished: a queued start waits for the resumed run
             return
         await asyncio.sleep(0)  # let the ending run's task finish, so the chain is free here
         await self._start_queued(chain, run_id)
@@ -455,7 +457,7 @@ class Scheduler:
             claimed = await self.book.claim(schedule.id, now, strict=False)
             if claimed is None:
                 return
-            if claimed.only_all_done and status != "ALL_DONE":
+            if claimed.only_all_done and status != RunStatus.ALL_DONE:
                 await self._skipped(claimed, now, f"{claimed.after_chain} ended {status}, not ALL_DONE", extra)
                 return
             await self._launch(claimed, now, extra)
@@ -473,7 +475,7 @@ class Scheduler:
                 run = await self.store.run(event.run_id)
                 if run is None or run.owner == self.engine.owner:
                     continue
-                status = str(event.data.get("run_status") or run.status)
+                status = str(et.RunFinished.from_data(event.data).run_status or run.status)
                 self._spawn(self._run_ended(event.chain, event.run_id, status), f"after-{event.chain}")
 
     async def _current(self, schedule_id: int) -> Schedule | None:

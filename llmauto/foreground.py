@@ -12,10 +12,12 @@ import signal
 import sys
 import time
 
+from engine import event_types as et
 from engine import events as ev
 from engine.engine import Engine
 from engine.errors import LlmautoError
 from engine.settings import Settings
+from engine.states import ChainStatus, RunStatus
 from engine.store import Store
 from llmauto.textview import event_line, progress_line
 
@@ -66,7 +68,7 @@ async def run_foreground(settings: Settings, name: str) -> int:
                 loop.remove_signal_handler(sig)
         if signalled is not None:
             return 128 + signalled.value
-        return 1 if outcome in ("FAILED", "BLOCKED") else 0
+        return 1 if outcome in (ChainStatus.FAILED, ChainStatus.BLOCKED) else 0
 
 
 async def _watch(engine: Engine, name: str, queue: asyncio.Queue[ev.Event]) -> str:
@@ -75,7 +77,7 @@ async def _watch(engine: Engine, name: str, queue: asyncio.Queue[ev.Event]) -> s
     link_started = time.monotonic()
     cost = 0.0
     last_progress = 0.0
-    status = "STOPPED"
+    status: str = ChainStatus.STOPPED
     while True:
         getter = asyncio.create_task(queue.get())
         await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -89,7 +91,7 @@ async def _watch(engine: Engine, name: str, queue: asyncio.Queue[ev.Event]) -> s
             continue
         if event.kind == ev.PROGRESS:
             now = time.monotonic()
-            if event.data.get("kind") == "spawned":  # the agent starts (after a wait for a slot)
+            if et.LiveProgress.from_data(event.data).kind == "spawned":  # the agent starts (after a wait for a slot)
                 link_started = now
                 continue
             if tty:
@@ -102,12 +104,12 @@ async def _watch(engine: Engine, name: str, queue: asyncio.Queue[ev.Event]) -> s
         if event.kind == ev.LINK_STARTED:
             link_started = time.monotonic()
         if event.kind == ev.LINK_FINISHED:
-            cost = float(event.data.get("run_cost_usd") or cost)
+            cost = et.LinkFinished.from_data(event.data).run_cost_usd or cost
         if event.kind == ev.RUN_FINISHED:
-            status = str(event.data.get("status"))
+            status = str(et.RunFinished.from_data(event.data).status)
         _print_event(event, tty)
     outcome = waiter.result()
-    return status if outcome.status != "INTERRUPTED" else "STOPPED"
+    return status if outcome.status != RunStatus.INTERRUPTED else ChainStatus.STOPPED
 
 
 def _print_event(event: ev.Event, tty: bool) -> None:

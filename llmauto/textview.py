@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from engine import event_types as et
-from engine import events as ev
 from engine import routing
 from engine import viewmodel as vm
 from engine.chains import ChainDef
@@ -96,62 +95,69 @@ def log_lines(rows: Sequence[LinkRunRow]) -> str:
 
 def event_line(event: Event) -> str | None:
     """One line of the foreground live view, or None for events not worth a line."""
-    d = event.data
-    k = event.kind
-    if k == ev.RUN_STARTED:
-        started = et.RunStarted.from_data(d)
-        head = f"▶ {event.chain}: run #{event.run_id} from round {started.round}, link {started.link}" + (
-            " (resumed)" if started.resumed else "")
-        return "\n".join([head, *(f"    {p.link}: {p.permissions}" for p in started.permissions)])
-    if k == ev.LINK_STARTED:
-        who = "command" if d.get("command") else (d.get("model") or "default model")
-        retry = f" (attempt {d.get('attempt')})" if (d.get("attempt") or 1) > 1 else ""
-        return f"  round {d.get('round')} · {d.get('link')} [{who}] started{retry}"
-    if k == ev.LINK_FINISHED:
-        finished = et.LinkFinished.from_data(d)
-        end = vm.link_end(finished)
-        cost = f", {money(finished.cost_usd)}" if not finished.command else ""
+    e = et.typed(event.kind, event.data)
+    if isinstance(e, et.RunStarted):
+        head = f"▶ {event.chain}: run #{event.run_id} from round {e.round}, link {e.link}" + (
+            " (resumed)" if e.resumed else "")
+        return "\n".join([head, *(f"    {p.link}: {p.permissions}" for p in e.permissions)])
+    if isinstance(e, et.LinkStarted):
+        who = "command" if e.command else (e.model or "default model")
+        retry = f" (attempt {e.attempt})" if e.attempt > 1 else ""
+        return f"  round {e.round} · {e.link} [{who}] started{retry}"
+    if isinstance(e, et.LinkFinished):
+        end = vm.link_end(e)
+        cost = f", {money(e.cost_usd)}" if not e.command else ""
         err = f": {end.error}" if end.error else ""
         refused = f" (claude was refused {end.refused})" if end.refused else ""
-        took = format_duration(finished.duration_s or 0)
-        return f"  {'✓' if end.ok else '✗'} {finished.link}: {end.outcome}, {took}{cost}{err}{refused}"
-    if k == ev.LINK_SKIPPED:
-        why = str(d.get("assigned") or "")
-        return f"  · {d.get('link')} skipped ({why if 'max_runs' in why else f'ASSIGNED: {why}'})"
-    if k == ev.ROUTED:
-        return f"  ↪ {et.Routed.from_data(d).note}"
-    if k in (ev.TASK_STARTED, ev.TASK_DONE, ev.TASK_BLOCKED):
-        what = {ev.TASK_STARTED: "task", ev.TASK_DONE: "task done", ev.TASK_BLOCKED: "task BLOCKED (marked, skipped)"}[k]
-        left = f" ({d.get('left')} open)" if k == ev.TASK_STARTED else ""
-        return f"  ☐ {what}: {d.get('text')}{left}" + (f" ! {d.get('problem')}" if d.get("problem") else "")
-    if k == ev.TOOL_REFUSED:
-        refusal = et.ToolRefused.from_data(d)
-        return f"  ! {refusal.link}: claude refused {refusal.tool}" + (f" ({refusal.target})" if refusal.target else "")
-    if k == ev.ROUND_FINISHED:
-        return f"  round {d.get('round')} done" + ("" if d.get("counted") else " (every link failed: not counted)")
-    if k == ev.BLOCKED:
-        blocked = et.Blocked.from_data(d)
-        return f"  ! BLOCKED at {blocked.link}: {blocked.question}"
-    if k == ev.WAITING_LIMIT:
-        return f"  … usage limit: waiting until {d.get('until')}" + ("" if d.get("reset_known") else " (backoff)")
-    if k == ev.WAITING_SLOT:
-        return f"  … {d.get('link')} waits for a free agent slot (all {d.get('slots')} in use)"
-    if k in (ev.HANDOFF_PROBLEM, ev.WARNING):
-        return f"  ! {d.get('problem') or d.get('message')}"
-    if k == ev.RUN_FINISHED:
-        finished_run = et.RunFinished.from_data(d)
-        return f"■ {event.chain}: {finished_run.status} — {finished_run.reason} (run cost {money(finished_run.cost_usd)})"
-    if k in (ev.PAUSED, ev.RESUMED, ev.STOP_REQUESTED, ev.OPERATOR_NOTE, ev.RECOVERED):
-        return f"  {k.replace('_', ' ')}" + (f": {d.get('reason') or d.get('text') or d.get('link') or ''}")
+        took = format_duration(e.duration_s or 0)
+        return f"  {'✓' if end.ok else '✗'} {e.link}: {end.outcome}, {took}{cost}{err}{refused}"
+    if isinstance(e, et.LinkSkipped):
+        return f"  · {e.link} skipped ({e.why})"
+    if isinstance(e, et.Routed):
+        return f"  ↪ {e.note}"
+    if isinstance(e, et.TaskStarted):
+        return f"  ☐ task: {e.text} ({e.left} open)"
+    if isinstance(e, et.TaskDone):  # and TaskBlocked
+        what = "task BLOCKED (marked, skipped)" if isinstance(e, et.TaskBlocked) else "task done"
+        return f"  ☐ {what}: {e.text}" + (f" ! {e.problem}" if e.problem else "")
+    if isinstance(e, et.ToolRefused):
+        return f"  ! {e.link}: claude refused {e.tool}" + (f" ({e.target})" if e.target else "")
+    if isinstance(e, et.RoundFinished):
+        return f"  round {e.round} done" + ("" if e.counted else " (every link failed: not counted)")
+    if isinstance(e, et.Blocked):
+        return f"  ! BLOCKED at {e.link}: {e.question}"
+    if isinstance(e, et.WaitingLimit):
+        return f"  … usage limit: waiting until {e.until}" + ("" if e.reset_known else " (backoff)")
+    if isinstance(e, et.WaitingSlot):
+        return f"  … {e.link} waits for a free agent slot (all {e.slots} in use)"
+    if isinstance(e, et.HandoffProblem):
+        return f"  ! {e.problem}"
+    if isinstance(e, et.WarningEvent):
+        return f"  ! {e.message}"
+    if isinstance(e, et.RunFinished):
+        return f"■ {event.chain}: {e.status} — {e.reason} (run cost {money(e.cost_usd)})"
+    if isinstance(e, et.StopRequested):
+        return _plain_note(event.kind, e.reason)
+    if isinstance(e, et.OperatorNote):
+        return _plain_note(event.kind, e.text)
+    if isinstance(e, et.Recovered):
+        return _plain_note(event.kind, e.link)
+    if isinstance(e, et.Paused | et.Resumed):
+        return _plain_note(event.kind, None)
     return None
 
 
+def _plain_note(kind: str, what: str | None) -> str:
+    """"  stop requested: tests are red", "  paused: ": the kind in words and what it is about."""
+    return f"  {kind.replace('_', ' ')}: {what or ''}"
+
+
 def progress_line(event: Event, elapsed_s: float, cost: float) -> str:
-    d = event.data
-    tool = f"{d.get('tool')} {d.get('target') or ''}".strip() if d.get("tool") else (d.get("detail") or "")
-    if d.get("kind") == "output":  # a command link's own output line
-        return f"    {d.get('link')} {format_duration(elapsed_s)} · {tool[:90]}"
-    return f"    {d.get('link')} {format_duration(elapsed_s)} · turn {d.get('turns')} · {tool[:70]} · {money(cost)}"
+    p = et.LiveProgress.from_data(event.data)
+    tool = f"{p.tool} {p.target or ''}".strip() if p.tool else (p.detail or "")
+    if p.kind == "output":  # a command link's own output line
+        return f"    {p.link} {format_duration(elapsed_s)} · {tool[:90]}"
+    return f"    {p.link} {format_duration(elapsed_s)} · turn {p.turns} · {tool[:70]} · {money(cost)}"
 
 
 def chain_summary(chain: ChainDef, *, is_root: bool = False, sandbox: bool = False) -> str:

@@ -98,7 +98,7 @@ def ev(event_kind: str, **data: Any) -> Event:
 @pytest.mark.parametrize(("event", "line"), [
     (ev("run_started", round=1, link="w", resumed=True, permissions=[{"link": "w", "permissions": "default"}, "x"]),
      "▶ nightly: run #4 from round 1, link w (resumed)\n    w: default"),
-    (ev("link_started", round=2, link="w", command=["ls"]), "  round 2 · w [command] started"),
+    (ev("link_started", round=2, link="w", command=True), "  round 2 · w [command] started"),  # as link.py stores it
     (ev("link_started", round=2, link="w", attempt=2), "  round 2 · w [default model] started (attempt 2)"),
     (ev("link_finished", link="w", error_class="denied", error="no", duration_s=5, refusals="Bash", cost_usd=0.1),
      "  ✗ w: denied, 5.0s, $0.1000: no"),
