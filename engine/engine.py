@@ -21,6 +21,7 @@ from datetime import tzinfo
 from types import TracebackType
 from zoneinfo import ZoneInfo
 
+from engine import event_types as et
 from engine import events as ev
 from engine import handoff as hp
 from engine.chains import ChainDef, chain_names, chain_path, load_chain
@@ -40,7 +41,6 @@ from engine.store import (
     ApprovalRow,
     ChainState,
     LinkRunRow,
-    NewEvent,
     Overview,
     RunRow,
     Store,
@@ -204,7 +204,7 @@ class Engine:
         """A link of `run` waits because every agent slot of the home is taken: say so (once per
         wait), so a chain that seems idle explains itself."""
         task = asyncio.create_task(self._emit(
-            run.chain.name, run.run_id, ev.WAITING_SLOT, link=run.current_link, slots=self.slots.count,
+            run.chain.name, run.run_id, et.WaitingSlot(link=run.current_link, slots=self.slots.count),
         ))
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)
@@ -275,7 +275,7 @@ class Engine:
         entry = self._runs.get(name)
         if entry is not None and not entry[1].done():
             entry[0].control.request_stop(reason, now=now, by=by)
-            await self._emit(name, entry[0].run_id, ev.STOP_REQUESTED, reason=reason, now=now, by=by)
+            await self._emit(name, entry[0].run_id, et.StopRequested(reason=reason, now=now, by=by))
             return f"{name}: stopping {'now' if now else 'after the current link'} ({reason})"
         if not await self._running_elsewhere(name):
             raise LlmautoError(f"{name} is not running")
@@ -303,7 +303,7 @@ class Engine:
                 ChainFiles(self.settings.state_dir, name), self.store, self._tz(), self.clock.now(), run_id=None,
                 round_no=(await self.store.chain_state(name)).round, who=by or "operator", text=text or "",
             )
-            await self._emit(name, None, ev.OPERATOR_NOTE, by=by, text=(text or "")[:2000])
+            await self._emit(name, None, et.OperatorNote(by=by, text=(text or "")[:2000]))
             return f"{name}: note added to the handoff (the chain is not running)"
         else:
             raise LlmautoError(f"{name} is not running")
@@ -384,8 +384,8 @@ class Engine:
     async def _expire_approvals(self, name: str, why: str) -> None:
         self._publish(await expire_approvals(self.store, name, why))
 
-    async def _emit(self, chain: str, run_id: int | None, kind: str, **data: object) -> None:
-        self._publish(await self.store.add_events(chain, run_id, [NewEvent(kind, data)]))
+    async def _emit(self, chain: str, run_id: int | None, event: et.StoredEvent) -> None:
+        self._publish(await self.store.add_events(chain, run_id, [event.new()]))
 
     async def _running_elsewhere(self, name: str) -> str | None:
         return await self.leases.check(name)
@@ -401,7 +401,7 @@ class Engine:
         files.ensure()
         files.write_status(ChainStatus.READY)
         files.write_round(0)  # rounds completed, as the original's reset wrote it
-        await self._emit(name, None, ev.WARNING, message=f"{name} was reset: it starts over from round 1")
+        await self._emit(name, None, et.WarningEvent(message=f"{name} was reset: it starts over from round 1"))
         return f"{name}: reset; the next start begins at round 1 with a fresh handoff"
 
     # ---- reading -------------------------------------------------------------------------
@@ -510,8 +510,8 @@ class Engine:
                         if entry is not None:
                             self._apply(entry[0], control.action, control.reason, control.requested_by)
                             if control.action in ("stop", "stop_now"):
-                                await self._emit(control.chain, entry[0].run_id, ev.STOP_REQUESTED,
-                                                 reason=control.reason, now=control.action == "stop_now", by=control.requested_by)
+                                await self._emit(control.chain, entry[0].run_id, et.StopRequested(
+                                    reason=control.reason, now=control.action == "stop_now", by=control.requested_by))
                     mono = self.clock.monotonic()
                     if mono - last_beat >= HEARTBEAT_S:
                         last_beat = mono

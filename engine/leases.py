@@ -16,11 +16,12 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from engine import event_types as et
 from engine import events as ev
 from engine.clock import Clock
 from engine.processes import kill_group, process_is, process_start_token
 from engine.statefiles import ChainFiles
-from engine.store import Lease, NewEvent, Store
+from engine.store import Lease, Store
 
 LEASE_STALE_S = 120.0
 
@@ -104,10 +105,10 @@ async def recover(store: Store, state_dir: Path, chain: str) -> list[ev.Event]:
         await store.mark_run_interrupted(run.id, [])
     events = await expire_approvals(store, chain, "the run was interrupted (llmauto stopped or crashed)")
     st = await store.chain_state(chain)
-    return events + await store.add_events(chain, run_id, [NewEvent(ev.RECOVERED, {
-        "link": links[-1].link if links else None, "round": st.round, "agents_killed": killed,
-        "handoff_restored": restored,
-    })])
+    return events + await store.add_events(chain, run_id, [et.Recovered(
+        link=links[-1].link if links else None, round=st.round, agents_killed=tuple(killed),
+        handoff_restored=restored,
+    ).new()])
 
 
 async def expire_approvals(store: Store, chain: str, why: str) -> list[ev.Event]:
@@ -115,6 +116,6 @@ async def expire_approvals(store: Store, chain: str, why: str) -> list[ev.Event]
     out: list[ev.Event] = []
     for row in await store.pending_approvals(chain):
         out += await store.decide_approval(row.id, status="expired", by="llmauto", message=why, evs=[
-            NewEvent(ev.APPROVAL_DECIDED, {"id": row.id, "link": row.link, "tool": row.tool, "status": "expired",
-                                           "by": "llmauto", "message": why})]) or []
+            et.ApprovalDecided(id=row.id, link=row.link, tool=row.tool, status="expired", by="llmauto",
+                               message=why).new()]) or []
     return out

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import event_types as et
 from engine import events as ev
 from engine.approval_desk import ApprovalDesk
 from engine.approvals import Rule
@@ -27,7 +28,7 @@ from engine.processes import process_start_token
 from engine.prompts import render
 from engine.runner import AgentRunner, Invocation, PermissionHandler
 from engine.settings import Settings
-from engine.store import NewEvent, Store
+from engine.store import Store
 from engine.stream import LinkResult, Progress
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,10 @@ async def run_attempt(ctx: LinkContext, at: Attempt, live: LiveLink) -> LinkResu
     link_run_id, events = await ctx.store.start_link(
         run_id=ctx.run_id, chain=ctx.chain.name, round_no=at.round_no, index=at.index, link=link.name,
         role=link.role, model=at.model if kind == "claude" else "command", attempt=at.number,
-        evs=[NewEvent(ev.LINK_STARTED, {
-            "link": link.name, "role": link.role, "model": at.model, "round": at.round_no, "index": at.index,
-            "attempt": at.number, "command": kind == "command", "session": session_note,
-        })],
+        evs=[et.LinkStarted(
+            link=link.name, role=link.role, model=at.model, round=at.round_no, index=at.index,
+            attempt=at.number, command=kind == "command", session=session_note,
+        ).new()],
     )
     live.link_run_id = link_run_id
     ctx.publish(events)
@@ -101,10 +102,10 @@ async def run_attempt(ctx: LinkContext, at: Attempt, live: LiveLink) -> LinkResu
 
     def on_progress(progress: Progress) -> None:
         live.progress = progress
-        ctx.bus.publish(Event(id=0, kind=ev.PROGRESS, chain=ctx.chain.name, run_id=ctx.run_id, ts="", data={
-            "link": link.name, "kind": progress.kind, "tool": progress.tool, "target": progress.target,
-            "turns": progress.turns, "detail": progress.detail,
-        }))
+        ctx.bus.publish(Event(id=0, kind=ev.PROGRESS, chain=ctx.chain.name, run_id=ctx.run_id, ts="", data=et.LiveProgress(
+            link=link.name, kind=progress.kind, tool=progress.tool, target=progress.target,
+            turns=progress.turns, detail=progress.detail,
+        ).to_data()))
 
     def on_spawn(pid: int) -> None:
         # The agent's pid (and its start time) at once, for crash recovery.

@@ -107,7 +107,7 @@ class RunDeps:
 @dataclass(frozen=True)
 class RunOutcome:
     run_id: int
-    status: str
+    status: ChainStatus | RunStatus  # the run's end: a chain word, or INTERRUPTED
     reason: str
 
 
@@ -229,7 +229,7 @@ class MarbleRun:
     def _latest(self, fallback: ChainState) -> ChainState:
         return self._state if self._state is not None else fallback
 
-    async def _finish(self, state: ChainState, stop: policy.Stop, *, run_status: str | None = None) -> RunOutcome:
+    async def _finish(self, state: ChainState, stop: policy.Stop, *, run_status: RunStatus | None = None) -> RunOutcome:
         status = run_status or stop.status
         with contextlib.suppress(Exception):  # an approval message must not stay answerable after the run
             await self.desk.expire_all(f"the run ended ({stop.reason})")
