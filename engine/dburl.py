@@ -48,9 +48,10 @@ def mask(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "(unreadable URL)"
-    netloc = parts.netloc
+    masked = url
     if parts.password is not None:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
-    return parts._replace(netloc=netloc, query=query).geturl()
+        userinfo, _, host = parts.netloc.rpartition("@")
+        masked = masked.replace(f"//{parts.netloc}", f"//{userinfo.split(':', 1)[0]}:***@{host}", 1)
+    if parts.query:
+        masked = masked.replace(parts.query, _QUERY_PASSWORD.sub(r"\1***", parts.query), 1)
+    return masked

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -273,8 +274,6 @@ async def test_a_bad_or_unreachable_url_is_a_clear_error_without_the_password(tm
     """A URL that is not PostgreSQL's, or a server that is not there: StoreError naming
     LLMAUTO_DATABASE_URL, the password masked. Broken once: dburl.mask returned the URL as given:
     the password showed in the message."""
-    from pathlib import Path
-
     path = Path(str(tmp_path)) / "db"
     for url in ("mysql://u:pw-hidden-1@h/db", "postgresql://u:pw-hidden-1@127.0.0.1:1/db?connect_timeout=2"):
         with pytest.raises(StoreError) as err:
@@ -311,3 +310,22 @@ def test_the_sqlite_path_never_imports_psycopg(tmp_path: object) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("url", "masked", "password"), [
+    ("postgresql://me:p%40ss-word-1@db:5432/llm", "postgresql://me:***@db:5432/llm", "p@ss-word-1"),
+    ("postgres://db/llm?user=me&password=long-secret-2", "postgres://db/llm?user=me&password=***", "long-secret-2"),
+    ("postgresql:///llm?host=/run/pg", "postgresql:///llm?host=/run/pg", None),
+])
+def test_the_url_is_told_without_its_password_and_the_password_is_a_secret(url: str, masked: str, password: str | None) -> None:
+    """The password, in the netloc or the query, is masked in every text and joins the settings'
+    secrets (with the whole URL), so the redactor takes it out of logs and the database. Broken
+    once: the `found += [...]` line removed from Settings.secrets: the password was not a secret."""
+    from engine import dburl
+
+    assert dburl.mask(url) == masked and dburl.password(url) == password and dburl.check(url) is None
+    settings = Settings.load({"LLMAUTO_DATABASE_URL": url, "LLMAUTO_ENV_FILE": "none"}, home=Path("/tmp"))
+    assert settings.database_url == url and url not in repr(settings)
+    assert (password in settings.secrets()) is (password is not None)
+    if password is not None:
+        assert url in settings.secrets()
