@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from engine.errors import StoreError
+
 T = TypeVar("T")
 
 
@@ -87,8 +89,11 @@ class Database(Protocol):
 async def open_database(path: Path, url: str | None, *, busy_timeout_ms: int) -> Database:
     """The SQLite file at `path`, or the PostgreSQL server at `url` when one is given."""
     if url:
-        from engine.db_postgres import PostgresDatabase
-
+        try:
+            from engine.db_postgres import PostgresDatabase
+        except ImportError as exc:
+            raise StoreError(f"LLMAUTO_DATABASE_URL is set but psycopg is missing ({exc.name}): "
+                             "pip install 'llmauto[distributed]'") from exc
         return await PostgresDatabase.connect(url)
     from engine.db_sqlite import SqliteDatabase
 

@@ -329,3 +329,13 @@ def test_the_url_is_told_without_its_password_and_the_password_is_a_secret(url: 
     assert (password in settings.secrets()) is (password is not None)
     if password is not None:
         assert url in settings.secrets()
+
+
+def test_agents_never_get_the_database_url() -> None:
+    """The store's URL may hold its password: agents do not get it (unless a chain's env_allow
+    names it). Broken once: "LLMAUTO_DATABASE_URL" removed from claude_cli._WITHHELD_PREFIXES."""
+    from engine.claude_cli import agent_env
+
+    parent = {"PATH": "/bin", "LLMAUTO_DATABASE_URL": "postgresql://me:pw@db/x"}
+    env = agent_env(parent, env_allow=None, link_env={}, llmauto_vars={"LLMAUTO_LINK": "w"})
+    assert "LLMAUTO_DATABASE_URL" not in env and env["LLMAUTO_LINK"] == "w"
