@@ -37,7 +37,12 @@ Layout (one concept a module; the left column is every module of the package):
   processes      process groups (signal, reap) and process identity (pid + start time)
   slots          the home-wide cap on agent processes, across llmauto processes
  state and events
-  store          the one SQLite database (aiosqlite, WAL): runs, links, events, leases, ...
+  store          the one database of a home: runs, links, events, leases, ... (SQL written once)
+  db             the database connection the store talks to, whichever backend; picks one
+  db_sqlite      the default backend: the home's SQLite file (aiosqlite, WAL, BEGIN IMMEDIATE)
+  db_postgres    the PostgreSQL backend (LLMAUTO_DATABASE_URL; psycopg, imported only then)
+  pg_sql         the store's SQL translated to PostgreSQL's dialect, pure
+  dburl          LLMAUTO_DATABASE_URL checked, and told without its password
   migrations     the database schema as numbered migrations
   statefiles     the plain files in state/<chain>/ that agents read and write, atomically
   events         event kinds and the in-process publisher

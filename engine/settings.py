@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine import dburl
 from engine.errors import ConfigError
 
 DEFAULT_API_BASE = "https://api.telegram.org/bot"
@@ -170,6 +171,9 @@ class Settings:
     # The env file that was read (None: none, the environment only) and the names it sets.
     env_file: Path | None = None
     env_file_keys: frozenset[str] = frozenset()
+    # LLMAUTO_DATABASE_URL: the PostgreSQL database of the store (issue #15); None: the home's
+    # SQLite file. It may hold a password: secrets() has it, and repr never shows it.
+    database_url: str | None = field(default=None, repr=False)
 
     @property
     def chains_dir(self) -> Path:
@@ -197,6 +201,8 @@ class Settings:
         MIN_SECRET_CHARS long. (Agents get the API keys they need, not the TELEGRAM_ ones.)"""
         found = [self.telegram_token or ""]
         found += [value.strip() for key, value in self.environ.items() if is_secret_name(key)]
+        if self.database_url and dburl.password(self.database_url):
+            found += [self.database_url, dburl.password(self.database_url) or ""]
         return tuple(sorted({s for s in found if len(s) >= MIN_SECRET_CHARS}, key=lambda s: (-len(s), s)))
 
     @classmethod
@@ -240,7 +246,11 @@ class Settings:
         tools_raw = merged.get("LLMAUTO_ALLOWED_TOOLS")
         allowed_tools = DEFAULT_ALLOWED_TOOLS if tools_raw is None or not tools_raw.strip() else split_tools(tools_raw)
         default_model = merged.get("LLMAUTO_DEFAULT_MODEL", "").strip() or DEFAULT_MODEL
+        database_url = merged.get(dburl.VARIABLE, "").strip() or None
+        if database_url is not None and (problem := dburl.check(database_url)) is not None:
+            raise ConfigError(problem)
         return cls(
+            database_url=database_url,
             permission_mode=permission_mode,
             allowed_tools=allowed_tools,
             default_model=default_model,

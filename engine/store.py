@@ -1,8 +1,9 @@
-"""The store: the one SQLite database of a home (`state/llmauto.db`), through aiosqlite.
+"""The store: the one database of a home, through one connection per process.
 
-Only this module sees SQL. It owns one connection per process, opens it in WAL mode with a busy
-timeout (several processes share the file: `serve`, a foreground `chain start`, a CLI `stop`),
-applies the numbered migrations, and offers intention-revealing methods. Writes that belong
+By default the home's SQLite file (`state/llmauto.db`, `engine.db_sqlite`); with
+`LLMAUTO_DATABASE_URL=postgresql://...`, a PostgreSQL database (`engine.db_postgres`, issue #15).
+Only this module writes SQL (in SQLite's dialect; the PostgreSQL backend translates it). It applies
+the numbered migrations on open, and offers intention-revealing methods. Writes that belong
 together (a link's result, the chain's counters, the handoff version and the events) commit in one
 transaction, so a crash leaves either all of them or none: no round is counted twice.
 
@@ -18,25 +19,24 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import sqlite3
-import stat
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, Self
 
 from engine.clock import Clock, SystemClock
+from engine.db import Cursor, Database, Row, open_database, settle
 from engine.errors import StoreError
 from engine.events import Event
 from engine.migrations import MIGRATIONS
 from engine.redact import Redactor
 from engine.statefiles import text_refusal
 from engine.states import ChainStatus, RunStatus, status_of
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,14 @@ class Writer:
     """The connection as the body of a transaction sees it: every text parameter is scrubbed of
     the store's secrets on its way into the database."""
 
-    def __init__(self, conn: aiosqlite.Connection, redact: Redactor) -> None:
-        self._conn = conn
+    def __init__(self, db: Database, redact: Redactor) -> None:
+        self._db = db
         self._redact = redact
 
-    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> aiosqlite.Cursor:
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
         if self._redact:
             parameters = [self._redact(p) if isinstance(p, str) else p for p in parameters]
-        return await self._conn.execute(sql, parameters)
+        return await self._db.execute(sql, parameters)
 
 
 def utc_iso(when: datetime | None = None) -> str:
@@ -220,19 +220,19 @@ class Overview:
 
 
 class Store:
-    """One aiosqlite connection, owned here; use `async with Store.open(path) as store:`.
-    Every time it records comes from `clock` (tests pass a ManualClock); no text it writes holds
-    one of `secrets`."""
+    """One database connection, owned here; use `async with Store.open_settings(settings) as store:`
+    (or `Store.open(path)`). Every time it records comes from `clock` (tests pass a ManualClock);
+    no text it writes holds one of `secrets`."""
 
     def __init__(
-        self, conn: aiosqlite.Connection, path: Path, clock: Clock | None = None, secrets: Sequence[str] = (),
+        self, db: Database, path: Path, clock: Clock | None = None, secrets: Sequence[str] = (),
     ) -> None:
-        self._conn = conn
+        self._db = db
         self.path = path
         self.clock: Clock = clock or SystemClock()
         self._lock = asyncio.Lock()
         self.redact = Redactor(secrets)
-        self._writer = Writer(conn, self.redact)
+        self._writer = Writer(db, self.redact)
 
     def stamp(self) -> str:
         """Now, as the store records times (UTC ISO 8601, milliseconds)."""
@@ -242,52 +242,51 @@ class Store:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, path: Path, *, busy_timeout_ms: int = 15_000, clock: Clock | None = None, secrets: Sequence[str] = (),
+        cls, path: Path, *, url: str | None = None, busy_timeout_ms: int = 15_000, clock: Clock | None = None,
+        secrets: Sequence[str] = (),
     ) -> AsyncIterator[Store]:
+        """The SQLite database at `path`, or the PostgreSQL one at `url` when given (then `path`
+        only names the home's state)."""
+        db = await open_database(path, url, busy_timeout_ms=busy_timeout_ms)
         try:
-            _private_dir(path.parent)
-            _private_files(path)
-        except OSError as exc:
-            raise StoreError(f"cannot open the database {path}: {exc.strerror or exc}") from exc
-        try:
-            conn = await aiosqlite.connect(str(path), isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {path}: {exc}") from exc
-        try:
-            conn.row_factory = aiosqlite.Row
-            store = cls(conn, path, clock, secrets)
-            await store._setup(busy_timeout_ms)
+            store = cls(db, path, clock, secrets)
+            await store._setup()
             yield store
         finally:
-            await conn.close()
+            await db.close()
 
-    async def _setup(self, busy_timeout_ms: int) -> None:
+    @classmethod
+    def open_settings(cls, settings: Settings, *, clock: Clock | None = None) -> contextlib.AbstractAsyncContextManager[Store]:
+        """The database the settings name (`LLMAUTO_DATABASE_URL`, else the home's file)."""
+        return cls.open(settings.db_path, url=settings.database_url, clock=clock, secrets=settings.secrets())
+
+    async def _setup(self) -> None:
         try:
-            await self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            await self._conn.execute("PRAGMA journal_mode = WAL")
-            await self._conn.execute("PRAGMA synchronous = NORMAL")
+            await self._db.prepare()
             async with self.transaction() as db:
-                version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]  # type: ignore[index]
+                version = await self._db.schema_version()
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                    for statement in _statements(script):
+                    for statement in self._db.migration_statements(script):
                         await db.execute(statement)
-                    await db.execute(f"PRAGMA user_version = {number}")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"the database {self.path} cannot be used: {exc}") from exc
+                    await self._db.set_schema_version(number)
+        except Exception as exc:
+            explained = self._db.explain(exc)
+            if explained is None:
+                raise
+            raise StoreError(explained) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Writer]:
-        """BEGIN IMMEDIATE ... COMMIT, serialized within this process; errors become StoreError.
+        """A write transaction that excludes every other writer (SQLite: BEGIN IMMEDIATE;
+        PostgreSQL: an advisory lock), serialized within this process; errors become StoreError.
 
-        Safe against cancellation at any point: aiosqlite runs each statement in its thread even
-        when the awaiting task is cancelled, so a cancel during BEGIN or COMMIT would otherwise
-        leave the shared connection inside a transaction, and every later one would fail with
+        Safe against cancellation at any point: each transaction statement runs to its end even
+        when the awaiting task is cancelled (`settle`), so a cancel during BEGIN or COMMIT cannot
+        leave the shared connection inside a transaction, where every later one would fail with
         "cannot start a transaction within a transaction"."""
         async with self._lock:
             try:
-                await self._settle("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreError(_explain(exc, self.path)) from exc
+                await settle(self._db.begin())
             except asyncio.CancelledError:
                 await self._rollback()
                 raise
@@ -297,48 +296,26 @@ class Store:
                 await self._rollback()
                 raise
             try:
-                await self._settle("COMMIT")
-            except sqlite3.Error as exc:
-                await self._rollback()
-                raise StoreError(_explain(exc, self.path)) from exc
-            except asyncio.CancelledError:
+                await settle(self._db.commit())
+            except (StoreError, asyncio.CancelledError):
                 await self._rollback()  # a no-op when the COMMIT went through
                 raise
 
-    async def _settle(self, sql: str) -> None:
-        """Run a transaction-control statement to its end even if the caller is cancelled
-        meanwhile (then CancelledError is raised after it, whatever its outcome)."""
-        done = asyncio.ensure_future(self._conn.execute(sql))
-        try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
-            await asyncio.wait([done])
-            if not done.cancelled():
-                done.exception()  # retrieved: the cancel is what the caller hears of
-            raise
-
     async def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            try:
-                await self._settle("ROLLBACK")
-            except sqlite3.Error:
-                pass
+        if self._db.in_transaction:
+            await settle(self._db.rollback())
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        try:
-            async with self._conn.execute(sql, params) as cur:
-                return list(await cur.fetchall())
-        except sqlite3.OperationalError as exc:
-            raise StoreError(_explain(exc, self.path)) from exc
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._db.fetchall(sql, params)
 
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
     async def data_version(self) -> int:
-        """Changes when another connection commits: a cheap "anything new?" for pollers."""
-        row = await self._fetchone("PRAGMA data_version")
-        return int(row[0]) if row else 0
+        """Changes when another connection commits: a cheap "anything new?" for pollers (each
+        backend says how it knows)."""
+        return await self._db.data_version()
 
     # ---- events --------------------------------------------------------------------------
     async def _insert_event(
@@ -806,7 +783,7 @@ class Store:
             cur = await db.execute(sql, params)
             return cur.lastrowid
 
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self._fetchall(sql, params)
 
 
@@ -822,50 +799,3 @@ def _replace(st: ChainState, **changes: Any) -> ChainState:
     from dataclasses import replace
 
     return replace(st, **changes)
-
-
-def _private_dir(folder: Path) -> None:
-    """The state folder: created 0700; an existing looser one is tightened without a note (a
-    git checkout makes it 0755, and a note at every first start would be noise)."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _tighten(folder, 0o700, note=False)
-
-
-def _private_files(path: Path) -> None:
-    """The database holds handoffs and operator notes: 0600 whatever the umask. A new one is
-    created 0600 here, before SQLite opens it; SQLite gives the -wal and -shm it creates the
-    database's own mode. Existing looser ones (an older llmauto) are tightened, with a note.
-    (No umask change: it is process-wide, and agents started meanwhile would inherit it.)"""
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        _tighten(file, 0o600)
-
-
-def _tighten(path: Path, mode: int, *, note: bool = True) -> None:
-    try:
-        current = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return
-    if current & ~mode & 0o777:
-        try:
-            os.chmod(path, mode)
-        except OSError as exc:
-            log.warning("%s is readable by others (mode %s) and cannot be made private: %s",
-                        path, oct(current), exc.strerror)
-            return
-        if note:
-            log.warning("%s was readable by others (mode %s); made private (%s)", path, oct(current), oct(mode))
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _explain(exc: sqlite3.Error, path: Path) -> str:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return f"the database {path} is locked by another process for too long ({text})"
-    if "full" in text or "disk i/o" in text.lower():
-        return f"cannot write the database {path}: is the disk full? ({text})"
-    return f"database error on {path}: {text}"

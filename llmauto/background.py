@@ -36,7 +36,7 @@ async def start_detached(settings: Settings, name: str) -> int:
     load_chain(settings.home, name, settings=settings)  # a bad name or definition fails here, with exit code 2
     log_path = settings.state_dir / name / "run.log"
     child = _spawn(settings, name, log_path)
-    async with Store.open(settings.db_path, secrets=settings.secrets()) as store:
+    async with Store.open_settings(settings) as store:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STARTUP_TIMEOUT_S
         while loop.time() < deadline:

@@ -156,7 +156,7 @@ async def _with_engine(settings: Settings, body: Callable[[Engine], Coroutine[An
     from engine.engine import Engine
     from engine.store import Store
 
-    async with Store.open(settings.db_path, secrets=settings.secrets()) as store, Engine(settings, store) as engine:
+    async with Store.open_settings(settings) as store, Engine(settings, store) as engine:
         return await body(engine)
 
 

@@ -109,7 +109,7 @@ async def run_serve(
         exposed = env_file_exposure(settings, agent_workdirs(settings))
         if exposed is not None:
             log.warning("%s", exposed)
-        store = await stack.enter_async_context(Store.open(settings.db_path, secrets=settings.secrets()))
+        store = await stack.enter_async_context(Store.open_settings(settings))
         engine = await stack.enter_async_context(Engine(settings, store, shutdown_kills_links=shutdown_kills_links))
         scheduler = await stack.enter_async_context(Scheduler(settings, engine))
         outbox = OutboxStore(store)

@@ -4,6 +4,7 @@ The `llmauto schedule ...` commands are in tests/test_schedule_cli.py."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,6 +27,14 @@ def chains(home: Path) -> Path:
     for name in ("nightly", "build", "deploy", "tests"):
         write_chain(home, name, ONCE)
     return home
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Store]:
+    """The book's store on both backends (issue #15): the schedules' SQL runs on PostgreSQL too."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    async with Store.open(settings.db_path, url=url) as s:
+        yield s
 
 
 @pytest.fixture

@@ -102,12 +102,12 @@ async def test_a_cancel_at_any_point_of_a_transaction_leaves_the_store_usable(
             if task is not None and sql.startswith(cancel_at):
                 loop.call_soon_threadsafe(task.cancel)
 
-        conn = store._conn  # aiosqlite's: the hook is set on the sqlite3 connection, in its thread
+        conn = store._db.conn  # type: ignore[attr-defined]  # aiosqlite's: the hook is set on the sqlite3 connection, in its thread
         await conn._execute(conn._conn.set_trace_callback, trace)
         task = asyncio.ensure_future(store.add_events("c", None, [NewEvent("a", {}), NewEvent("b", {})]))
         await asyncio.gather(task, return_exceptions=True)
         task = None
         assert [e.kind for e in await store.chain_events("c")] == kept  # all or nothing
-        assert not store._conn.in_transaction
+        assert not store._db.in_transaction
         assert [e.kind for e in await store.add_events("after", None, [NewEvent("ok", {})])] == ["ok"]
     assert integrity(settings.db_path) == "ok"
