@@ -19,6 +19,7 @@ from engine.event_types import (
     Blocked,
     LinkFinished,
     RunFinished,
+    WorkerLost,
 )
 from engine.permissions import Refusal
 from engine.permissions import summary as refusal_summary
@@ -322,6 +323,10 @@ def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None
         return f"⚠️ {c}: {esc(d.get('problem'))} (after {esc(d.get('link'))}).{restored}"
     if kind == "warning":
         return f"⚠️ {c}: {esc(d.get('message'))}"
+    if kind == ev.WORKER_LOST:
+        lost = WorkerLost.from_data(d)
+        where = f"retrying on {esc(lost.retry_on)}" if lost.retry_on else "retrying on the next free worker"
+        return f"🛰 {c}: worker {esc(lost.worker)} lost during {esc(lost.link)}; {where}"
     if kind == "recovered":
         killed = f" Killed the orphaned agent of {esc(', '.join(d.get('agents_killed') or []))}." if d.get("agents_killed") else ""
         return f"♻️ {c} recovered after a crash: it goes on from round {d.get('round')}.{killed}"

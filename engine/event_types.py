@@ -274,3 +274,17 @@ class ApprovalDecided(StoredEvent):
     always: bool | None = None  # absent on an expired request
 
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerLost(StoredEvent):
+    """#15: the worker running a link went silent (no heartbeat within LLMAUTO_WORKER_LOST_AFTER_S);
+    the link runs again from its input handoff on another eligible worker (`retry_on`, when one
+    is known)."""
+
+    KIND: ClassVar[str] = ev.WORKER_LOST
+    worker: str = ""
+    link: str = ""
+    round: int = 0
+    retry_on: str = ""
+    silent_s: float = 0.0
