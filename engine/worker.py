@@ -3,7 +3,7 @@
 A worker is a procrastinate worker with one task, `llmauto.run_link`. For each job it writes the
 link's input handoff and status into its own `state/<chain>/`, runs the attempt exactly as the
 embedded mode does (`run_attempt`: same runner, watchdog, budget, permissions; its own SQLite
-store keeps the local link record and claude sessions), and commits the result with the output
+store, state/worker.db, keeps the local link record and claude sessions), and commits the result with the output
 handoff and status in one INSERT keyed by (run, round, link index, attempt): a redelivered job
 finds its key committed and does nothing.
 
@@ -92,7 +92,10 @@ class LinkWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve jobs until `stop` is set; then let procrastinate stop (running links are aborted
         as on a shutdown and retried elsewhere)."""
-        async with QueueDb.open(self.url) as db, Store.open(self.settings.db_path, secrets=self.settings.secrets()) as store:
+        # A store of its own (not serve's llmauto.db, which `serve --with-worker` shares the home
+        # with): the local record of each attempt and the claude sessions of `continue` links.
+        local_db = self.settings.state_dir / "worker.db"
+        async with QueueDb.open(self.url) as db, Store.open(local_db, secrets=self.settings.secrets()) as store:
             await prepare(db)
             app = procrastinate_app(self.url)
             handler = _Handler(self, db, store)

@@ -113,7 +113,7 @@ async def run_serve(
         if exposed is not None:
             log.warning("%s", exposed)
         store = await stack.enter_async_context(Store.open(settings.db_path, secrets=settings.secrets()))
-        execute = await distributed(stack, settings, stop, with_worker=with_worker)
+        execute, workers = await distributed(stack, settings, with_worker=with_worker)
         engine = await stack.enter_async_context(Engine(settings, store, shutdown_kills_links=shutdown_kills_links,
                                                         execute=execute))
         scheduler = await stack.enter_async_context(Scheduler(settings, engine))
@@ -124,7 +124,7 @@ async def run_serve(
         redact = Redactor(settings.secrets())  # for everything that goes to Telegram
         handlers = BotHandlers(engine, ScheduleBook(store, settings), outbox, pacer,
                                Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake,
-                               redact=redact)
+                               redact=redact, workers=workers)
         clients = HttpClients(poll_timeout_s=poll_timeout_s, **({"send_timeout_s": send_timeout_s} if send_timeout_s else {}))
         app = build_application(settings, handlers, clients)
         side_tasks: list[asyncio.Task[None]] = [asyncio.create_task(notifier.run(), name="notifier")]
@@ -175,8 +175,8 @@ async def run_serve(
         raise FatalBotError(f"serve stopped: {exc}") from exc
 
 
-async def distributed(stack: AsyncExitStack, settings: Settings, stop: asyncio.Event, *,
-                      with_worker: bool) -> LinkExecutor | None:
+async def distributed(stack: AsyncExitStack, settings: Settings, *,
+                      with_worker: bool) -> tuple[LinkExecutor | None, Callable[[], Awaitable[str]] | None]:
     """The distributed mode (#15), when a queue URL is set: links go to workers through the queue
     (None: the embedded mode, links run here as always). With `--with-worker` this process is one
     of the workers too (named after the host, serving the `any` queue)."""
@@ -184,7 +184,8 @@ async def distributed(stack: AsyncExitStack, settings: Settings, stop: asyncio.E
     if not dist.enabled:
         if with_worker:
             raise ConfigError("--with-worker needs the distributed mode: set LLMAUTO_QUEUE_URL (a postgresql:// URL)")
-        return None
+        return None, None
+    from bot.render import workers_text
     from engine.remote import RemoteExecutor
 
     executor = await stack.enter_async_context(RemoteExecutor.open(dist))
@@ -196,7 +197,11 @@ async def distributed(stack: AsyncExitStack, settings: Settings, stop: asyncio.E
         task = asyncio.create_task(worker.run(worker_stop), name="worker")
         stack.push_async_callback(_wind_down, [task], [worker_stop.set])
     log.info("distributed mode: links run by workers (queue database set)")
-    return executor
+
+    async def workers() -> str:
+        return workers_text(await executor.db.workers(), lost_after_s=dist.lost_after_s)
+
+    return executor, workers
 
 
 async def _connect(app: App, stop: asyncio.Event) -> bool:
