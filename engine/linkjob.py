@@ -4,8 +4,9 @@
 which chain, the placeholders, the prompt, the input handoff and status texts); the worker sends
 back an `Outcome` (the agent's `LinkResult`, the output handoff and status, who ran it). Both cross
 the database as JSON, so they are frozen values with `to_json`/`from_json` and nothing else.
-`JobKey` is the identity of one attempt, (run, round, link index, attempt): the results table is
-unique on it, so a redelivered job can never commit twice.
+`JobKey` is the identity of one attempt, (run, round, link index, attempt, visit): the results
+table is unique on it, so a redelivered job can never commit twice. `visit` is serve's link-run
+id: a routed hop back runs a link again in the same round, which is a new attempt, not a replay.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ class JobKey:
     round_no: int
     index: int
     attempt: int
+    visit: int = 0  # serve's link_runs id of this attempt
 
     def __str__(self) -> str:
-        return f"{self.run_id}/{self.round_no}/{self.index}/{self.attempt}"
+        return f"{self.run_id}/{self.round_no}/{self.index}/{self.attempt}/{self.visit}"
 
 
 @dataclass(frozen=True, kw_only=True)

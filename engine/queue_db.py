@@ -3,7 +3,7 @@ sees them: results of remote links, the worker registry and which worker holds w
 
 Procrastinate owns the queue (`procrastinate_*` tables); these three tables sit beside it:
 - `llmauto_link_results`: one row per committed attempt, primary key (run, round, link index,
-  attempt). A worker inserts with ON CONFLICT DO NOTHING, so a job delivered twice (a worker
+  attempt, visit). A worker inserts with ON CONFLICT DO NOTHING, so a job delivered twice (a worker
   thought dead that was only slow, a retry after a crash) commits once; the second finds the key
   and does nothing. The row holds the result, the output handoff and status and the worker's
   events: one INSERT, one transaction.
@@ -40,10 +40,11 @@ CREATE TABLE IF NOT EXISTS llmauto_link_results (
     round INTEGER NOT NULL,
     link_index INTEGER NOT NULL,
     attempt INTEGER NOT NULL,
+    visit BIGINT NOT NULL,             -- serve's link-run id: a routed hop back is a new visit
     worker TEXT NOT NULL,
     outcome TEXT NOT NULL,             -- Outcome as JSON
     committed_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
-    PRIMARY KEY (run_id, round, link_index, attempt)
+    PRIMARY KEY (run_id, round, link_index, attempt, visit)
 );
 CREATE TABLE IF NOT EXISTS llmauto_workers (
     name TEXT PRIMARY KEY,
@@ -118,9 +119,10 @@ class QueueDb:
         True if this call committed it."""
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "INSERT INTO llmauto_link_results (run_id, round, link_index, attempt, worker, outcome) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (key.run_id, key.round_no, key.index, key.attempt, outcome.worker, json.dumps(outcome.to_json())),
+                "INSERT INTO llmauto_link_results (run_id, round, link_index, attempt, visit, worker, outcome) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (key.run_id, key.round_no, key.index, key.attempt, key.visit, outcome.worker,
+                 json.dumps(outcome.to_json())),
             )
             committed: bool = cur.rowcount == 1
             if committed:  # delivered at commit, with the row
@@ -131,7 +133,8 @@ class QueueDb:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(
                 "SELECT outcome FROM llmauto_link_results WHERE run_id = %s AND round = %s AND link_index = %s "
-                "AND attempt = %s", (key.run_id, key.round_no, key.index, key.attempt))).fetchone()
+                "AND attempt = %s AND visit = %s", (key.run_id, key.round_no, key.index, key.attempt, key.visit),
+            )).fetchone()
         return Outcome.from_json(json.loads(row["outcome"])) if row else None
 
     async def committed_count(self, run_id: int) -> list[tuple[int, int, int]]:

@@ -103,7 +103,7 @@ class RemoteExecutor:
         ctx.publish(events)
         live.name, live.progress, live.started_mono = link.name, None, ctx.monotonic()
         job = LinkJob(chain=ctx.chain.name, key=JobKey(run_id=ctx.run_id, round_no=at.round_no, index=at.index,
-                                                      attempt=at.number),
+                                                      attempt=at.number, visit=link_run_id),
                       link=link.name, model=at.model, prompt=at.prompt, values=at.values, timeout_s=at.timeout_s,
                       handoff=before, status=status)
         try:
@@ -127,23 +127,26 @@ class RemoteExecutor:
     async def _run(self, ctx: LinkContext, job: LinkJob) -> Outcome:
         key = str(job.key)
         woken = self._waiters[key] = asyncio.Event()
+        current = [await self._defer(ctx, job)]  # the job id now (a worker's shutdown re-defers)
         try:
-            deferrer = self.app.configure_task(TASK_NAME, queue=ctx.chain.runs_on or ANY_QUEUE)
-            job_id = await deferrer.defer_async(job=job.to_json())  # type: ignore[arg-type]
-            try:
-                return await self._wait(ctx, job, job_id, woken)
-            except asyncio.CancelledError:  # serve stops: the agent must not run on unwatched
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.app.job_manager.cancel_job_by_id_async(job_id, abort=True))
-                raise
+            return await self._wait(ctx, job, current, woken)
+        except asyncio.CancelledError:  # serve stops: the agent must not run on unwatched
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.app.job_manager.cancel_job_by_id_async(current[0], abort=True))
+            raise
         finally:
             self._waiters.pop(key, None)
 
-    async def _wait(self, ctx: LinkContext, job: LinkJob, job_id: int, woken: asyncio.Event) -> Outcome:
+    async def _defer(self, ctx: LinkContext, job: LinkJob) -> int:
+        deferrer = self.app.configure_task(TASK_NAME, queue=ctx.chain.runs_on or ANY_QUEUE)
+        return await deferrer.defer_async(job=job.to_json())  # type: ignore[arg-type]
+
+    async def _wait(self, ctx: LinkContext, job: LinkJob, current: list[int], woken: asyncio.Event) -> Outcome:
         aborted = False
         loop = asyncio.get_running_loop()
         next_check = loop.time() + self.dist.heartbeat_s
         while True:
+            job_id = current[0]
             outcome = await self.db.outcome(job.key)
             if outcome is not None:
                 return outcome
@@ -155,6 +158,10 @@ class RemoteExecutor:
                 outcome = await self.db.outcome(job.key)
                 if outcome is not None:
                     return outcome
+                if status is Status.ABORTED and not aborted:  # its worker shut down mid-link
+                    await self._tell_lost(ctx, job, job_id, silent=False)
+                    current[0] = await self._defer(ctx, job)  # the same attempt, as a new job
+                    continue
                 error = ErrorClass.KILLED if aborted else ErrorClass.CRASHED
                 return Outcome(result=LinkResult(error_class=error, error_message=f"the job ended {status.value} "
                                                  "without a result"), handoff=None, status=None, worker="")
@@ -173,17 +180,24 @@ class RemoteExecutor:
                     waiting.cancel()
 
     async def _retry_if_lost(self, ctx: LinkContext, job: LinkJob, job_id: int) -> None:
+        """procrastinate's stalled jobs: those of workers silent for LOST_AFTER. Ours goes back to
+        its queue (the same job: its id stays)."""
         stalled = await self.app.job_manager.get_stalled_jobs(
             task_name=TASK_NAME, seconds_since_heartbeat=self.dist.lost_after_s)
         lost = next((j for j in stalled if j.id == job_id), None)
         if lost is None:
             return
+        await self._tell_lost(ctx, job, job_id, silent=True)
+        await self.app.job_manager.retry_job(lost)
+
+    async def _tell_lost(self, ctx: LinkContext, job: LinkJob, job_id: int, *, silent: bool) -> None:
+        """The job's worker is gone (silent: lost; else it shut down mid-link): the chat is told
+        which worker, and which one likely takes the link over."""
         worker = await self.db.claimant(job_id) or "?"
         queue = ctx.chain.runs_on or ANY_QUEUE
         retry_on = pick_worker(await self.db.workers(), queue=queue, not_=worker, lost_after_s=self.dist.lost_after_s)
-        await self.app.job_manager.retry_job(lost)
         event = et.WorkerLost(worker=worker, link=job.link, round=job.key.round_no, retry_on=retry_on or "",
-                              silent_s=self.dist.lost_after_s).new()
+                              silent_s=self.dist.lost_after_s if silent else 0.0).new()
         ctx.publish(await ctx.store.add_events(ctx.chain.name, ctx.run_id, [event]))
         log.warning("worker %s lost during %s/%s; job %d back in queue %s", worker, job.chain, job.link, job_id, queue)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from procrastinate import App, JobContext, PsycopgConnector
+from procrastinate.job_context import AbortReason
 from procrastinate.schema import SchemaManager
 from procrastinate.worker import Worker
 
@@ -90,8 +91,8 @@ class LinkWorker:
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve jobs until `stop` is set; then let procrastinate stop (running links are aborted
-        as on a shutdown and retried elsewhere)."""
+        """Serve jobs until `stop` is set; then let procrastinate stop (running links are aborted,
+        uncommitted, and serve queues them again; with LLMAUTO_ON_SHUTDOWN=finish they end first)."""
         # A store of its own (not serve's llmauto.db, which `serve --with-worker` shares the home
         # with): the local record of each attempt and the claude sessions of `continue` links.
         local_db = self.settings.state_dir / "worker.db"
@@ -112,6 +113,9 @@ class LinkWorker:
                     install_signal_handlers=False, update_heartbeat_interval=self.dist.heartbeat_s,
                     stalled_worker_timeout=self.dist.lost_after_s, abort_job_polling_interval=ABORT_POLL_S,
                     fetch_job_polling_interval=1.0,  # jobs are kept: serve reads their status
+                    # LLMAUTO_ON_SHUTDOWN: interrupt aborts the running links at once (serve puts
+                    # them back in the queue for another worker); finish lets them end first.
+                    shutdown_graceful_timeout=0.0 if self.settings.shutdown_kills_links else None,
                 )
                 working = asyncio.create_task(worker.run(), name="procrastinate-worker")  # type: ignore[no-untyped-call]
                 beating = asyncio.create_task(self._heartbeat(db), name="worker-heartbeat")
@@ -161,11 +165,11 @@ class _Handler:
             return
         self.w.running[job_id] = f"{chain.name}/{link.name}"
         try:
-            await self._run(chain, job)
+            await self._run(context, chain, job)
         finally:
             self.w.running.pop(job_id, None)
 
-    async def _run(self, chain: ChainDef, job: LinkJob) -> None:
+    async def _run(self, context: JobContext, chain: ChainDef, job: LinkJob) -> None:
         files = ChainFiles(self.w.settings.state_dir, chain.name)
         files.ensure()
         if job.handoff is not None:
@@ -191,7 +195,9 @@ class _Handler:
         except asyncio.CancelledError:  # serve aborted the job (stop now), or this worker stops
             kill.set()
             result = await task
-            await self._commit(job, files, result)
+            if context.abort_reason() is AbortReason.USER_REQUEST:
+                await self._commit(job, files, result)  # serve waits for it: `killed`
+            # else this worker shuts down: nothing committed, serve puts the job back in the queue
             raise
         await self._commit(job, files, result)
 

@@ -214,6 +214,62 @@ async def test_a_worker_killed_mid_link_is_detected_and_the_link_finishes_on_the
     assert handoff(cluster.serve_home, "far")[-1] == "laptop b"
 
 
+async def test_a_worker_stopped_mid_link_hands_it_to_the_other(cluster: Cluster) -> None:
+    """SIGTERM of the worker running link a (LLMAUTO_ON_SHUTDOWN=interrupt, the default): it
+    kills its agent and commits nothing; serve puts the job back in the queue, tells the chat,
+    and the other worker runs it from the same input handoff.
+    Broken once each: `if context.abort_reason() is AbortReason.USER_REQUEST:` → `if True:` in
+    worker.py → the stopped worker commits `killed`, link a runs again as attempt 2 (two commits
+    for it, red); `current[0] = await self._defer(ctx, job)` and its `continue` → `pass` in
+    RemoteExecutor._wait → nobody runs link a again (timed out, red)."""
+    gate = cluster.root / "gate"
+    spans = cluster.root / "spans"
+    cluster.chain("far", {"max_rounds": 1, "links": [
+        {"name": "a", "command": holding_command(gate)}, {"name": "b", "command": mark_link("b", spans)}]})
+    first = await cluster.start_worker("buildbox", max_links=1)
+    async with serving(cluster) as (engine, executor):
+        run_id = await engine.start_chain("far")
+        await until("link a to start on buildbox", lambda: started(gate))
+        await cluster.start_worker("laptop", max_links=1)
+        started_marker = gate.with_name(gate.name + ".started")
+        started_marker.unlink()
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=15) == 0
+        await until("link a to start again on laptop", lambda: started(gate))
+        gate.touch()
+        outcome = await asyncio.wait_for(engine.wait("far"), 30)
+        assert outcome.status == "COMPLETED", outcome
+        assert await executor.db.committed_count(run_id) == [(1, 0, 1), (1, 1, 1)]
+        lost = [e for e in await engine.store.run_events(run_id) if e.kind == "worker_lost"]
+        assert [(e.data["worker"], e.data["link"], e.data["retry_on"]) for e in lost] == [("buildbox", "a", "laptop")]
+        links = [(r.link, r.attempt, r.error_class) for r in await engine.store.run_link_runs(run_id)]
+        assert links == [("a", 1, "ok"), ("b", 1, "ok")], links
+    assert handoff(cluster.serve_home, "far")[-1] == "laptop b"
+
+
+async def test_a_routed_hop_back_runs_the_link_again_remotely(cluster: Cluster) -> None:
+    """worker, reviewer (NEEDS_FIX), worker again in the same round, reviewer (APPROVED): the
+    second visit of the worker (same round, link index and attempt number) is a new job, not a
+    replay of the first one's committed result.
+    Broken once: `visit=link_run_id` → `visit=0` in RemoteExecutor.__call__ → the second visit
+    gets the first's outcome (its handoff, without the verdict): the bounce guard blocks the
+    chain (red)."""
+    spans = cluster.root / "spans"
+    review = ("import os; p = os.environ['LLMAUTO_HANDOFF']; n = open(p).read().count('VERDICT')\n"
+              "open(p, 'a').write('VERDICT: ' + ('NEEDS_FIX' if n == 0 else 'APPROVED') + '\\n')")
+    cluster.chain("loop", {"mode": "conditional", "max_rounds": 1, "links": [
+        {"name": "worker", "command": mark_link("w", spans)},
+        {"name": "reviewer", "role": "reviewer", "command": [sys.executable, "-c", review],
+         "routes": {"NEEDS_FIX": "worker", "APPROVED": "next"}}]})
+    await cluster.start_worker("laptop")
+    async with serving(cluster) as (engine, _executor):
+        await engine.start_chain("loop")
+        outcome = await asyncio.wait_for(engine.wait("loop"), 30)
+    assert outcome.status == "COMPLETED", outcome
+    lines = [line for line in handoff(cluster.serve_home, "loop") if line.startswith(("laptop", "VERDICT"))]
+    assert lines == ["laptop w", "VERDICT: NEEDS_FIX", "laptop w", "VERDICT: APPROVED"], lines
+
+
 async def test_stop_now_reaches_a_remote_link_within_two_seconds(cluster: Cluster) -> None:
     """stop-now of a link held on a worker: the run ends (the link killed, its result committed)
     within 2 s. Broken once: `await self.app.job_manager.cancel_job_by_id_async(job_id, abort=True)`
