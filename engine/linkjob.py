@@ -47,6 +47,7 @@ class LinkJob:
     timeout_s: float
     handoff: str | None  # the input handoff (None: no handoff file)
     status: str | None  # status.txt before the link
+    budget_usd: float | None = None  # what the run may still spend (max_cost_usd), for --max-budget-usd
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -59,6 +60,7 @@ class LinkJob:
             chain=str(data["chain"]), key=JobKey(**data["key"]), link=str(data["link"]),
             model=data.get("model"), prompt=str(data["prompt"]), values=dict(data.get("values") or {}),
             timeout_s=float(data["timeout_s"]), handoff=data.get("handoff"), status=data.get("status"),
+            budget_usd=float(data["budget_usd"]) if data.get("budget_usd") is not None else None,
         )
 
     def localized_prompt(self, values: Mapping[str, str]) -> str:

@@ -32,6 +32,7 @@ from engine.dist_settings import DistSettings
 from engine.link import Attempt, LinkContext, LiveLink
 from engine.linkjob import ANY_QUEUE, TASK_NAME, JobKey, LinkJob, Outcome
 from engine.queue_db import QueueDb, WorkerRow
+from engine.runner import BudgetedRunner
 from engine.statefiles import ChainFiles
 from engine.store import NewEvent
 from engine.stream import ErrorClass, LinkResult
@@ -105,7 +106,8 @@ class RemoteExecutor:
         job = LinkJob(chain=ctx.chain.name, key=JobKey(run_id=ctx.run_id, round_no=at.round_no, index=at.index,
                                                       attempt=at.number, visit=link_run_id),
                       link=link.name, model=at.model, prompt=at.prompt, values=at.values, timeout_s=at.timeout_s,
-                      handoff=before, status=status)
+                      handoff=before, status=status,
+                      budget_usd=ctx.runner.budget_left() if isinstance(ctx.runner, BudgetedRunner) else None)
         try:
             outcome = await self._run(ctx, job)
         finally:

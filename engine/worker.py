@@ -41,7 +41,7 @@ from engine.events import EventBus
 from engine.link import Attempt, LinkContext, LiveLink, run_attempt
 from engine.linkjob import ANY_QUEUE, TASK_NAME, LinkJob, Outcome
 from engine.queue_db import QueueDb
-from engine.runner import AgentRunner, SubprocessRunner
+from engine.runner import AgentRunner, BudgetedRunner, SubprocessRunner
 from engine.settings import Settings
 from engine.statefiles import ChainFiles
 from engine.store import Store
@@ -185,7 +185,8 @@ class _Handler:
                           timeout_s=job.timeout_s)
         kill = asyncio.Event()
         ctx = LinkContext(
-            settings=self.w.settings, store=self.store, bus=self.bus, runner=self.w.runner,
+            settings=self.w.settings, store=self.store, bus=self.bus,
+            runner=BudgetedRunner(self.w.runner, lambda: job.budget_usd),  # the run's budget, as serve knows it
             slots=AccountSlots(self.w.url, self.w.dist.max_parallel_links), monotonic=time.monotonic,
             chain=chain, run_id=job.key.run_id, kill=kill, desk=_desk(self.store, chain, files), publish=_drop,
         )

@@ -61,6 +61,7 @@ class Cluster:
         self.serve_home = new_home(root, "serve")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.homes: dict[str, Path] = {}
+        self.extra_env: dict[str, str] = {}
 
     def chain(self, name: str, doc: dict[str, Any]) -> None:
         for home in (self.serve_home, *self.homes.values()):
@@ -76,7 +77,7 @@ class Cluster:
         home = self.homes.get(name) or self.add_home(name)
         env = {**os.environ, "LLMAUTO_QUEUE_URL": self.url, "LLMAUTO_WORKER_HEARTBEAT_S": str(HEARTBEAT_S),
                "LLMAUTO_WORKER_LOST_AFTER_S": str(LOST_AFTER_S), "LLMAUTO_MAX_PARALLEL_LINKS": str(CAP),
-               "LLMAUTO_ENV_FILE": "none", "PYTHONPATH": str(ROOT)}
+               "LLMAUTO_ENV_FILE": "none", "PYTHONPATH": str(ROOT), **self.extra_env}
         argv = [sys.executable, "-m", "llmauto", "--home", str(home), "worker", "--name", name,
                 "--max-links", str(max_links)]
         if queues:
@@ -210,6 +211,8 @@ async def test_a_worker_killed_mid_link_is_detected_and_the_link_finishes_on_the
         lost = [e for e in await engine.store.run_events(run_id) if e.kind == "worker_lost"]
         assert [(e.data["worker"], e.data["link"], e.data["retry_on"]) for e in lost] == [("buildbox", "a", "laptop")]
         assert elapsed < LOST_AFTER_S + 2 * HEARTBEAT_S + 5, elapsed
+        print(f"SIGKILL of a worker to the run's end on the other: {elapsed:.2f} s "
+              f"(bound {LOST_AFTER_S + 2 * HEARTBEAT_S:.1f} s + the link)")
     assert agent_started.exists()
     assert handoff(cluster.serve_home, "far")[-1] == "laptop b"
 
@@ -268,6 +271,32 @@ async def test_a_routed_hop_back_runs_the_link_again_remotely(cluster: Cluster) 
     assert outcome.status == "COMPLETED", outcome
     lines = [line for line in handoff(cluster.serve_home, "loop") if line.startswith(("laptop", "VERDICT"))]
     assert lines == ["laptop w", "VERDICT: NEEDS_FIX", "laptop w", "VERDICT: APPROVED"], lines
+
+
+async def test_a_claude_link_on_a_worker_gets_its_files_and_the_runs_budget(cluster: Cluster) -> None:
+    """A claude link (the fake claude) on a worker: its prompt names the worker's handoff, not
+    serve's, and each call is capped at what the run may still spend (max_cost_usd 1.0, 0.4 a
+    call: 1.0, then 0.6, then 0.2; then the budget stops the chain).
+    Broken once each: `BudgetedRunner(self.w.runner, ...)` → `self.w.runner` in worker.py → no
+    --max-budget-usd (red); `prompt=job.localized_prompt(values)` → `prompt=job.prompt` → the
+    prompt names serve's handoff (red)."""
+    log = cluster.root / "claude.jsonl"
+    scenario = cluster.root / "scenario.json"
+    scenario.write_text(json.dumps({"default": {"cost": 0.4, "result": "done"}}))
+    cluster.extra_env = {"CLAUDE_BIN": str(ROOT / "tests" / "fakes" / "bin" / "claude"),
+                         "FAKE_CLAUDE_LOG": str(log), "FAKE_CLAUDE_SCENARIO": str(scenario),
+                         "FAKE_CLAUDE_PYTHON": sys.executable, "CLAUDE_CONFIG_DIR": str(cluster.root / "cc")}
+    cluster.chain("paid", {"max_rounds": 5, "max_cost_usd": 1.0, "links": [
+        {"name": "w", "model": "claude-sonnet-4-6", "prompt": "Read {HANDOFF} and go on."}]})
+    await cluster.start_worker("laptop")
+    async with serving(cluster) as (engine, _executor):
+        await engine.start_chain("paid")
+        outcome = await asyncio.wait_for(engine.wait("paid"), 60)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    budgets = [float(c["argv"][c["argv"].index("--max-budget-usd") + 1]) for c in calls]
+    assert budgets == pytest.approx([1.0, 0.6, 0.2]), (budgets, outcome)
+    mine = str(cluster.homes["laptop"] / "state" / "paid" / "handoff.md")
+    assert all(f"Read {mine} and go on." in c["prompt"] for c in calls), calls[0]["prompt"]
 
 
 async def test_stop_now_reaches_a_remote_link_within_two_seconds(cluster: Cluster) -> None:
