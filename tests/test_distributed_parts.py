@@ -66,6 +66,13 @@ async def test_an_attempt_commits_once(pg_url: str) -> None:
         assert await db.committed_count(KEY.run_id) == [(2, 1, 1)]
 
 
+def test_chain_validate_shows_where_a_chain_runs(cli: Cli) -> None:
+    """Broken once: the `runs on` limit removed from textview.chain_summary (red)."""
+    (cli.home / "chains" / "t.json").write_text(json.dumps({"runs_on": "buildbox", "links": [{"name": "w", "command": ["true"]}]}))
+    out = cli.run("chain", "validate", "t")
+    assert out.returncode == 0 and "runs on buildbox" in out.stdout.splitlines()[0], out.stdout
+
+
 def test_runs_on_is_a_queue_name(home: Path) -> None:
     """Broken once: the QUEUE_NAME check in _Loader.runs_on removed → "a b" accepted (red)."""
     (home / "chains" / "t.json").write_text(json.dumps({"runs_on": "buildbox", "links": [{"name": "w", "command": ["true"]}]}))
