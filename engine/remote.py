@@ -61,6 +61,7 @@ class RemoteExecutor:
             app = procrastinate_app(dist.queue_url)
             async with app.open_async():
                 executor = cls(app, db, dist)
+                await executor.abort_orphans()
                 listening = asyncio.Event()
                 executor._listening = asyncio.create_task(executor._listen(listening), name="link-done-listener")
                 await listening.wait()
@@ -70,6 +71,19 @@ class RemoteExecutor:
                     executor._listening.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await executor._listening
+
+    async def abort_orphans(self) -> int:
+        """Jobs left by a serve that died (crash, SIGKILL): nobody waits for them, and the run they
+        belong to resumes as a new run (engine recovery) that enqueues its link again. Aborted,
+        so their agents stop instead of running twice. (One serve per queue database.)"""
+        manager = self.app.job_manager
+        orphans = [job.id for status in ("todo", "doing")
+                   for job in await manager.list_jobs_async(task=TASK_NAME, status=status) if job.id is not None]
+        for job_id in orphans:
+            await manager.cancel_job_by_id_async(job_id, abort=True)
+        if orphans:
+            log.warning("aborted %d link job(s) left by an earlier serve", len(orphans))
+        return len(orphans)
 
     async def _listen(self, ready: asyncio.Event) -> None:
         """Wake the waiter of each committed attempt (NOTIFY sent in the worker's commit)."""

@@ -111,3 +111,21 @@ async def test_worker_list_and_usage_errors(cli: Cli, pg_url: str) -> None:
     del cli.env["LLMAUTO_QUEUE_URL"]
     none = cli.run("worker")
     assert none.returncode == 2 and "LLMAUTO_QUEUE_URL" in none.stderr
+
+
+async def test_serve_aborts_the_jobs_an_earlier_serve_left(pg_url: str) -> None:
+    """A job enqueued by a serve that died is aborted when the next serve opens the queue (its run
+    resumes as a new run, which enqueues the link again).
+    Broken once: `await executor.abort_orphans()` removed from RemoteExecutor.open → the job is
+    still todo (red)."""
+    from procrastinate.jobs import Status
+
+    from engine.dist_settings import DistSettings
+    from engine.linkjob import TASK_NAME
+    from engine.remote import RemoteExecutor
+
+    dist = DistSettings(queue_url=pg_url)
+    async with RemoteExecutor.open(dist) as first:
+        job_id = await first.app.configure_task(TASK_NAME, queue="any").defer_async(job=job().to_json())
+    async with RemoteExecutor.open(dist) as second:
+        assert await second.app.job_manager.get_job_status_async(job_id) is Status.CANCELLED
