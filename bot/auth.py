@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 # What viewers may do: read, and press Cancel.
-READ_ONLY = frozenset({"status", "handoff", "log", "chains", "help", "schedules", "tasks", "start", "noop"})
+READ_ONLY = frozenset({"status", "handoff", "log", "chains", "help", "schedules", "tasks", "start", "noop", "workers"})
 
 
 class Role(Enum):

@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("unschedule", "Remove a schedule"),
     ("task", "Add a task to a chain's task pool"),
     ("tasks", "A chain's tasks: open, done, blocked"),
+    ("workers", "The workers that run links (distributed mode)"),
     ("help", "How to use this bot"),
 ]
 

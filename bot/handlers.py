@@ -65,8 +65,9 @@ Ctx = ContextTypes.DEFAULT_TYPE
 class BotHandlers:
     def __init__(self, engine: Engine, book: ScheduleBook, outbox: OutboxStore, pacer: Pacer, access: Access,
                  refresh_schedules: Callable[[], Awaitable[None]], wake: asyncio.Event | None = None, *,
-                 redact: Redactor) -> None:
+                 redact: Redactor, workers: Callable[[], Awaitable[str]] | None = None) -> None:
         self.engine = engine
+        self.workers = workers  # the workers' lines (distributed mode, #15); None: embedded
         self.settings = engine.settings
         self.book = book
         self.outbox = outbox
@@ -228,7 +229,8 @@ class BotHandlers:
     async def cmd_status(self, update: Update, args: list[str]) -> None:
         if not args:
             waiting = render.approvals_waiting(await self.engine.pending_approvals())
-            await self.reply(update, render.status_compact(await self.engine.views()) + waiting)
+            workers = "\n\n" + await self.workers() if self.workers is not None else ""
+            await self.reply(update, render.status_compact(await self.engine.views()) + waiting + workers)
             return
         name = chain_arg(args[0])
         view = await self.engine.view(name)
@@ -238,6 +240,13 @@ class BotHandlers:
         waiting = render.approvals_waiting(await self.engine.pending_approvals(name))
         await self.reply(update, render.status_detail(view, fire) + waiting, chain=name,
                          buttons=cb.chain_buttons(name, run_id))
+
+    async def cmd_workers(self, update: Update, args: list[str]) -> None:
+        """#15: each worker: host, queues, links running, last heartbeat."""
+        if self.workers is None:
+            await self.reply(update, "No workers: llmauto runs links itself (set LLMAUTO_QUEUE_URL for workers).")
+            return
+        await self.reply(update, await self.workers())
 
     async def cmd_chains(self, update: Update, args: list[str]) -> None:
         await self.cmd_status(update, [])

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import event_types as et
 from engine import viewmodel as vm
@@ -19,12 +19,16 @@ from engine.event_types import (
     ApprovalRequested,
     Blocked,
     LinkFinished,
+    WorkerLost,
 )
 from engine.permissions import Refusal
 from engine.permissions import summary as refusal_summary
 from engine.prompts import format_duration
 from engine.states import ICONS, ChainStatus
 from engine.store import LinkRunRow
+
+if TYPE_CHECKING:
+    from engine.queue_db import WorkerRow  # psycopg: only the distributed extra installs it
 
 LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -355,6 +359,9 @@ def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None
     if isinstance(e, et.Recovered):
         killed = f" Killed the orphaned agent of {esc(', '.join(e.agents_killed))}." if e.agents_killed else ""
         return f"♻️ {c} recovered after a crash: it goes on from round {e.round}.{killed}"
+    if isinstance(e, WorkerLost):
+        where = f"retrying on {esc(e.retry_on)}" if e.retry_on else "retrying on the next free worker"
+        return f"🛰 {c}: worker {esc(e.worker)} lost during {esc(e.link)}; {where}"
     if isinstance(e, et.Paused):
         return f"⏸ {c} paused: no new link starts until /resume."
     if isinstance(e, et.Resumed):
@@ -479,4 +486,18 @@ def approvals_waiting(rows: Sequence[Any], now: datetime | None = None) -> str:
         what = describe(r.tool, r.tool_input)
         lines.append(f"✋ #{r.id} <b>{esc(r.chain)}</b> · {esc(r.link)}: {esc(r.tool)} {esc(what[:80])}"
                      + ("…" if len(what) > 80 else "") + f" ({ago(r.created_at, now)})")
+    return "\n".join(lines)
+
+
+def workers_text(workers: Sequence[WorkerRow], *, lost_after_s: float) -> str:
+    """#15: `/workers` and the end of `/status` in the distributed mode."""
+    if not workers:
+        return "🛰 <b>Workers</b>: none yet (start one with <code>llmauto worker</code>)."
+    lines = ["🛰 <b>Workers</b>"]
+    for w in workers:
+        state = "stopped" if w.stopped else ("lost" if w.age_s >= lost_after_s else "up")
+        icon = {"up": "🟢", "lost": "🔴"}.get(state, "⚪")
+        running = f"{w.running}/{w.max_links} running" + (f": {esc(w.running_links)}" if w.running_links else "")
+        lines.append(f"{icon} <b>{esc(w.name)}</b> ({esc(state)}) on {esc(w.host)} · queues {esc(','.join(w.queues))} · "
+                     f"{running} · heartbeat {w.age_s:.0f} s ago")
     return "\n".join(lines)

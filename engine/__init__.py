@@ -56,6 +56,13 @@ Layout (one concept a module; the left column is every module of the package):
   cron           schedule expressions and fire times, pure
   timer          fires the persisted schedules inside `serve` (APScheduler 3)
   exposure       start-up check: is the bot token within the agents' reach?
+ the distributed mode (#15: links run by workers on several hosts, through procrastinate)
+  dist_settings  its settings: the queue's URL, heartbeat and lost-worker times
+  linkjob        a link sent to a worker and its outcome, as JSON values
+  queue_db       our tables beside procrastinate's: results (once per attempt), workers, claims
+  account_slots  the account-wide cap on agents: PostgreSQL advisory locks
+  remote         serve's side: the executor that enqueues a link and awaits its committed outcome
+  worker         `llmauto worker`: runs the links of its queues on this host
 """
 
 __version__ = "0.1.0"

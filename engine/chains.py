@@ -124,6 +124,8 @@ class ChainDef:
     conditional: bool = False
     max_bounces: int = routing.DEFAULT_MAX_BOUNCES  # routed hops back to one link per round
     task_pool: PoolDef | None = None  # one task per round, read at each round's start
+    # #15: the worker queue its links run on in the distributed mode (None: any worker).
+    runs_on: str | None = None
 
     @property
     def routes(self) -> dict[str, routing.Routes]:
@@ -145,6 +147,7 @@ MAX_CHAIN_BYTES = 1024 * 1024
 MAX_PROMPT_BYTES = 256 * 1024
 DEFAULT_MAX_ROUNDS = 100  # the original's, for a chain that names no max_rounds
 _NAME = re.compile(rf"^{NAME_PATTERN}$")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CHAIN_FIELDS = frozenset({
     "description", "mode", "max_rounds", "runtime_hours", "deadline", "max_consecutive_blocks", "max_cost_usd",
@@ -155,6 +158,8 @@ CHAIN_FIELDS = frozenset({
     "approve",
     # #13: verdict routing and task pools.
     "max_bounces", "task_pool",
+    # #15: the distributed mode.
+    "runs_on",
 })
 LINK_FIELDS = frozenset({
     "name", "role", "model", "command", "prompt", "continue", "fallback_model", "until_full", "telegram_update",
@@ -318,6 +323,7 @@ class _Loader:
         links = self.routes(doc, links, routing.CONDITIONAL_MODE if conditional else mode)
         task_pool = self.task_pool(doc, workdir)
         every_n = self.telegram(doc)
+        runs_on = self.runs_on(doc)
         if self.problems:
             raise InvalidChain(self.problems)
         version = doc.get("version")
@@ -330,6 +336,7 @@ class _Loader:
             workdir=workdir, on_blocked=on_blocked, blocked_wait_s=float(wait_min or 0) * 60,  # type: ignore[arg-type]
             notify_every_link=notify_every, env_allow=env_allow, links=tuple(links), warnings=tuple(self.warnings),
             conditional=conditional, max_bounces=int(max_bounces or routing.DEFAULT_MAX_BOUNCES), task_pool=task_pool,
+            runs_on=runs_on,
         )
 
     def approve(self, obj: dict[str, Any], path: str) -> ApprovalRules | None:
@@ -516,6 +523,16 @@ class _Loader:
             self.err("deadline", f"expected an ISO date or datetime (2026-12-01 or 2026-12-01T18:00), got {raw!r}")
             return None
         return when if when.tzinfo else when.replace(tzinfo=zone)
+
+    def runs_on(self, doc: dict[str, Any]) -> str | None:
+        """`runs_on`: the worker queue (a name like `buildbox`) whose workers run this chain's links."""
+        raw = self.string(doc, "runs_on", None)
+        if raw is None:
+            return None
+        if not QUEUE_NAME.fullmatch(raw):
+            self.err("runs_on", f"expected a queue name (letters, digits, - _ ., up to 64), got {raw!r}")
+            return None
+        return raw
 
     def workdir(self, doc: dict[str, Any]) -> Path | None:
         raw = self.string(doc, "workdir", None)

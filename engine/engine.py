@@ -29,7 +29,7 @@ from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
 from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
 from engine.leases import Leases, expire_approvals, recover
-from engine.marble import MarbleRun, RunControl, RunDeps, RunOutcome
+from engine.marble import LinkExecutor, MarbleRun, RunControl, RunDeps, RunOutcome
 from engine.notes import add_operator_note
 from engine.runner import AgentRunner, BudgetedRunner, SubprocessRunner
 from engine.settings import Settings
@@ -87,6 +87,7 @@ class Engine:
         sleeper: Sleeper | None = None,
         bus: EventBus | None = None,
         shutdown_kills_links: bool = True,
+        execute: LinkExecutor | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -97,6 +98,7 @@ class Engine:
         self.deps = RunDeps(
             settings=settings, store=store, bus=self.bus, runner=runner or SubprocessRunner(),
             clock=self.clock, sleeper=sleeper or RealSleeper(), slots=self.slots,
+            **({"execute": execute} if execute is not None else {}),
         )
         self.leases = Leases(store, self.clock)
         self.owner = self.leases.owner  # this process, as leases and runs name it

@@ -498,12 +498,26 @@ class LiveProgress(StoredEvent):
     detail: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkerLost(StoredEvent):
+    """#15: the worker running a link went silent (no heartbeat within LLMAUTO_WORKER_LOST_AFTER_S);
+    the link runs again from its input handoff on another eligible worker (`retry_on`, when one
+    is known)."""
+
+    KIND: ClassVar[str] = ev.WORKER_LOST
+    worker: str = ""
+    link: str = ""
+    round: int = 0
+    retry_on: str = ""
+    silent_s: float = 0.0
+
+
 BY_KIND: dict[str, type[StoredEvent]] = {
     cls.KIND: cls for cls in (
         RunStarted, RunFinished, LinkStarted, LinkFinished, LinkSkipped, RoundFinished, Blocked, HandoffProblem,
         WaitingLimit, WaitingSlot, Paused, Resumed, StopRequested, OperatorNote, Recovered, WarningEvent,
         ScheduleFired, ScheduleSkipped, ScheduleQueued, ScheduleMissed, ToolRefused, ApprovalRequested,
-        ApprovalDecided, Routed, TaskStarted, TaskDone, TaskBlocked, LiveProgress)
+        ApprovalDecided, Routed, TaskStarted, TaskDone, TaskBlocked, LiveProgress, WorkerLost)
 }
 
 

@@ -90,4 +90,5 @@ APPROVAL_DECIDED = "approval_decided"  # ... and how it was decided (approved, d
 ROUTED = "routed"  # a link's verdict chose where the marble goes (data: link, verdict, target, note, ...)
 TASK_STARTED = "task_started"  # a round took the pool's next open task (data: task_id, text, left)
 TASK_DONE = "task_done"  # the round's task was ticked off
+WORKER_LOST = "worker_lost"  # #15: a worker stopped sending heartbeats mid-link; the link is retried elsewhere
 TASK_BLOCKED = "task_blocked"  # the round's task stays BLOCKED: marked and skipped from now on

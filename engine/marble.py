@@ -41,6 +41,8 @@ from engine.stream import ErrorClass, LinkResult
 from engine.tasks import PoolError, PoolRead, Task, TaskState
 from engine.tasks import placeholders as task_placeholders
 
+LinkExecutor = Callable[[LinkContext, Attempt, LiveLink], Awaitable[LinkResult]]
+
 log = logging.getLogger(__name__)
 
 FINISH_TRIES = 5  # the last writes of a run: tries, with pauses of 0.5, 1, 2, 4 s between them
@@ -102,6 +104,8 @@ class RunDeps:
     clock: Clock
     sleeper: Sleeper
     slots: asyncio.Semaphore  # the global cap on agent processes
+    # Runs one attempt: here (`run_attempt`) or on a worker (engine/remote.py, the distributed mode).
+    execute: LinkExecutor = run_attempt
 
 
 @dataclass(frozen=True)
@@ -417,7 +421,7 @@ class MarbleRun:
             if attempt > 1 and self.live.link_run_id is not None:
                 await self.d.store.set_link_status(self.live.link_run_id, "retried")
             timeout = policy.link_timeout_s(link.timeout_s, self.chain, self._counters(state), self.d.clock.now())
-            result = await run_attempt(self._ctx(), Attempt(
+            result = await self.d.execute(self._ctx(), Attempt(
                 link=link, index=idx, round_no=state.round, model=model, prompt=prompt, values=values,
                 number=attempt, timeout_s=timeout), self.live)
             self.cost += result.cost_usd

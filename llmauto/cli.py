@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("serve", help="run the Telegram bot, the engine and the scheduler (the main job)")
+    s = sub.add_parser("serve", help="run the Telegram bot, the engine and the scheduler (the main job)")
+    s.add_argument("--with-worker", action="store_true",
+                   help="distributed mode: also run links on this host (a worker for the 'any' queue)")
+    from llmauto import worker_cli
+
+    worker_cli.add_parser(sub)
 
     chain = sub.add_parser("chain", help="list, run and steer chains").add_subparsers(dest="action", metavar="ACTION")
     chain.add_parser("list", help="the chains and their state")
@@ -119,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from llmauto.serve import serve
 
-            return serve(settings)
+            return serve(settings, with_worker=args.with_worker)
         handler = COMMANDS[(args.command, getattr(args, "action", None))]
         return asyncio.run(handler(settings, args))
     except USAGE_ERRORS as exc:
@@ -375,6 +380,12 @@ def _user() -> str:
         return "cli"
 
 
+async def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from llmauto.worker_cli import cmd_worker
+
+    return await cmd_worker(settings, args)
+
+
 def _schedule(action: str) -> Handler:
     async def handler(settings: Settings, args: argparse.Namespace) -> int:
         from llmauto import schedule_cli
@@ -401,5 +412,7 @@ COMMANDS: dict[tuple[str, str | None], Handler] = {
     ("chain", "approve"): cmd_approve,
     ("chain", "deny"): cmd_deny,
     ("pipe", None): cmd_pipe,
+    ("worker", None): _worker,
+    ("worker", "list"): _worker,
     **{("schedule", a): _schedule(a) for a in ("add", "after", "list", "remove", "pause", "resume")},
 }

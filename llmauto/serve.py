@@ -35,9 +35,11 @@ from bot.pacer import Pacer
 from bot.poller import Poller
 from bot.summary import summary_loop
 from engine.clock import RealSleeper
+from engine.dist_settings import DistSettings
 from engine.engine import Engine
 from engine.errors import ConfigError, LlmautoError
 from engine.exposure import agent_workdirs, env_file_exposure
+from engine.marble import LinkExecutor
 from engine.redact import Redactor
 from engine.schedule_book import ScheduleBook
 from engine.settings import Settings
@@ -63,23 +65,23 @@ def check(settings: Settings) -> None:
         raise ConfigError("TELEGRAM_ALLOWED_USER_IDS is not set: serve refuses to run a bot that anyone could use")
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, with_worker: bool = False) -> int:
     check(settings)
     logsafe.install(settings.secrets())
     try:
-        asyncio.run(_main(settings))
+        asyncio.run(_main(settings, with_worker=with_worker))
     except FatalBotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _main(settings: Settings) -> None:
+async def _main(settings: Settings, *, with_worker: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_serve(settings, stop)
+    await run_serve(settings, stop, with_worker=with_worker)
 
 
 async def run_serve(
@@ -95,6 +97,7 @@ async def run_serve(
     on_ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
     on_engine: Callable[[Engine], None] | None = None,
     send_timeout_s: float | None = None,
+    with_worker: bool = False,
 ) -> None:
     check(settings)
     if shutdown_kills_links is None:  # LLMAUTO_ON_SHUTDOWN: interrupt (the default) or finish
@@ -110,7 +113,9 @@ async def run_serve(
         if exposed is not None:
             log.warning("%s", exposed)
         store = await stack.enter_async_context(Store.open_settings(settings))
-        engine = await stack.enter_async_context(Engine(settings, store, shutdown_kills_links=shutdown_kills_links))
+        execute, workers = await distributed(stack, settings, with_worker=with_worker)
+        engine = await stack.enter_async_context(Engine(settings, store, shutdown_kills_links=shutdown_kills_links,
+                                                        execute=execute))
         scheduler = await stack.enter_async_context(Scheduler(settings, engine))
         outbox = OutboxStore(store)
         pacer = pacer or Pacer()
@@ -119,7 +124,7 @@ async def run_serve(
         redact = Redactor(settings.secrets())  # for everything that goes to Telegram
         handlers = BotHandlers(engine, ScheduleBook(store, settings), outbox, pacer,
                                Access(settings.allowed_user_ids, settings.viewer_user_ids), scheduler.refresh, wake,
-                               redact=redact)
+                               redact=redact, workers=workers)
         clients = HttpClients(poll_timeout_s=poll_timeout_s, **({"send_timeout_s": send_timeout_s} if send_timeout_s else {}))
         app = build_application(settings, handlers, clients)
         side_tasks: list[asyncio.Task[None]] = [asyncio.create_task(notifier.run(), name="notifier")]
@@ -168,6 +173,35 @@ async def run_serve(
         if isinstance(exc, InvalidToken):
             raise FatalBotError("Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized): check the token") from exc
         raise FatalBotError(f"serve stopped: {exc}") from exc
+
+
+async def distributed(stack: AsyncExitStack, settings: Settings, *,
+                      with_worker: bool) -> tuple[LinkExecutor | None, Callable[[], Awaitable[str]] | None]:
+    """The distributed mode (#15), when a queue URL is set: links go to workers through the queue
+    (None: the embedded mode, links run here as always). With `--with-worker` this process is one
+    of the workers too (named after the host, serving the `any` queue)."""
+    dist = DistSettings.from_settings(settings)
+    if not dist.enabled:
+        if with_worker:
+            raise ConfigError("--with-worker needs the distributed mode: set LLMAUTO_QUEUE_URL (a postgresql:// URL)")
+        return None, None
+    from bot.render import workers_text
+    from engine.remote import RemoteExecutor
+
+    executor = await stack.enter_async_context(RemoteExecutor.open(dist))
+    if with_worker:
+        from engine.worker import LinkWorker, WorkerOptions, default_name
+
+        worker_stop = asyncio.Event()
+        worker = LinkWorker(settings, dist, WorkerOptions(name=default_name()))
+        task = asyncio.create_task(worker.run(worker_stop), name="worker")
+        stack.push_async_callback(_wind_down, [task], [worker_stop.set])
+    log.info("distributed mode: links run by workers (queue database set)")
+
+    async def workers() -> str:
+        return workers_text(await executor.db.workers(), lost_after_s=dist.lost_after_s)
+
+    return executor, workers
 
 
 async def _connect(app: App, stop: asyncio.Event) -> bool:

@@ -172,6 +172,8 @@ def chain_summary(chain: ChainDef, *, is_root: bool = False, sandbox: bool = Fal
         limits.append(f"until {chain.deadline.isoformat(timespec='minutes')}")
     if chain.max_cost_usd:
         limits.append(f"${chain.max_cost_usd:g}")
+    if chain.runs_on:
+        limits.append(f"runs on {chain.runs_on}")
     lines = [f"{chain.name}: valid — {', '.join(limits)}, {len(chain.links)} links:"]
     for i, link in enumerate(chain.links):
         what = "command " + " ".join(link.command) if link.command is not None else str(link.model)
