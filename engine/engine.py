@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 from types import TracebackType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from engine import events as ev
@@ -28,11 +29,9 @@ from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
 from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
 from engine.leases import Leases, expire_approvals, recover
-from engine.marble import MarbleRun, RunControl, RunDeps, RunOutcome
 from engine.notes import add_operator_note
-from engine.runner import AgentRunner, BudgetedRunner, SubprocessRunner
 from engine.settings import Settings
-from engine.slots import FileSlots, WaitingSlots
+from engine.slots import FileSlots
 from engine.statefiles import ChainFiles
 from engine.statefiles import remove as remove_state_file
 from engine.store import (
@@ -44,6 +43,12 @@ from engine.store import (
     RunRow,
     Store,
 )
+
+if TYPE_CHECKING:
+    # The run machinery (the loop, the runner, the stream parser, ...) is imported when a run
+    # starts, not with the facade: reading commands (`chain status`, `reset`) stay fast (#14).
+    from engine.marble import MarbleRun, RunDeps, RunOutcome
+    from engine.runner import AgentRunner
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +98,8 @@ class Engine:
         self.clock = clock or SystemClock()
         # The cap on agent processes holds across every process of this home (serve, chain start).
         self.slots = FileSlots(settings.state_dir / "slots", settings.max_parallel_links)
-        self.deps = RunDeps(
-            settings=settings, store=store, bus=self.bus, runner=runner or SubprocessRunner(),
-            clock=self.clock, sleeper=sleeper or RealSleeper(), slots=self.slots,
-        )
+        self._runner = runner
+        self._sleeper = sleeper or RealSleeper()
         self.leases = Leases(store, self.clock)
         self.owner = self.leases.owner  # this process, as leases and runs name it
         self.shutdown_kills_links = shutdown_kills_links
@@ -107,6 +110,18 @@ class Engine:
         self._notes: set[asyncio.Task[None]] = set()  # events emitted from sync callbacks
         self._closed = False
         self.on_run_end: list[Callable[[str, RunOutcome], None]] = []
+
+    @functools.cached_property
+    def deps(self) -> RunDeps:
+        """What every run here shares; built when the first run starts, which is when the run
+        machinery is imported."""
+        from engine.marble import RunDeps
+        from engine.runner import SubprocessRunner
+
+        return RunDeps(
+            settings=self.settings, store=self.store, bus=self.bus, runner=self._runner or SubprocessRunner(),
+            clock=self.clock, sleeper=self._sleeper, slots=self.slots,
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Engine:
@@ -155,6 +170,10 @@ class Engine:
     ) -> int:
         """Validate, take the lease, recover an interrupted run, and start the chain as a task.
         Returns the new run's id once it is recorded."""
+        from engine.marble import MarbleRun, RunControl
+        from engine.runner import BudgetedRunner
+        from engine.slots import WaitingSlots
+
         chain = self.load(name)
         if self._closed:
             raise LlmautoError(f"{chain.name} not started: llmauto is shutting down")

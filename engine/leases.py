@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -33,7 +32,8 @@ class Leases:
         self.store = store
         self.clock = clock
         self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # 8 random hex digits, as uuid4().hex[:8] gave, without importing uuid (and platform) (#14)
+        self.owner = f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"
         self.pid_start = process_start_token(os.getpid())  # this process, as leases name their holder
 
     async def take(self, chain: str) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from engine import event_types as et
 from engine import events as ev
 from engine import routing
 from engine import viewmodel as vm
@@ -96,6 +95,8 @@ def log_lines(rows: Sequence[LinkRunRow]) -> str:
 
 def event_line(event: Event) -> str | None:
     """One line of the foreground live view, or None for events not worth a line."""
+    from engine import event_types as et  # the live view only: `status` skips it (#14)
+
     d = event.data
     k = event.kind
     if k == ev.RUN_STARTED:
