@@ -23,13 +23,11 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from engine import events as ev
-from engine import handoff as hp
 from engine.chains import ChainDef, chain_names, chain_path, load_chain
 from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
 from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
 from engine.leases import Leases, expire_approvals, recover
-from engine.notes import add_operator_note
 from engine.settings import Settings
 from engine.slots import FileSlots
 from engine.statefiles import ChainFiles
@@ -317,6 +315,8 @@ class Engine:
         elif await self._running_elsewhere(name):
             await self.store.add_control(name, action, text, by)
         elif action == "answer":
+            from engine.notes import add_operator_note
+
             await add_operator_note(
                 ChainFiles(self.settings.state_dir, name), self.store, self._tz(), self.clock.now(), run_id=None,
                 round_no=(await self.store.chain_state(name)).round, who=by or "operator", text=text or "",
@@ -508,6 +508,8 @@ class Engine:
         if len(versions) < 2:
             raise LlmautoError(f"{name}: fewer than two handoff versions recorded")
         newer, older = versions
+        from engine import handoff as hp
+
         text = hp.diff(older.content, newer.content)
         return text or "(no change)"
 

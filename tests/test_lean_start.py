@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from llmauto.cli import COMMANDS, build_parser, parser_for
 from tests.conftest import ROOT, write_chain
 
 # What a reading command must not import: each is either the run machinery (imported when a run
@@ -84,3 +85,49 @@ def test_status_of_all_chains_is_as_lean(scheduled: Path) -> None:
     proc, modules = _imported(scheduled, "chain", "status")
     assert proc.returncode == 0 and "lean" in proc.stdout, proc.stderr[-2000:]
     assert _heavy(modules) == []
+
+
+# ---- the parser of one subcommand ------------------------------------------------------------
+ACTIONS = sorted(key for key in COMMANDS if key[1] is not None)
+SAMPLES = [  # argv that each parser takes, refuses, or answers with help
+    ["NAME"], ["NAME", "extra", "words"], ["NAME", "--now"], ["NAME", "7"], ["NAME", "x", "--bg"], ["12"],
+    ["NAME", "0 2 * * *", "--tz", "UTC"], ["--always", "NAME", "3"], [], ["--help"], ["--bogus"],
+]
+
+
+def _outcome(parser_of: object, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, str, str]:
+    assert callable(parser_of)
+    try:
+        result: object = vars(parser_of(argv).parse_args(argv))
+    except SystemExit as exc:
+        result = ("exit", exc.code)
+    out, err = capsys.readouterr()
+    return result, out, err
+
+
+@pytest.mark.parametrize(("command", "action"), ACTIONS)
+def test_one_subcommand_parses_as_the_whole_parser(command: str, action: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`parser_for` builds only the parsers `COMMAND ACTION ...` goes through; whatever follows,
+    the outcome (the namespace, or the exit code) and every word printed (help, usage errors) are
+    the whole parser's. Broken once by adding `-v` to the whole parser only: red (the lean
+    namespaces had no `verbose`)."""
+    for rest in SAMPLES:
+        argv = [command, action, *rest]
+        assert _outcome(parser_for, argv, capsys) == _outcome(lambda _argv: build_parser(), argv, capsys), argv
+
+
+def test_only_the_path_taken_is_built() -> None:
+    """The point of it: `chain status NAME` builds 3 parsers, not 26; a path that does not exist
+    gets the whole parser (and its messages). Broken once by making `parser_for` always build the
+    whole parser, and once by taking a lean parser whose path was not all found (`if found:`):
+    red both times."""
+    lean = parser_for(["chain", "status", "x"])
+    whole = build_parser()
+
+    def count(parser: object) -> int:
+        subs = [a for a in getattr(parser, "_actions", []) if a.__class__.__name__ == "_SubParsersAction"]
+        return 1 + sum(count(p) for s in subs for p in s.choices.values())
+
+    assert (count(lean), count(whole)) == (3, count(whole)) and count(whole) >= 20
+    for argv in (["chain", "bogus"], ["pipe", "hello"], ["--home", "h", "chain", "status"], ["chain"]):
+        assert count(parser_for(argv)) == count(whole), argv
