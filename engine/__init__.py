@@ -54,6 +54,7 @@ Layout (one concept a module; the left column is every module of the package):
   leases         one chain in one process at a time: take, check, release, recover
   schedule_book  persisted schedules: the only code that sees their table
   cron           schedule expressions and fire times, pure
+  cron_trigger   those fire times as an APScheduler 3 trigger (apart, so reading them skips APScheduler)
   timer          fires the persisted schedules inside `serve` (APScheduler 3)
   exposure       start-up check: is the bot token within the agents' reach?
  the distributed mode (#15: links run by workers on several hosts, through procrastinate)

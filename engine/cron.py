@@ -23,7 +23,9 @@ arithmetic on them in UTC, as this module does inside.
 APScheduler 3's CronTrigger is not used: its `from_crontab("30 7 * * 1-5")` means Tuesday to
 Saturday (weekdays count from Monday = 0), it fires a daily 02:30 twice on the fall-back day and
 steps back in time for hourly schedules then, and it ANDs day and weekday. `spec.trigger()` is a
-`CronSpecTrigger` asking this module, so the scheduler and `next_fire_times` agree.
+`CronSpecTrigger` (engine/cron_trigger.py) asking this module, so the scheduler and
+`next_fire_times` agree. It lives apart so that reading schedules (`chain status`) does not import
+APScheduler, whose package looks up its own version among the installed distributions (#14).
 
 Days without a clock change have one UTC offset: their fire times are arithmetic, bisected to the
 first one due; only transition days place times through zoneinfo, an hour at a time.
@@ -33,20 +35,20 @@ from __future__ import annotations
 
 import itertools
 import re
-import threading
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-from apscheduler.triggers.base import BaseTrigger
 
 from engine.errors import ScheduleError
 from engine.zones import find_zone, local_timezone_name
+
+if TYPE_CHECKING:
+    from engine.cron_trigger import CronSpecTrigger
 
 MAX_TEXT = 200
 SEARCH_DAYS = 366 * 29  # any valid expression fires within 28 years (Feb 29 on a Monday, say)
@@ -78,6 +80,8 @@ class ScheduleSpec:
 
     def trigger(self) -> CronSpecTrigger:
         """An APScheduler 3 trigger firing at `next_fire_times` (DST-safe; see the module doc)."""
+        from engine.cron_trigger import CronSpecTrigger
+
         return CronSpecTrigger(self)
 
 
@@ -422,38 +426,3 @@ def _weekday_words(weekdays: frozenset[int]) -> str:
     if len(weekdays) == 1:
         return f"{_DAY_NAMES[min(weekdays)]}s"
     return "every " + ", ".join(_DAY_NAMES[d][:3] for d in sorted(weekdays, key=lambda d: (d + 6) % 7))  # Monday first
-
-
-# ---- APScheduler ------------------------------------------------------------------------------
-class CronSpecTrigger(BaseTrigger):  # type: ignore[misc]
-    """An APScheduler 3 trigger firing at this module's fire times (DST-safe). Like CronTrigger it
-    continues after `previous_fire_time` even when that is long past, so the scheduler sees every
-    slot it missed (it coalesces them), and never repeats one (not even when the clock was set
-    back); without a previous fire it starts at `now` (a fire at `now` counts)."""
-
-    def __init__(self, spec: ScheduleSpec) -> None:
-        _parse_fields(spec.expression)  # refuse a bad row now, not when it is due
-        _checked_zone(spec.tz)
-        self.spec = spec
-        self._lock = threading.Lock()
-        self._cursor: tuple[datetime, Iterator[datetime]] | None = None  # the last fire, and on
-
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        if previous_fire_time is None:
-            after = _utc(now, "now") - timedelta(microseconds=1)
-        else:
-            after = _utc(previous_fire_time, "previous_fire_time")
-        with self._lock:  # asked from the last answer on (each slot after a sleep): continue the walk
-            fires = self._cursor[1] if self._cursor and self._cursor[0] == after else _fires_utc(self.spec, after)
-            fire = next(fires, None)
-            self._cursor = None if fire is None else (fire, fires)
-        return None if fire is None else fire.astimezone(self.spec.zone)
-
-    def __str__(self) -> str:
-        return f"cron[{self.spec.expression} {self.spec.tz}]"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"version": 1, "expression": self.spec.expression, "original": self.spec.original, "tz": self.spec.tz}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(ScheduleSpec(state["expression"], state["original"], state["tz"]))  # type: ignore[misc]

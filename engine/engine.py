@@ -19,21 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 from types import TracebackType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from engine import event_types as et
 from engine import events as ev
-from engine import handoff as hp
 from engine.chains import ChainDef, chain_names, chain_path, load_chain
 from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
 from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
 from engine.leases import Leases, expire_approvals, recover
-from engine.marble import LinkExecutor, MarbleRun, RunControl, RunDeps, RunOutcome
-from engine.notes import add_operator_note
-from engine.runner import AgentRunner, BudgetedRunner, SubprocessRunner
 from engine.settings import Settings
-from engine.slots import FileSlots, WaitingSlots
+from engine.slots import FileSlots
 from engine.statefiles import ChainFiles
 from engine.statefiles import remove as remove_state_file
 from engine.states import ChainStatus, RunStatus
@@ -41,10 +37,18 @@ from engine.store import (
     ApprovalRow,
     ChainState,
     LinkRunRow,
+    NewEvent,
     Overview,
     RunRow,
     Store,
 )
+
+if TYPE_CHECKING:
+    # The run machinery (the loop, the runner, the stream parser, ...) is imported when a run
+    # starts, not with the facade: reading commands (`chain status`, `reset`) stay fast (#14).
+    from engine.event_types import StoredEvent
+    from engine.marble import LinkExecutor, MarbleRun, RunDeps, RunOutcome
+    from engine.runner import AgentRunner
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +99,9 @@ class Engine:
         self.clock = clock or SystemClock()
         # The cap on agent processes holds across every process of this home (serve, chain start).
         self.slots = FileSlots(settings.state_dir / "slots", settings.max_parallel_links)
-        self.deps = RunDeps(
-            settings=settings, store=store, bus=self.bus, runner=runner or SubprocessRunner(),
-            clock=self.clock, sleeper=sleeper or RealSleeper(), slots=self.slots,
-            **({"execute": execute} if execute is not None else {}),
-        )
+        self._runner = runner
+        self._sleeper = sleeper or RealSleeper()
+        self._execute = execute  # the distributed mode runs links on workers (engine/remote.py)
         self.leases = Leases(store, self.clock)
         self.owner = self.leases.owner  # this process, as leases and runs name it
         self.shutdown_kills_links = shutdown_kills_links
@@ -110,6 +112,19 @@ class Engine:
         self._notes: set[asyncio.Task[None]] = set()  # events emitted from sync callbacks
         self._closed = False
         self.on_run_end: list[Callable[[str, RunOutcome], None]] = []
+
+    @functools.cached_property
+    def deps(self) -> RunDeps:
+        """What every run here shares; built when the first run starts, which is when the run
+        machinery is imported."""
+        from engine.marble import RunDeps
+        from engine.runner import SubprocessRunner
+
+        return RunDeps(
+            settings=self.settings, store=self.store, bus=self.bus, runner=self._runner or SubprocessRunner(),
+            clock=self.clock, sleeper=self._sleeper, slots=self.slots,
+            **({"execute": self._execute} if self._execute is not None else {}),
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Engine:
@@ -158,6 +173,10 @@ class Engine:
     ) -> int:
         """Validate, take the lease, recover an interrupted run, and start the chain as a task.
         Returns the new run's id once it is recorded."""
+        from engine.marble import MarbleRun, RunControl
+        from engine.runner import BudgetedRunner
+        from engine.slots import WaitingSlots
+
         chain = self.load(name)
         if self._closed:
             raise LlmautoError(f"{chain.name} not started: llmauto is shutting down")
@@ -205,6 +224,8 @@ class Engine:
     def _note_slot_wait(self, run: MarbleRun) -> None:
         """A link of `run` waits because every agent slot of the home is taken: say so (once per
         wait), so a chain that seems idle explains itself."""
+        from engine import event_types as et
+
         task = asyncio.create_task(self._emit(
             run.chain.name, run.run_id, et.WaitingSlot(link=run.current_link, slots=self.slots.count),
         ))
@@ -277,6 +298,8 @@ class Engine:
         entry = self._runs.get(name)
         if entry is not None and not entry[1].done():
             entry[0].control.request_stop(reason, now=now, by=by)
+            from engine import event_types as et
+
             await self._emit(name, entry[0].run_id, et.StopRequested(reason=reason, now=now, by=by))
             return f"{name}: stopping {'now' if now else 'after the current link'} ({reason})"
         if not await self._running_elsewhere(name):
@@ -301,10 +324,14 @@ class Engine:
         elif await self._running_elsewhere(name):
             await self.store.add_control(name, action, text, by)
         elif action == "answer":
+            from engine.notes import add_operator_note
+
             await add_operator_note(
                 ChainFiles(self.settings.state_dir, name), self.store, self._tz(), self.clock.now(), run_id=None,
                 round_no=(await self.store.chain_state(name)).round, who=by or "operator", text=text or "",
             )
+            from engine import event_types as et
+
             await self._emit(name, None, et.OperatorNote(by=by, text=(text or "")[:2000]))
             return f"{name}: note added to the handoff (the chain is not running)"
         else:
@@ -386,8 +413,9 @@ class Engine:
     async def _expire_approvals(self, name: str, why: str) -> None:
         self._publish(await expire_approvals(self.store, name, why))
 
-    async def _emit(self, chain: str, run_id: int | None, event: et.StoredEvent) -> None:
-        self._publish(await self.store.add_events(chain, run_id, [event.new()]))
+    async def _emit(self, chain: str, run_id: int | None, event: StoredEvent | NewEvent) -> None:
+        new = event if isinstance(event, NewEvent) else event.new()
+        self._publish(await self.store.add_events(chain, run_id, [new]))
 
     async def _running_elsewhere(self, name: str) -> str | None:
         return await self.leases.check(name)
@@ -403,7 +431,9 @@ class Engine:
         files.ensure()
         files.write_status(ChainStatus.READY)
         files.write_round(0)  # rounds completed, as the original's reset wrote it
-        await self._emit(name, None, et.WarningEvent(message=f"{name} was reset: it starts over from round 1"))
+        # The stored shape of et.WarningEvent, built here without importing the typed events:
+        # `chain reset` stays a lean command (#14, tests/test_lean_start.py).
+        await self._emit(name, None, NewEvent(ev.WARNING, {"message": f"{name} was reset: it starts over from round 1"}))
         return f"{name}: reset; the next start begins at round 1 with a fresh handoff"
 
     # ---- reading -------------------------------------------------------------------------
@@ -492,6 +522,8 @@ class Engine:
         if len(versions) < 2:
             raise LlmautoError(f"{name}: fewer than two handoff versions recorded")
         newer, older = versions
+        from engine import handoff as hp
+
         text = hp.diff(older.content, newer.content)
         return text or "(no change)"
 
@@ -512,6 +544,8 @@ class Engine:
                         if entry is not None:
                             self._apply(entry[0], control.action, control.reason, control.requested_by)
                             if control.action in ("stop", "stop_now"):
+                                from engine import event_types as et
+
                                 await self._emit(control.chain, entry[0].run_id, et.StopRequested(
                                     reason=control.reason, now=control.action == "stop_now", by=control.requested_by))
                     mono = self.clock.monotonic()

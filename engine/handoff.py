@@ -6,7 +6,6 @@ Agents write `ASSIGNED: <worker>` (controller), `## Status: DONE | PARTIAL | BLO
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 
@@ -89,6 +88,8 @@ def operator_note(text: str, note: str, who: str, when_iso: str) -> str:
 
 def diff(before: str, after: str, context: int = 2) -> str:
     """A unified diff of two handoff versions."""
+    import difflib  # a large module few commands need (#14)
+
     return "".join(
         difflib.unified_diff(
             before.splitlines(keepends=True), after.splitlines(keepends=True),

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from datetime import datetime
 from pathlib import Path
 
-from engine import event_types as et
 from engine import events as ev
 from engine.clock import Clock
 from engine.processes import kill_group, process_is, process_start_token
@@ -34,7 +32,8 @@ class Leases:
         self.store = store
         self.clock = clock
         self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # 8 random hex digits, as uuid4().hex[:8] gave, without importing uuid (and platform) (#14)
+        self.owner = f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"
         self.pid_start = process_start_token(os.getpid())  # this process, as leases name their holder
 
     async def take(self, chain: str) -> str | None:
@@ -105,6 +104,9 @@ async def recover(store: Store, state_dir: Path, chain: str) -> list[ev.Event]:
         await store.mark_run_interrupted(run.id, [])
     events = await expire_approvals(store, chain, "the run was interrupted (llmauto stopped or crashed)")
     st = await store.chain_state(chain)
+    # The typed events are imported here, not with the module: `chain status` and `reset` stay lean (#14).
+    from engine import event_types as et
+
     return events + await store.add_events(chain, run_id, [et.Recovered(
         link=links[-1].link if links else None, round=st.round, agents_killed=tuple(killed),
         handoff_restored=restored,
@@ -113,6 +115,8 @@ async def recover(store: Store, state_dir: Path, chain: str) -> list[ev.Event]:
 
 async def expire_approvals(store: Store, chain: str, why: str) -> list[ev.Event]:
     """Expire the chain's pending approval requests: the run that asked is gone."""
+    from engine import event_types as et
+
     out: list[ev.Event] = []
     for row in await store.pending_approvals(chain):
         out += await store.decide_approval(row.id, status="expired", by="llmauto", message=why, evs=[

@@ -30,7 +30,6 @@ secret is one), so even a text cut before redaction cannot end in most of a toke
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -47,6 +46,8 @@ _WORD_HEAD = re.compile(r"\S+")
 
 def forms(secret: str) -> set[str]:
     """Every way a secret may appear in a text llmauto handles."""
+    import html  # only with secrets to scrub; html.entities is a large table to import (#14)
+
     out = {secret, html.escape(secret, quote=False), html.escape(secret), quote(secret, safe="")}
     token = _BOT_TOKEN.fullmatch(secret)
     if token is not None:

@@ -31,7 +31,6 @@ that would be one more makes the chain BLOCKED ("reviewer sent the work back 3 t
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -192,6 +191,8 @@ def _target(value: Any, names: list[str]) -> tuple[str | None, str | None]:
         return v.lower(), None
     if v in names:
         return v, None
+    import difflib  # only a wrong name needs the suggestion; a large module to import (#14)
+
     hint = difflib.get_close_matches(v, names, n=1)
     lower = [n for n in names if n.lower() == v.lower()]
     if lower:

@@ -21,21 +21,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from engine.chains import NAME_PATTERN
-from engine.cron import (
-    ScheduleSpec,
-    canonical_zone,
-    describe,
-    next_fire_times,
-    parse_schedule,
-)
 from engine.errors import ScheduleError
 from engine.settings import Settings
 from engine.store import Store, utc_iso
 from engine.zones import local_timezone_name
+
+if TYPE_CHECKING:
+    from engine.cron import ScheduleSpec
+
+# engine/cron.py (the rules and their fire times) is imported by the methods that use it: a
+# chain with no cron schedule shows its `status` without it (#14, whole-process cost).
 
 OVERLAP_POLICIES = ("skip", "queue")
 
@@ -72,6 +71,8 @@ class Schedule:
         """The parsed cron rule (None for an `after` schedule)."""
         if self.kind != "cron" or not self.expression:
             return None
+        from engine.cron import parse_schedule
+
         return parse_schedule(self.expression, default_tz=self.tz or "UTC")
 
     def description(self) -> str:
@@ -82,6 +83,8 @@ class Schedule:
             spec = self.spec()
         except ScheduleError as exc:  # a row edited by hand: show it, do not fail the listing
             return f"{self.expression!r} (unusable: {exc})"
+        from engine.cron import describe
+
         return describe(spec) if spec is not None else (self.original or self.expression or "?")
 
     def counts_from(self) -> datetime:
@@ -110,6 +113,8 @@ class ScheduleBook:
         a `tz=` in the text may both be given only when they name the same zone (in any case)."""
         name = self._check_chain(chain)
         _check_overlap(overlap)
+        from engine.cron import parse_schedule
+
         spec = parse_schedule(text, tz=tz, default_tz=self.zone(None))
         await self._refuse_duplicate(name, "cron", spec.expression, spec.tz)
         now = now or self.store.clock.now()
@@ -148,6 +153,8 @@ class ScheduleBook:
 
     def zone(self, tz: str | None) -> str:
         """The zone a new schedule uses: the one given, else LLMAUTO_TIMEZONE, else the machine's."""
+        from engine.cron import canonical_zone
+
         return canonical_zone(tz or self.settings.timezone or local_timezone_name())
 
     async def _refuse_duplicate(self, chain: str, kind: str, rule: str, tz: str | None) -> None:
@@ -182,6 +189,8 @@ class ScheduleBook:
             spec = schedule.spec()
         except ScheduleError:
             return []
+        from engine.cron import next_fire_times
+
         return [] if spec is None else next_fire_times(spec, now, count)
 
     # ---- changing ------------------------------------------------------------------------

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +35,8 @@ def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
     empty); the small files the engine rewrites from its database at every start skip it: an
     fsync on the event loop's thread costs about a millisecond a link, and far more while the
     disk is busy."""
+    import tempfile  # writers only: reading commands skip it (#14)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -61,6 +61,8 @@ def move_aside_if_directory(path: Path) -> None:
             return
     except FileNotFoundError:
         return
+    import uuid  # rarely needed; uuid imports platform (#14)
+
     os.rename(path, path.with_name(f".{path.name}.not-a-file-{uuid.uuid4().hex[:8]}"))
 
 

@@ -28,7 +28,6 @@ import contextlib
 import fnmatch
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,6 +119,8 @@ def _read_text(path: Path, workdir: Path, limit: int, shown: str) -> tuple[str, 
 
 def _replace(path: Path, text: str, mode: int) -> None:
     """Write `text` to `path` atomically (temp file in the same folder, fsync, rename), mode kept."""
+    import tempfile  # writers only: loading a chain skips it (#14)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
@@ -271,6 +272,8 @@ def _new_task_file(pool: DirectoryPool, workdir: Path, text: str) -> Task:
         raise PoolError("the task is empty")
     if len(body.encode("utf-8")) > MAX_TASK_FILE_BYTES:
         raise PoolError(f"the task is over the {MAX_TASK_FILE_BYTES:,}-byte limit")
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".new-task.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

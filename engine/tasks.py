@@ -20,7 +20,6 @@ above. A directory task's id is its file name.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -157,6 +156,8 @@ _BULLET = re.compile(r"^(?:[-*+]|\d{1,9}[.)])[ \t]+")
 
 def task_id(text: str, occurrence: int = 1) -> str:
     """The id of the `occurrence`-th task with this text (see the module docstring)."""
+    import hashlib  # only pools need ids: loading a chain skips it (#14)
+
     digest = hashlib.sha1(" ".join(text.split()).encode("utf-8")).hexdigest()[:8]
     return digest if occurrence <= 1 else f"{digest}-{occurrence}"
 

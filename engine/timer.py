@@ -13,7 +13,7 @@ APScheduler does not pass the slot to the job function; the EVENT_JOB_SUBMITTED 
 (it runs before the job's task takes its first step), and `_job` takes it from there.
 
 What stays ours, and why:
-- The trigger (`CronSpecTrigger`, engine/cron.py) instead of APScheduler's CronTrigger, whose
+- The trigger (`CronSpecTrigger`, engine/cron_trigger.py) instead of APScheduler's CronTrigger, whose
   `from_crontab` counts weekdays from Monday (`1-5` is Tuesday to Saturday), ANDs day and weekday,
   and fires a daily 02:30 twice on the fall-back night: cron.py's trigger keeps the README's
   promise that a DST change neither skips nor doubles a run, and agrees with the fire times the

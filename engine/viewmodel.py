@@ -6,10 +6,13 @@ link had, whether its refusals are worth a line, how many rounds are done). Pure
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from engine.event_types import LinkFinished
 from engine.states import icon
-from engine.store import LinkRunRow
+
+if TYPE_CHECKING:  # types only: a terminal `status` need not import the typed events (#14)
+    from engine.event_types import LinkFinished
+    from engine.store import LinkRunRow
 
 __all__ = ["LinkEnd", "Rounds", "icon", "link_end", "rounds", "rounds_done", "row_end"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from engine import event_types as et
 from engine import routing
 from engine import viewmodel as vm
 from engine.chains import ChainDef
@@ -95,6 +94,8 @@ def log_lines(rows: Sequence[LinkRunRow]) -> str:
 
 def event_line(event: Event) -> str | None:
     """One line of the foreground live view, or None for events not worth a line."""
+    from engine import event_types as et  # the live view only: `status` skips it (#14)
+
     e = et.typed(event.kind, event.data)
     if isinstance(e, et.RunStarted):
         head = f"▶ {event.chain}: run #{event.run_id} from round {e.round}, link {e.link}" + (
@@ -153,6 +154,8 @@ def _plain_note(kind: str, what: str | None) -> str:
 
 
 def progress_line(event: Event, elapsed_s: float, cost: float) -> str:
+    from engine import event_types as et  # the live view only
+
     p = et.LiveProgress.from_data(event.data)
     tool = f"{p.tool} {p.target or ''}".strip() if p.tool else (p.detail or "")
     if p.kind == "output":  # a command link's own output line

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import Any
 
 from engine.chains import QUEUE_NAME
 from engine.dist_settings import DistSettings
@@ -16,7 +17,8 @@ from engine.errors import ConfigError
 from engine.settings import Settings
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: Any) -> None:
+    """Adds `worker` to the command table (argparse's, or cli's lean `_Subcommands`)."""
     p = sub.add_parser("worker", help="run links on this host for the distributed mode (or: worker list)")
     p.add_argument("action", nargs="?", choices=("list",), help="list: show the workers")
     p.add_argument("--queues", default="", help="comma-separated queues to serve (chains' runs_on; 'any' is the queue of chains "

@@ -15,7 +15,8 @@ import pytest
 
 from engine import events as ev
 from engine import taskpool
-from engine.engine import Engine, RunOutcome
+from engine.engine import Engine
+from engine.marble import RunOutcome
 from engine.store import Store
 from engine.tasks import FilePool
 from tests.conftest import make_settings, write_chain
