@@ -8,9 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-out=.cache/coverage
-rm -rf "$out" && mkdir -p "$out"
-export COVERAGE_FILE="$PWD/$out/data"
+out=${COVERAGE_DIR:-.cache/coverage}  # a worktree shares .cache with its main checkout: set it apart
+rm -rf "$out" && mkdir -p "$out" && out=$(cd "$out" && pwd)
+export COVERAGE_FILE="$out/data"
 status=0
 # Coverage slows every process a test starts: a longer per-test timeout than the suite's 60 s.
 "$PY" -m coverage run -m pytest -p no:cacheprovider -q --timeout "${COVERAGE_TEST_TIMEOUT_S:-240}" "$@" || status=$?
