@@ -33,6 +33,7 @@ if [ "$enforce" = 1 ]; then
     "$PY" scripts/coverage_floors.py "$out/coverage.json" --enforce || floors=$?
 else
     "$PY" scripts/coverage_floors.py "$out/coverage.json" || floors=$?
+    echo "(floors reported, not enforced: a part of the suite, or COVERAGE_ENFORCE=0)"
 fi
 [ "$status" -ne 0 ] && exit "$status"
 exit "$floors"
