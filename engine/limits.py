@@ -45,7 +45,7 @@ def parse_reset_text(text: str, now: datetime, default_tz: tzinfo) -> datetime |
     if match["tz"]:
         try:
             zone = ZoneInfo(match["tz"])
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "(Europe)" names a folder
             zone = default_tz
     local_now = now.astimezone(zone)
     if match["month"]:

@@ -257,7 +257,8 @@ def _move_task(pool: DirectoryPool, workdir: Path, task_id_: str, state: TaskSta
             return True
         target = where[state]
         if state is not TaskState.OPEN:
-            target.mkdir(exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # a file of that name: refused just below
+                target.mkdir(exist_ok=True)
             if _state_folder(folder, target.name) is None:
                 raise PoolError(f"{pool.path.rstrip('/')}/{target.name} is not a folder")
         os.rename(source, target / _free_name(target, task_id_))
