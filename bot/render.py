@@ -382,7 +382,7 @@ def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None
 
 
 def _short_time(iso: object) -> str:
-    if not isinstance(iso, str):
+    if not isinstance(iso, str) or not iso:  # unknown (a typed event's missing time is "")
         return "?"
     try:
         return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M %Z").strip()

@@ -12,6 +12,7 @@ import pytest
 from bot import render
 from engine import events as ev
 from engine.engine import ChainView
+from engine.permissions import Refusal
 from engine.store import LinkRunRow
 from tests.fakes.botapi import ApiError, parsed_length
 
@@ -85,8 +86,8 @@ def test_a_long_diff_is_attached_not_inlined() -> None:
 
 def test_a_card_tells_of_refused_tool_calls() -> None:
     """Red with the card's refused line dropped."""
-    state = {"chain": "alpha", "round": 1, "link": "worker", "link_started_mono": 1.0,
-             "refused": [{"tool": "Bash", "target": "rm -rf <x>"}, "not a mapping"]}
+    state = render.Card(chain="alpha", round=1, link="worker", link_started_mono=1.0,
+                        refused=(Refusal(tool="Bash", target="rm -rf <x>"),))
     text = sendable(render.card(state, 3.0))
     assert "⚠️ claude was refused" in text and "Bash" in text
 
