@@ -63,6 +63,7 @@ Layout (one concept a module; the left column is every module of the package):
   queue_db       our tables beside procrastinate's: results (once per attempt), workers, claims
   account_slots  the account-wide cap on agents: PostgreSQL advisory locks
   remote         serve's side: the executor that enqueues a link and awaits its committed outcome
+  relay          a remote link's permission questions answered by serve's desk; its live progress
   worker         `llmauto worker`: runs the links of its queues on this host
 """
 

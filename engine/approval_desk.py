@@ -166,10 +166,11 @@ class ApprovalDesk:
         future.set_result(decision)
         return True
 
-    async def expire_all(self, why: str) -> None:
-        """Requests of this run still open when it ends (or never answered before a crash)."""
+    async def expire_all(self, why: str, *, link_run_id: int | None = None) -> None:
+        """Requests of this run still open when it ends (or never answered before a crash); with
+        `link_run_id`, only that link's (a remote link whose worker was lost)."""
         for row in await self.store.run_approvals(self.run_id):
-            if row.status == "pending":
+            if row.status == "pending" and link_run_id in (None, row.link_run_id):
                 events = await self.store.decide_approval(row.id, status="expired", by="llmauto", message=why, evs=[
                     ApprovalDecided(id=row.id, link=row.link, tool=row.tool, status="expired", by="llmauto",
                                     message=why).new()])

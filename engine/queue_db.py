@@ -10,6 +10,10 @@ Procrastinate owns the queue (`procrastinate_*` tables); these three tables sit 
 - `llmauto_workers`: each worker's host, queues, caps, links running and own heartbeat, for
   `/workers` and `llmauto worker list`.
 - `llmauto_link_claims`: procrastinate job id -> worker name, so a job of a lost worker names it.
+- `llmauto_link_asks`: permission questions of remote claude links (engine/relay.py): the worker
+  inserts the request (NOTIFY ASK_CHANNEL, payload the job key), serve answers it through its own
+  approval desk (NOTIFY ANSWER_CHANNEL, payload the ask's id). Live progress needs no table: it is
+  a NOTIFY on PROGRESS_CHANNEL, lost if nobody listens, which is what progress may be.
 
 Portable SQL apart from `ON CONFLICT` (PostgreSQL and SQLite alike). Created idempotently at each
 start, with procrastinate's schema, under a transaction-level advisory lock (two processes starting
@@ -33,6 +37,9 @@ from engine.linkjob import JobKey, Outcome
 
 SCHEMA_LOCK = 0x11A7_0015  # advisory lock id taken while creating the schema
 DONE_CHANNEL = "llmauto_link_done"
+ASK_CHANNEL = "llmauto_link_ask"  # payload: the job key (serve's waiter looks its asks up)
+ANSWER_CHANNEL = "llmauto_link_answer"  # payload: the ask's id
+PROGRESS_CHANNEL = "llmauto_link_progress"  # payload: {"key", "progress"} as JSON
 
 DDL = """
 CREATE TABLE IF NOT EXISTS llmauto_link_results (
@@ -62,6 +69,17 @@ CREATE TABLE IF NOT EXISTS llmauto_link_claims (
     worker TEXT NOT NULL,
     claimed_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW()
 );
+CREATE TABLE IF NOT EXISTS llmauto_link_asks (
+    id BIGSERIAL PRIMARY KEY,
+    job_key TEXT NOT NULL,             -- JobKey as text: run/round/index/attempt/visit
+    seq INTEGER NOT NULL,              -- the asking worker's count within the attempt
+    worker TEXT NOT NULL,
+    request TEXT NOT NULL,             -- claude's can_use_tool request and the worker's cwd, JSON
+    answer TEXT,                       -- the desk's answer, JSON; NULL while pending
+    asked_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
+    answered_at TIMESTAMP WITH TIME ZONE
+);
+CREATE INDEX IF NOT EXISTS llmauto_link_asks_pending ON llmauto_link_asks (job_key) WHERE answer IS NULL;
 """
 
 
@@ -84,6 +102,18 @@ class WorkerRow:
                    max_links=row["max_links"], running=row["running"], running_links=row["running_links"],
                    started_at=row["started_at"], heartbeat_at=row["heartbeat_at"], stopped=row["stopped"],
                    age_s=float(row["age_s"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ask:
+    """One relayed permission question: claude's request as the worker got it, and its cwd."""
+
+    id: int
+    key: str
+    seq: int
+    worker: str
+    request: dict[str, Any]
+    cwd: str
 
 
 class QueueDb:
@@ -157,6 +187,56 @@ class QueueDb:
             row = await (await conn.execute("SELECT worker FROM llmauto_link_claims WHERE job_id = %s",
                                             (job_id,))).fetchone()
         return row["worker"] if row else None
+
+    # ---- relayed permission questions and progress (engine/relay.py) ----------------------
+    async def add_ask(self, key: JobKey, *, seq: int, worker: str, request: dict[str, Any], cwd: str) -> int:
+        """Store a question of the worker's agent and wake serve's waiter; its id."""
+        body = json.dumps({"request": request, "cwd": cwd}, default=str)
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(
+                "INSERT INTO llmauto_link_asks (job_key, seq, worker, request) VALUES (%s, %s, %s, %s) RETURNING id",
+                (str(key), seq, worker, body))).fetchone()
+            await conn.execute("SELECT pg_notify(%s, %s)", (ASK_CHANNEL, str(key)))
+        assert row is not None
+        return int(row["id"])
+
+    async def pending_asks(self, key: JobKey) -> list[Ask]:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT id, job_key, seq, worker, request FROM llmauto_link_asks WHERE job_key = %s "
+                "AND answer IS NULL ORDER BY id", (str(key),))).fetchall()
+        asks = []
+        for row in rows:
+            body = json.loads(row["request"])
+            asks.append(Ask(id=row["id"], key=row["job_key"], seq=row["seq"], worker=row["worker"],
+                            request=dict(body.get("request") or {}), cwd=str(body.get("cwd") or "")))
+        return asks
+
+    async def answer_ask(self, ask_id: int, answer: dict[str, Any]) -> bool:
+        """The answer, once (a later one is dropped), and the asking worker woken. True if stored."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE llmauto_link_asks SET answer = %s, answered_at = NOW() WHERE id = %s AND answer IS NULL",
+                (json.dumps(answer, default=str), ask_id))
+            stored: bool = cur.rowcount == 1
+            if stored:
+                await conn.execute("SELECT pg_notify(%s, %s)", (ANSWER_CHANNEL, str(ask_id)))
+            return stored
+
+    async def ask_answer(self, ask_id: int) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT answer FROM llmauto_link_asks WHERE id = %s",
+                                            (ask_id,))).fetchone()
+        if row is None or row["answer"] is None:
+            return None
+        answer: dict[str, Any] = json.loads(row["answer"])
+        return answer
+
+    async def notify_progress(self, key: JobKey, progress: dict[str, Any]) -> None:
+        """Live progress of a remote link: a NOTIFY only (under PostgreSQL's 8000-byte payload)."""
+        payload = json.dumps({"key": str(key), "progress": progress}, default=str)
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, payload))
 
     # ---- workers -------------------------------------------------------------------------
     async def register_worker(self, name: str, host: str, queues: Sequence[str], max_links: int) -> None:

@@ -12,15 +12,21 @@ a poll as a fallback), the run's kill event (stop now: the job is aborted; the w
 agent and commits `killed`), and the job's worker's heartbeat (procrastinate's stalled jobs: a
 worker silent for LLMAUTO_WORKER_LOST_AFTER_S is lost; a `worker_lost` event tells the chat and
 the job goes back to the queue, to run from the same input handoff on another worker).
+
+A claude link with approval rules asks its questions through the queue db: they are answered here,
+by serve's own desk (engine/relay.py), while the wait goes on; a lost worker's open questions
+expire. The worker's live progress arrives as NOTIFYs and is republished on serve's bus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from procrastinate import App
 from procrastinate.jobs import Status
@@ -29,9 +35,10 @@ from engine import event_types as et
 from engine import events as ev
 from engine import queue_db
 from engine.dist_settings import DistSettings
-from engine.link import Attempt, LinkContext, LiveLink
+from engine.link import Attempt, LinkContext, LiveLink, _flush_progress
 from engine.linkjob import ANY_QUEUE, TASK_NAME, JobKey, LinkJob, Outcome
 from engine.queue_db import QueueDb, WorkerRow
+from engine.relay import RelayedAsks, show_progress
 from engine.runner import BudgetedRunner
 from engine.statefiles import ChainFiles
 from engine.store import NewEvent
@@ -50,6 +57,7 @@ class RemoteExecutor:
         self.db = db
         self.dist = dist
         self._waiters: dict[str, asyncio.Event] = {}
+        self._progress: dict[str, Callable[[dict[str, Any]], None]] = {}  # job key -> show it
         self._listening: asyncio.Task[None] | None = None
 
     @classmethod
@@ -86,19 +94,33 @@ class RemoteExecutor:
         return len(orphans)
 
     async def _listen(self, ready: asyncio.Event) -> None:
-        """Wake the waiter of each committed attempt (NOTIFY sent in the worker's commit)."""
+        """Wake the waiter of each committed attempt (NOTIFY sent in the worker's commit) and of
+        each relayed question; hand each relayed progress update to its link."""
         assert self.dist.queue_url is not None
         conn = await queue_db.connect(self.dist.queue_url)
         try:
-            await conn.execute(f"LISTEN {queue_db.DONE_CHANNEL}")
+            for channel in (queue_db.DONE_CHANNEL, queue_db.ASK_CHANNEL, queue_db.PROGRESS_CHANNEL):
+                await conn.execute(f"LISTEN {channel}")
             ready.set()
             async for note in conn.notifies():
+                if note.channel == queue_db.PROGRESS_CHANNEL:
+                    self._show(note.payload)
+                    continue
                 waiter = self._waiters.get(note.payload)
                 if waiter is not None:
                     waiter.set()
         finally:
             ready.set()
             await conn.close()
+
+    def _show(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+            show = self._progress.get(str(note["key"]))
+            if show is not None:
+                show(dict(note["progress"]))
+        except (ValueError, KeyError, TypeError) as exc:  # a malformed note costs one update
+            log.debug("progress note dropped: %s", exc)
 
     async def __call__(self, ctx: LinkContext, at: Attempt, live: LiveLink) -> LinkResult:
         link = at.link
@@ -122,9 +144,16 @@ class RemoteExecutor:
                       link=link.name, model=at.model, prompt=at.prompt, values=at.values, timeout_s=at.timeout_s,
                       handoff=before, status=status,
                       budget_usd=ctx.runner.budget_left() if isinstance(ctx.runner, BudgetedRunner) else None)
+        asks = RelayedAsks(self.db, ctx, at, live, job.key) if link.command is None and link.approval else None
+        self._progress[str(job.key)] = lambda data: show_progress(ctx, live, link.name, data)
+        flusher = asyncio.create_task(_flush_progress(ctx.store, live, link_run_id))  # the tool, for /status
         try:
-            outcome = await self._run(ctx, job)
+            outcome = await self._run(ctx, job, asks)
         finally:
+            self._progress.pop(str(job.key), None)
+            flusher.cancel()
+            if asks is not None:
+                await asyncio.shield(asks.end("the link ended before an answer"))
             live.name = live.started_mono = None
         if outcome.handoff is not None and outcome.handoff != before:
             files.write_handoff(outcome.handoff)
@@ -140,12 +169,12 @@ class RemoteExecutor:
         )
         return result
 
-    async def _run(self, ctx: LinkContext, job: LinkJob) -> Outcome:
+    async def _run(self, ctx: LinkContext, job: LinkJob, asks: RelayedAsks | None) -> Outcome:
         key = str(job.key)
         woken = self._waiters[key] = asyncio.Event()
         current = [await self._defer(ctx, job)]  # the job id now (a worker's shutdown re-defers)
         try:
-            return await self._wait(ctx, job, current, woken)
+            return await self._wait(ctx, job, current, woken, asks)
         except asyncio.CancelledError:  # serve stops: the agent must not run on unwatched
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.app.job_manager.cancel_job_by_id_async(current[0], abort=True))
@@ -157,7 +186,8 @@ class RemoteExecutor:
         deferrer = self.app.configure_task(TASK_NAME, queue=ctx.chain.runs_on or ANY_QUEUE)
         return await deferrer.defer_async(job=job.to_json())  # type: ignore[arg-type]
 
-    async def _wait(self, ctx: LinkContext, job: LinkJob, current: list[int], woken: asyncio.Event) -> Outcome:
+    async def _wait(self, ctx: LinkContext, job: LinkJob, current: list[int], woken: asyncio.Event,
+                    asks: RelayedAsks | None) -> Outcome:
         aborted = False
         loop = asyncio.get_running_loop()
         next_check = loop.time() + self.dist.heartbeat_s
@@ -175,6 +205,8 @@ class RemoteExecutor:
                 if outcome is not None:
                     return outcome
                 if status is Status.ABORTED and not aborted:  # its worker shut down mid-link
+                    if asks is not None:
+                        await asks.end()
                     await self._tell_lost(ctx, job, job_id, silent=False)
                     current[0] = await self._defer(ctx, job)  # the same attempt, as a new job
                     continue
@@ -183,8 +215,11 @@ class RemoteExecutor:
                                                  "without a result"), handoff=None, status=None, worker="")
             if loop.time() >= next_check:
                 next_check = loop.time() + self.dist.heartbeat_s
-                await self._retry_if_lost(ctx, job, job_id)
+                if await self._retry_if_lost(ctx, job, job_id) and asks is not None:
+                    await asks.end()
             woken.clear()
+            if asks is not None:  # after the clear: a question asked from now on wakes the wait
+                await asks.poll()
             waits = [asyncio.create_task(woken.wait())]
             if not aborted:
                 waits.append(asyncio.create_task(ctx.kill.wait()))
@@ -195,16 +230,17 @@ class RemoteExecutor:
                 for waiting in waits:
                     waiting.cancel()
 
-    async def _retry_if_lost(self, ctx: LinkContext, job: LinkJob, job_id: int) -> None:
+    async def _retry_if_lost(self, ctx: LinkContext, job: LinkJob, job_id: int) -> bool:
         """procrastinate's stalled jobs: those of workers silent for LOST_AFTER. Ours goes back to
-        its queue (the same job: its id stays)."""
+        its queue (the same job: its id stays). True if it was lost."""
         stalled = await self.app.job_manager.get_stalled_jobs(
             task_name=TASK_NAME, seconds_since_heartbeat=self.dist.lost_after_s)
         lost = next((j for j in stalled if j.id == job_id), None)
         if lost is None:
-            return
+            return False
         await self._tell_lost(ctx, job, job_id, silent=True)
         await self.app.job_manager.retry_job(lost)
+        return True
 
     async def _tell_lost(self, ctx: LinkContext, job: LinkJob, job_id: int, *, silent: bool) -> None:
         """The job's worker is gone (silent: lost; else it shut down mid-link): the chat is told

@@ -12,6 +12,9 @@ Caps: `--max-links` is procrastinate's concurrency (this worker); the account-wi
 Stop, stop-now: serve aborts the job; procrastinate cancels the job's task (LISTEN/NOTIFY, with a
 polling fallback), which kills the agent's process group through the link's kill event; the result
 (`killed`) is still committed, so serve learns the outcome the same way as any other.
+Approvals and progress: a claude link with approval rules asks serve (engine/relay.py's
+`RelayDesk`: its questions reach the person through serve's desk); the link's progress events go
+to serve as NOTIFYs (throttled).
 Liveness: procrastinate's own heartbeat (its `procrastinate_workers` table) decides a worker is
 lost; our `llmauto_workers` row (host, queues, links running) is for views.
 """
@@ -33,7 +36,6 @@ from procrastinate.schema import SchemaManager
 from procrastinate.worker import Worker
 
 from engine.account_slots import AccountSlots
-from engine.approval_desk import ApprovalDesk
 from engine.chains import ChainDef, load_chain
 from engine.dist_settings import DistSettings
 from engine.errors import LlmautoError
@@ -41,6 +43,7 @@ from engine.events import EventBus
 from engine.link import Attempt, LinkContext, LiveLink, run_attempt
 from engine.linkjob import ANY_QUEUE, TASK_NAME, LinkJob, Outcome
 from engine.queue_db import QueueDb
+from engine.relay import RelayDesk, relay_progress
 from engine.runner import AgentRunner, BudgetedRunner, SubprocessRunner
 from engine.settings import Settings
 from engine.statefiles import ChainFiles
@@ -144,7 +147,6 @@ class _Handler:
         self.w = worker
         self.db = db
         self.store = store
-        self.bus = EventBus()
 
     async def __call__(self, context: JobContext, job: LinkJob) -> None:
         job_id = context.job.id or 0
@@ -184,12 +186,16 @@ class _Handler:
                           prompt=job.localized_prompt(values), values=values, number=job.key.attempt,
                           timeout_s=job.timeout_s)
         kill = asyncio.Event()
+        bus = EventBus()  # this attempt's progress, relayed to serve
+        desk = RelayDesk(db=self.db, url=self.w.url, key=job.key, worker=self.w.options.name, kill=kill,
+                         store=self.store, chain=chain.name, files=files)
         ctx = LinkContext(
-            settings=self.w.settings, store=self.store, bus=self.bus,
+            settings=self.w.settings, store=self.store, bus=bus,
             runner=BudgetedRunner(self.w.runner, lambda: job.budget_usd),  # the run's budget, as serve knows it
             slots=AccountSlots(self.w.url, self.w.dist.max_parallel_links), monotonic=time.monotonic,
-            chain=chain, run_id=job.key.run_id, kill=kill, desk=_desk(self.store, chain, files), publish=_drop,
+            chain=chain, run_id=job.key.run_id, kill=kill, desk=desk, publish=_drop,
         )
+        relaying = asyncio.create_task(relay_progress(bus.subscribe(), lambda data: self.db.notify_progress(job.key, data)))
         task = asyncio.create_task(run_attempt(ctx, attempt, LiveLink()))
         try:
             result = await asyncio.shield(task)
@@ -200,6 +206,10 @@ class _Handler:
                 await self._commit(job, files, result)  # serve waits for it: `killed`
             # else this worker shuts down: nothing committed, serve puts the job back in the queue
             raise
+        finally:
+            relaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relaying
         await self._commit(job, files, result)
 
     async def _commit(self, job: LinkJob, files: ChainFiles, result: LinkResult) -> None:
@@ -212,12 +222,3 @@ class _Handler:
 def _drop(events: Sequence[Any]) -> None:
     """Events of the local record stay local; serve records its own from the outcome."""
 
-
-def _desk(store: Store, chain: ChainDef, files: ChainFiles) -> ApprovalDesk:
-    """Approval questions (approve.ask) are not relayed from a worker yet: the desk is local."""
-
-    async def never() -> None:
-        await asyncio.Event().wait()
-
-    return ApprovalDesk(store=store, chain=chain.name, files=files, publish=_drop, stopping=lambda: False,
-                        changed=never, on_timeout_stop=lambda reason: None)
