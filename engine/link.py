@@ -97,7 +97,7 @@ async def run_attempt(ctx: LinkContext, at: Attempt, live: LiveLink) -> LinkResu
     live.link_run_id = link_run_id
     ctx.publish(events)
     live.name, live.progress = link.name, None
-    flusher = asyncio.create_task(_flush_progress(ctx.store, live, link_run_id))
+    flusher = asyncio.create_task(flush_progress(ctx.store, live, link_run_id))
     recorders: list[asyncio.Task[None]] = []
 
     def on_progress(progress: Progress) -> None:
@@ -179,7 +179,7 @@ async def _invocation(ctx: LinkContext, at: Attempt, live: LiveLink) -> tuple[In
     return inv, "claude", resume or new_session
 
 
-async def _flush_progress(store: Store, live: LiveLink, link_run_id: int) -> None:
+async def flush_progress(store: Store, live: LiveLink, link_run_id: int) -> None:
     """The current tool into the store about once a second, for views in other processes."""
     written: Progress | None = None
     while True:

@@ -35,7 +35,7 @@ from engine import event_types as et
 from engine import events as ev
 from engine import queue_db
 from engine.dist_settings import DistSettings
-from engine.link import Attempt, LinkContext, LiveLink, _flush_progress
+from engine.link import Attempt, LinkContext, LiveLink, flush_progress
 from engine.linkjob import ANY_QUEUE, TASK_NAME, JobKey, LinkJob, Outcome
 from engine.queue_db import QueueDb, WorkerRow
 from engine.relay import RelayedAsks, show_progress
@@ -146,7 +146,7 @@ class RemoteExecutor:
                       budget_usd=ctx.runner.budget_left() if isinstance(ctx.runner, BudgetedRunner) else None)
         asks = RelayedAsks(self.db, ctx, at, live, job.key) if link.command is None and link.approval else None
         self._progress[str(job.key)] = lambda data: show_progress(ctx, live, link.name, data)
-        flusher = asyncio.create_task(_flush_progress(ctx.store, live, link_run_id))  # the tool, for /status
+        flusher = asyncio.create_task(flush_progress(ctx.store, live, link_run_id))  # the tool, for /status
         try:
             outcome = await self._run(ctx, job, asks)
         finally:
