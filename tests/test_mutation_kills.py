@@ -3,11 +3,20 @@ pins a boundary or a branch the other tests left free."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
 
+from engine import handoff
+from engine.limits import RESET_MARGIN, next_attempt_at, parse_reset_text
 from engine.policy import RetryDecision, Stop, Then, Tries, after_attempt
-from engine.prompts import format_duration
+from engine.prompts import WIND_DOWN, build_prompt, format_duration, render
 from engine.stream import ErrorClass
+
+BERLIN = ZoneInfo("Europe/Berlin")
+TOKYO = ZoneInfo("Asia/Tokyo")
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # 11:00 in Berlin
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -62,3 +71,147 @@ def test_after_attempt_whole_decision(cls: ErrorClass, text: str, tries: Tries, 
     tries of the OK row replaced by None (red) and `waits > MAX_LIMIT_WAITS` made `>=` (red)."""
     args = {**_BASE, **kw}
     assert after_attempt(cls, text, tries=tries, **args) == decision  # type: ignore[arg-type]
+
+
+# ---- limits: the reset time in claude's message, and when to try again ----------------------------
+
+@pytest.mark.parametrize(("text", "now", "expected"), [
+    ("resets 1am", NOW, datetime(2026, 11, 25, 1, 0, tzinfo=BERLIN)),  # 1 is a valid 12-hour hour
+    ("resets 12pm", NOW, datetime(2026, 11, 24, 12, 0, tzinfo=BERLIN)),  # noon
+    ("resets 12am", NOW, datetime(2026, 11, 25, 0, 0, tzinfo=BERLIN)),  # midnight, not noon
+    ("resets 0am", NOW, None),
+    ("resets 10:59", NOW, datetime(2026, 11, 24, 10, 59, tzinfo=BERLIN) + (datetime(2026, 11, 25) - datetime(2026, 11, 24))),
+    ("resets 23:59", NOW, datetime(2026, 11, 24, 23, 59, tzinfo=BERLIN)),
+    ("resets 24:00", NOW, None), ("resets 25:00", NOW, None), ("resets 10:60", NOW, None),
+    ("resets 3pm (Mars/Olympus_Mons)", NOW, datetime(2026, 11, 24, 15, 0, tzinfo=BERLIN)),  # unknown zone: the default
+    ("resets November 27, 5:30pm", NOW, datetime(2026, 11, 27, 17, 30, tzinfo=BERLIN)),  # a month written out
+    ("resets Feb 30, 5pm", NOW, None),  # no such day
+    # A date more than 180 days back is next year's; exactly 180 days back is still this year's.
+    ("resets May 28, 10am", NOW, datetime(2026, 5, 28, 10, 0, tzinfo=UTC)),
+    ("resets May 27, 10pm", NOW, datetime(2027, 5, 27, 22, 0, tzinfo=UTC)),
+    # The time now has seconds: the reset is on the minute; a reset at this very minute is tomorrow.
+    ("resets 3pm", datetime(2026, 11, 24, 10, 0, 30, 5, tzinfo=UTC), datetime(2026, 11, 24, 15, 0, tzinfo=BERLIN)),
+    ("resets 11am", NOW, datetime(2026, 11, 25, 11, 0, tzinfo=BERLIN)),
+])
+def test_reset_text_boundaries(text: str, now: datetime, expected: datetime | None) -> None:
+    """Kills the parse_reset_text survivors: `1 <= hour <= 12` -> `2 <=`/`1 <`/`< 12`, `hour % 12`
+    -> `% 13`, `hour > 23 or minute > 59` -> `and`/`> 24`/`>= 59`/`> 60`, the unknown zone's
+    fallback -> None, `[:3]` -> `[:4]`, the month form's minute dropped, `< now - 180 days` ->
+    `<=`/`181`, `year + 1` -> None/`- 1`/`+ 2`, `second=0`/`microsecond=0` dropped, `when <= now`
+    -> `<`. Checked by hand: `% 12` -> `% 13` makes the 12am row red. Two default zones: the
+    May rows use UTC, so 180 days back falls on a whole hour."""
+    zone = UTC if "May" in text else BERLIN
+    got = parse_reset_text(text, now, zone)
+    assert got == expected
+    if got is not None and expected is not None:
+        assert (got.utcoffset(), got.second, got.microsecond) == (expected.utcoffset(), 0, 0)
+
+
+BACKOFF_1 = timedelta(seconds=120)  # attempt 1: twice the base backoff (not the reset margin)
+
+
+@pytest.mark.parametrize(("kw", "expected"), [
+    # A reset at this very moment is not ahead: back off instead.
+    ({"resets_at_epoch": NOW.timestamp()}, (NOW + BACKOFF_1, False)),
+    ({"resets_at_epoch": NOW.timestamp() + 1}, (NOW + RESET_MARGIN + timedelta(seconds=1), True)),
+    # The message's reset, in the default zone when it names none.
+    ({"message": "limit reached, resets 3pm"}, (datetime(2026, 11, 25, 15, 1, tzinfo=TOKYO), True)),  # 19:00 there now
+    ({"message": "resets 3pm (Europe/Berlin)"}, (datetime(2026, 11, 24, 15, 1, tzinfo=BERLIN), True)),
+    ({"message": "resets Nov 24, 10am (UTC)"}, (NOW + BACKOFF_1, False)),  # exactly now
+    ({"message": "resets Nov 23, 10am (UTC)"}, (NOW + BACKOFF_1, False)),  # a day past
+    ({}, (NOW + BACKOFF_1, False)),
+])
+def test_next_attempt_whole_answer(kw: dict[str, object], expected: tuple[datetime, bool]) -> None:
+    """Kills the next_attempt_at survivors: `when > now` -> `>=`, the message never parsed
+    (`parsed = None`, `now`/`default_tz` -> None), `parsed > now` -> `>=`, `+ RESET_MARGIN` -> `-`,
+    and either flag flipped. Checked by hand: the backoff's flag made True makes the last row red.
+    Tokyo as the default zone, so a mutant that falls back to the machine's zone (UTC) is told
+    apart."""
+    got = next_attempt_at(now=NOW, attempt=1, default_tz=TOKYO, **kw)  # type: ignore[arg-type]
+    assert got == expected
+    assert got[0].utcoffset() is not None
+
+
+# ---- handoff: the assignee, the headline, the operator note, the diff ------------------------------
+
+@pytest.mark.parametrize(("text", "who"), [
+    ("ASSIGNED: OPUS-X.", "opus-x"),  # trailing punctuation goes, letters (an X too) stay
+    ("ASSIGNED: XWORKER;", "xworker"),
+])
+def test_assigned_strips_punctuation_only(text: str, who: str) -> None:
+    """Kills `strip(".,;:")` -> `strip("XX.,;:XX")` (applied by hand: "opus-" comes back, red)."""
+    assert handoff.assigned(text) == who
+
+
+def test_headline_defaults_three_lines_and_300_characters() -> None:
+    """Kills the defaults `max_lines=3` -> 4 and `max_chars=300` -> 301 (each applied by hand: red)."""
+    assert handoff.headline("a\nb\n\nc\nd\ne") == "a\nb\nc"
+    assert handoff.headline("w " * 150 + "x") == "w " * 149 + "w…"
+    assert handoff.headline("y" * 300) == "y" * 300
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("done  \n\n", "done  "),  # only line ends go: trailing spaces of the last line stay
+    ("FIX\n", "FIX"),  # letters at the end stay (an X too)
+])
+def test_operator_note_keeps_the_handoff_but_its_line_ends(text: str, kept: str) -> None:
+    """Kills `text.rstrip("\\n")` -> `rstrip(None)` / `rstrip("XX\\nXX")` (applied by hand: red)."""
+    note = handoff.operator_note(text, "yes", "ann", "2026-11-24T10:00")
+    assert note == kept + "\n\n## Operator note (ann, 2026-11-24T10:00)\nyes\n"
+
+
+def test_diff_is_a_unified_diff_with_two_lines_of_context() -> None:
+    """Kills the 21 mutants of `handoff.diff` (no selected test reached it: only the CLI's
+    `chain handoff --diff` test did): the labels, the context of 2 lines, the line ends kept,
+    the join. Applied by hand: `n=context` -> `n=3`: red."""
+    before = "".join(f"line {i}\n" for i in range(1, 9))
+    after = before.replace("line 5\n", "line five\n")
+    assert handoff.diff(before, after) == (
+        "--- before\n+++ after\n@@ -3,5 +3,5 @@\n line 3\n line 4\n-line 5\n+line five\n line 6\n line 7\n"
+    )
+    assert handoff.diff(before, after, context=0) == "--- before\n+++ after\n@@ -5 +5 @@\n-line 5\n+line five\n"
+    assert handoff.diff(before, before) == ""
+
+
+# ---- prompts: unknown placeholders stay, the wind-down names its reason -----------------------------
+
+def test_render_leaves_unknown_values_as_written() -> None:
+    """Kills `values.get(name, m.group(0))` -> None / no default / `m.group(1)` (applied by hand: red)."""
+    assert render("{ROUND} of {LINK} {other}", {"ROUND": "3"}) == "3 of {LINK} {other}"
+
+
+def test_wind_down_names_its_reason() -> None:
+    """Kills `WIND_DOWN.replace("{why}", ...)` -> `"XX{why}XX"` / `"{WHY}"` (applied by hand: red)."""
+    text = build_prompt("go", {"HANDOFF": "h.md"}, until_full=False, wind_down_reason="2 rounds left")
+    assert text == "go" + WIND_DOWN.replace("{why}", "2 rounds left").replace("{HANDOFF}", "h.md")
+    assert "{why}" not in text and "(2 rounds left)" in text
+
+
+# ---- cron: where describe gives up, and the trigger's pickled state --------------------------------
+
+@pytest.mark.parametrize(("text", "description"), [
+    ("0,30 8,12 * * *", "every day at 08:00, 08:30, 12:00, 12:30 (UTC)"),  # four times: listed
+    ("0,30 8,12,18 * * *", "cron 0,30 8,12,18 * * * (UTC)"),  # six: the cron
+    ("0 1,2,3,4,5 * * *", "cron 0 1,2,3,4,5 * * * (UTC)"),  # five: the cron
+    ("0 9 1,15 * mon", "cron 0 9 1,15 * 1 (UTC)"),  # days of the month and a weekday: the cron
+    ("* 9 * * *", "cron * 9 * * * (UTC)"),  # every minute of one hour is not "every minute"
+    ("0 9-17 * * *", "cron 0 9-17 * * * (UTC)"),  # a range of hours is not "every N hours"
+])
+def test_describe_falls_back_to_the_cron(text: str, description: str) -> None:
+    """Kills describe's `len(minutes) * len(hours) <= 4` -> `/`, `< 4`, `<= 5`; `dow == "*" and`
+    -> `or`; `h == "*" and m == "*"` -> `or`; `m.isdigit() and h.startswith("*/")` -> `or`."""
+    from engine.cron import describe, parse_schedule
+    assert describe(parse_schedule(text, default_tz="UTC")) == description
+
+
+def test_trigger_state_round_trip() -> None:
+    """Kills `CronSpecTrigger.__getstate__`'s mutants (a key or the version changed): the state
+    names the version, the expression, what was typed and the zone, and a copy fires alike."""
+    import pickle
+
+    from engine.cron import CronSpecTrigger, parse_schedule
+    trigger = CronSpecTrigger(parse_schedule("weekdays 07:30", default_tz="Europe/Berlin"))
+    assert trigger.__getstate__() == {"version": 1, "expression": "30 7 * * 1-5", "original": "weekdays 07:30",
+                                      "tz": "Europe/Berlin"}
+    copy = pickle.loads(pickle.dumps(trigger))
+    assert (copy.spec, copy.get_next_fire_time(None, NOW)) == (trigger.spec, trigger.get_next_fire_time(None, NOW))
