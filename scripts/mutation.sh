@@ -17,6 +17,8 @@
 # the counts, the killed share (killed + timeouts over every mutant; "no tests" counts as
 # survived) and every survivor. `mutmut show NAME` in the scratch copy prints a mutant's diff.
 set -euo pipefail
+# The whole script in one block: bash reads it before running, so editing the file mid-run is safe.
+{
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 MUTMUT=${MUTMUT:-$(dirname "$PY")/mutmut}
@@ -68,7 +70,7 @@ pytest_add_cli_args_test_selection = [
 # 10 to 20 s each) and its timing test are left out: they would make cron's 880 mutants take
 # hours; the tables of tests/test_cron.py and tests/test_mutation_kills.py stand in for them.
 pytest_add_cli_args = [
-    "-p", "no:cacheprovider", "-q",
+    "-p", "no:cacheprovider", "-q", "-p", "tests.mutation_plugin",  # cron's parse cache emptied per test
     "--deselect", "tests/test_cron.py::test_fire_times_match_the_fields_and_none_is_missed",
     "--deselect", "tests/test_cron.py::test_fire_times_in_a_dst_zone",
     "--deselect", "tests/test_cron.py::test_catching_up_a_week_of_minutely_slots_across_a_transition_is_quick",
@@ -106,3 +108,5 @@ awk -F': ' -v scope="${in_scope[*]}" '
     }' results.txt
 echo "survivors and mutants no selected test reaches:"
 grep -E ': (survived|no tests|suspicious|skipped|segfault|not checked)$' results.txt || echo "  none"
+exit
+}

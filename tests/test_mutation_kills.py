@@ -215,3 +215,64 @@ def test_trigger_state_round_trip() -> None:
                                       "tz": "Europe/Berlin"}
     copy = pickle.loads(pickle.dumps(trigger))
     assert (copy.spec, copy.get_next_fire_time(None, NOW)) == (trigger.spec, trigger.get_next_fire_time(None, NOW))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("every 7m", "every 7m: the minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60), "
+                 "so every hour looks the same. Example: every 30m"),
+    ("every 5h", "every 5h: the hours must divide 24 (1, 2, 3, 4, 6, 8, 12 or 24), "
+                 "so every day looks the same. Example: every 6h"),
+])
+def test_every_errors_whole(text: str, message: str) -> None:
+    """Kills the reworded second halves of `_every`'s two errors (only their start was asserted)."""
+    from engine.cron import ScheduleError, parse_schedule
+    with pytest.raises(ScheduleError) as info:
+        parse_schedule(text, default_tz="UTC")
+    assert str(info.value) == message
+
+
+def test_fires_between_keeps_the_latest_1000_in_the_spec_zone() -> None:
+    """Kills fires_between's default `limit=1000` -> 1001 and `astimezone(zone)` -> `astimezone(None)`
+    (the machine's zone): a day of minutely fires is cut to its last 1000, each in Berlin time."""
+    from engine.cron import fires_between, parse_schedule
+    spec = parse_schedule("every minute", default_tz="Europe/Berlin")
+    fires = fires_between(spec, NOW.replace(hour=0), NOW.replace(day=25, hour=0))
+    assert len(fires) == 1000
+    assert (fires[0], fires[-1]) == (datetime(2026, 11, 24, 8, 21, tzinfo=BERLIN), datetime(2026, 11, 25, 1, 0, tzinfo=BERLIN))
+    assert {f.tzinfo for f in fires} == {BERLIN}
+
+
+@pytest.mark.parametrize("call", ["fires_between", "most_recent_fire", "most_recent_fire not_before"])
+def test_naive_times_are_refused_by_name(call: str) -> None:
+    """Kills the argument names in `_utc(x, "until" / "before" / "not_before")` made None, "XX..XX"
+    or upper case: the error names the argument a caller got wrong."""
+    from engine import cron
+    spec = cron.parse_schedule("every minute", default_tz="UTC")
+    naive = datetime(2026, 11, 24, 10, 0)
+    with pytest.raises(ValueError) as info:
+        if call == "fires_between":
+            cron.fires_between(spec, NOW, naive)
+        elif call == "most_recent_fire":
+            cron.most_recent_fire(spec, naive)
+        else:
+            cron.most_recent_fire(spec, NOW, naive)
+    name = {"fires_between": "until", "most_recent_fire": "before"}.get(call, "not_before")
+    assert str(info.value) == f"{name} must be an aware datetime, got {naive!r}"
+
+
+def test_trigger_edges() -> None:
+    """Kills get_next_fire_time's `now - 1 µs` -> `- 2 µs` (a fire 1 µs before now came back),
+    `next(fires, None)` -> `next(fires)` and `None if fire is None` -> `and False` (a spec that
+    never fires raised instead of answering None), and the names in its `_utc` errors."""
+    from engine.cron import CronSpecTrigger, ScheduleSpec, parse_schedule
+    trigger = CronSpecTrigger(parse_schedule("0 9 * * *", default_tz="UTC"))
+    nine = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, nine) == nine  # a fire at `now` counts
+    assert trigger.get_next_fire_time(None, nine + timedelta(microseconds=1)) == nine + timedelta(days=1)
+    never = CronSpecTrigger(ScheduleSpec("0 0 30 2 *", "0 0 30 2 *", "UTC"))  # parse_schedule refuses it
+    assert never.get_next_fire_time(None, nine) is None
+    naive = datetime(2026, 11, 24, 9, 0)
+    for args, name in [((None, naive), "now"), ((naive, nine), "previous_fire_time")]:
+        with pytest.raises(ValueError) as info:
+            trigger.get_next_fire_time(*args)
+        assert str(info.value) == f"{name} must be an aware datetime, got {naive!r}"

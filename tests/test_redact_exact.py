@@ -15,8 +15,13 @@ S = "abcdefghijklmnopqrstuvwxyz0123"  # 30 characters, none repeated: every piec
 L = "ABCDEFGHIJKLMNOPQRSTUVWXYZ!?"  # 28: its last aligned anchor (21) is not its last one (22)
 M = "mnbvcxzlkjhg"  # 12: exactly MIN_RUN, so only the whole of it counts
 T = "98765432:XYZwvu_tsr-qpo"  # shaped like a bot token (and it has a dot-free fake id)
-R = Redactor([S, L, M, "tiny5", T])
 X = MASK
+
+
+def redactor() -> Redactor:
+    """Built inside each test, never at import: mutmut forks each mutant's run from a process that
+    imported this module, so a module-level Redactor would hold anchors made by unmutated code."""
+    return Redactor([S, L, M, "tiny5", T])
 
 
 def test_forms_and_their_order() -> None:
@@ -29,7 +34,7 @@ def test_forms_and_their_order() -> None:
     }
     assert forms(T) == {T, "98765432%3AXYZwvu_tsr-qpo", "XYZwvu_tsr-qpo"}
     assert forms("") == set()
-    assert R.secrets == (
+    assert redactor().secrets == (
         "ABCDEFGHIJKLMNOPQRSTUVWXYZ%21%3F", S, L, "98765432%3AXYZwvu_tsr-qpo", T, "XYZwvu_tsr-qpo", M, "tiny5",
     )
 
@@ -66,6 +71,14 @@ def test_forms_and_their_order() -> None:
     ("a tiny5 b", f"a {X} b"),  # shorter than an anchor: masked only whole
     (T, X), (f"{T[9:]}!", f"{X}!"),
     (T[:8], T[:8]),  # the public bot id alone
+    # Characters next to a piece that equal the secret's neighbouring characters do not join it.
+    (f"3{S[:15]}", f"3{X}"),  # the secret's last character just before its start
+    (f"{S[3:20]}c", f"{X}c"),  # the character before the piece, at the text's other end
+    (f"zp {S[:15]}!", f"zp {X}!"),  # the character the piece needs next, at position 1
+    (f"b {S[2:16]}", f"b {X}"),  # the one it needs before, at position 0, after a space
+    (f"c\n{S[3:18]}", X),  # ... after a line break: joined
+    (f"{S[:15]}X\n{S[15:]}", f"{X}X\n{X}"),  # an X is not whitespace
+    (f"{S[:15]}\nX{S[15:]}", f"{X}\nX{X}"),
     ("", ""),
 ])
 def test_exact_masks(text: str, masked: str) -> None:
@@ -75,12 +88,13 @@ def test_exact_masks(text: str, masked: str) -> None:
     1 returned), the anchors of `Redactor.__init__` (`|` -> `&`, the range's start, end and step
     changed, `(form, start)` -> None, `start + ANCHOR` -> `-`), `_partial_spans` (`find` ->
     `rfind`), `__call__`'s `secret in text` -> `not in`, and _merged's `<=` -> `<`."""
-    assert R(text) == masked
-    assert R.data(text.encode()) == masked.encode()
+    r = redactor()
+    assert r(text) == masked
+    assert r.data(text.encode()) == masked.encode()
 
 
 def test_data_keeps_bytes_that_are_not_utf8() -> None:
-    assert R.data(b"\xff " + S.encode() + b" \xfe") == b"\xff " + X.encode() + b" \xfe"
+    assert redactor().data(b"\xff " + S.encode() + b" \xfe") == b"\xff " + X.encode() + b" \xfe"
     assert Redactor([]).data(b"\xff") == b"\xff"
 
 
