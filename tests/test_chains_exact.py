@@ -72,3 +72,61 @@ def test_link_prompt_env_tools_whole_answer(home: Path, link: dict[str, Any], an
     -> `>=`, `"inline"` reworded, `".txt"` reworded). Checked by hand: `"empty prompt"` made
     `"EMPTY PROMPT"` turns the first two rows red; `st_size > MAX` made `>=` turns "exact.md" red."""
     assert _answer(home, link) == answer
+
+
+GOOD = json.dumps({"links": [{"name": "w", "model": "m", "prompt": "p q"}]}).encode()
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    (b"x" * (1024 * 1024 + 1), "file is 1,048,577 bytes, over the 1,048,576-byte limit"),
+    (GOOD + b" " * (1024 * 1024 - len(GOOD)), None),  # exactly the limit: read
+    ("\ufeff".encode() + GOOD, None),  # a byte order mark is allowed
+    (b'{"links": "\xff"}', "not UTF-8 text (invalid byte at offset 11)"),
+    (b"  \n", "the file is empty"),
+    (b'{"links": NaN}', "invalid JSON: NaN is not allowed"),
+    (b'{"links": [}', "line 1 column 12: invalid JSON: Expecting value"),
+    (b"[" * 100000, "invalid JSON: nested too deeply"),
+    (b"[]", "the top level must be an object, got a list"),
+    (b'"text"', "the top level must be an object, got a string ('text')"),
+])
+def test_the_file_itself_whole_problem(home: Path, raw: bytes, problem: str | None) -> None:
+    """Kills `_Loader._document`'s mutants that raised `InvalidChain(None)` instead of the problem,
+    `size > MAX_CHAIN_BYTES` -> `>=`, `parse_constant=_reject_constant` -> None / dropped (NaN
+    accepted), `_reject_constant`'s message -> None, and `kind_of(doc)` -> `kind_of(None)`.
+    Checked by hand: `size > MAX_CHAIN_BYTES` made `>=` turns the second row red."""
+    (home / "chains" / "t.json").write_bytes(raw)
+    if problem is None:
+        assert load_chain(home, "t").links[0].name == "w"
+        return
+    with pytest.raises(InvalidChain) as info:
+        load_chain(home, "t")
+    assert info.value.problems == ["chains/t.json: " + problem]
+
+
+@pytest.mark.parametrize(("extra", "fields"), [
+    ({}, ("", 3)),
+    ({"description": "nightly"}, ("nightly", 3)),
+    ({"shutdown": {"max_consecutive_blocks": 5}}, ("", 5)),  # the original's place for it
+    ({"shutdown": {"max_consecutive_blocks": 5}, "max_consecutive_blocks": 0}, ("", 0)),  # the top level wins
+])
+def test_description_and_the_originals_shutdown_section(home: Path, extra: dict[str, Any],
+                                                        fields: tuple[str, int]) -> None:
+    """Kills `_Loader.load`'s `description ... or ""` -> `and ""` / default "XXXX" / `or "XXXX"`,
+    and the `shutdown` section ignored (`isinstance(...) and False`, its key reworded, its value
+    None). Checked by hand: `doc["shutdown"] if isinstance(...) and False` turns row 3 red."""
+    doc = {"links": [{"name": "w", "model": "m", "prompt": "p q"}], **extra}
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    chain = load_chain(home, "t")
+    assert (chain.description, chain.max_consecutive_blocks) == fields
+
+
+def test_a_file_outside_the_home_is_named_by_its_path(home: Path, tmp_path: Path) -> None:
+    """Kills `_Loader.__init__`'s `self.label = str(path)` -> None / `str(None)` (a file that
+    `chain validate` checks before it is copied in)."""
+    path = tmp_path / "elsewhere" / "cand.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"links": [{"name": "w", "model": "m", "prompt": "p q"}], "max_rounds": -1}),
+                    encoding="utf-8")
+    with pytest.raises(InvalidChain) as info:
+        load_chain(home, str(path), allow_file=True)
+    assert info.value.problems == [f"{path}: max_rounds: must be at least 0, got -1"]
