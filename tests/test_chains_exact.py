@@ -130,3 +130,40 @@ def test_a_file_outside_the_home_is_named_by_its_path(home: Path, tmp_path: Path
     with pytest.raises(InvalidChain) as info:
         load_chain(home, str(path), allow_file=True)
     assert info.value.problems == [f"{path}: max_rounds: must be at least 0, got -1"]
+
+
+def _approvals(home: Path, doc: dict[str, Any]) -> tuple[Any, ...]:
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        chain = load_chain(home, "t")
+    except InvalidChain as exc:
+        return ("problems", *exc.problems)
+    return (*((link.name, tuple(map(str, link.approval.ask)), tuple(map(str, link.approval.deny)),
+               link.approval.timeout_s, link.approval.on_timeout) for link in chain.links), *chain.warnings)
+
+
+W = {"name": "w", "model": "m", "prompt": "p q"}
+RULES = 'expected a list of rules such as "Bash(git push:*)"'
+
+
+@pytest.mark.parametrize(("doc", "answer"), [
+    ({"links": [W], "approve": {"ask": ["Bash(git push:*)"], "deny": "Write", "timeout_minutes": 5,
+                                "on_timeout": "stop_chain", "extra": 1}},
+     (("w", ("Bash(git push:*)",), ("Write",), 300.0, "stop_chain"),
+      "chains/t.json: approve.extra: unknown field (ignored)")),
+    ({"links": [W, {**W, "name": "v", "approve": {"ask": "Edit"}}], "approve": {"ask": ["Bash"]}},
+     (("w", ("Bash",), (), 1800.0, "deny"), ("v", ("Edit",), (), 1800.0, "deny"))),  # the link's own wins
+    ({"links": [W]}, (("w", (), (), 1800.0, "deny"),)),
+    ({"links": [W], "approve": ["Bash"]},
+     ("problems", "chains/t.json: approve: expected an object with ask, deny, timeout_minutes, on_timeout, got a list")),
+    ({"links": [{**W, "approve": {"ask": 5, "deny": [3], "timeout_minutes": 0, "on_timeout": "maybe"}}]},
+     ("problems", f"chains/t.json: links[0].approve.ask: {RULES}", f"chains/t.json: links[0].approve.deny: {RULES}",
+      "chains/t.json: links[0].approve.timeout_minutes: must be greater than 0, got 0",
+      "chains/t.json: links[0].approve.on_timeout: expected one of deny, stop_chain, got 'maybe'")),
+])
+def test_approve_whole_answer(home: Path, doc: dict[str, Any], answer: tuple[Any, ...]) -> None:
+    """Kills `_Loader.approve`'s mutants: no selected test reached a chain's `approve` (only the
+    end-to-end approval tests did), so its key, field paths, messages, defaults (30 minutes,
+    "deny") and the unknown-field warning all survived. Checked by hand: `where = path + "approve"`
+    made `path + "APPROVE"` turns rows 1, 4 and 5 red."""
+    assert _approvals(home, doc) == answer
