@@ -167,3 +167,22 @@ def test_approve_whole_answer(home: Path, doc: dict[str, Any], answer: tuple[Any
     "deny") and the unknown-field warning all survived. Checked by hand: `where = path + "approve"`
     made `path + "APPROVE"` turns rows 1, 4 and 5 red."""
     assert _approvals(home, doc) == answer
+
+
+def test_every_chain_field_carried(home: Path) -> None:
+    """Kills `_Loader.load`'s mutants that dropped a field from the ChainDef or replaced it by None
+    (`path`, `description`, `max_cost_usd`, `env_allow`, `runtime_hours`, the blocked wait's
+    minutes -> seconds, `version`'s str()), which only the defaults' test saw, and there the
+    default is what None falls back to. Checked by hand: `max_cost_usd=None` turns it red."""
+    doc = {"links": [W], "description": "d", "max_rounds": 7, "runtime_hours": 1.5, "max_cost_usd": 2.5,
+           "blocked_wait_minutes": 45, "on_blocked": "wait", "max_consecutive_blocks": 2, "version": 2,
+           "env_allow": ["PATH"]}
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    c = load_chain(home, "t")
+    assert (c.path, c.description, c.max_rounds, c.runtime_hours, c.max_cost_usd, c.blocked_wait_s, c.on_blocked,
+            c.max_consecutive_blocks, c.version, c.env_allow) == (
+        home / "chains" / "t.json", "d", 7, 1.5, 2.5, 2700.0, "wait", 2, "2", ("PATH",))
+    (home / "chains" / "t.json").write_text(json.dumps({**doc, "version": True}), encoding="utf-8")
+    with pytest.raises(InvalidChain) as info:
+        load_chain(home, "t")
+    assert info.value.problems == ["chains/t.json: version: expected a string or a number, got a boolean (true)"]
