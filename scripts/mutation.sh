@@ -39,9 +39,6 @@ for arg in "$@"; do
 done
 modules=("${in_scope[@]}")
 [ "$all" = 1 ] && modules+=("${extra[@]}")
-if [ ${#named[@]} -gt 0 ]; then
-    "$MUTMUT" run --max-children "$jobs" "${named[@]}" > run-named.log 2>&1 || echo "mutmut run failed: see $work/run-named.log"
-fi
 for m in "${picked[@]}"; do
     case " ${modules[*]} " in *" $m "*) ;; *) echo "unknown module $m (known: ${modules[*]}; --all adds ${extra[*]})" >&2; exit 2 ;; esac
 done
