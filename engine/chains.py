@@ -78,7 +78,7 @@ class LinkDef:
     def is_command(self) -> bool:
         return self.command is not None
 
-    def permissions(self) -> str:
+    def permissions(self) -> str:  # pragma: no mutate block (not validation)
         """The effective permissions, as `chain validate` and a run's start show them."""
         if self.is_command:
             return "command (no claude permissions)"
@@ -128,7 +128,7 @@ class ChainDef:
     runs_on: str | None = None
 
     @property
-    def routes(self) -> dict[str, routing.Routes]:
+    def routes(self) -> dict[str, routing.Routes]:  # pragma: no mutate block (not validation)
         """Link name -> its routes (a repeated name: its last routing occurrence)."""
         out: dict[str, routing.Routes] = {}
         for link in self.links:
@@ -137,7 +137,7 @@ class ChainDef:
         return out
 
     @property
-    def routing(self) -> bool:
+    def routing(self) -> bool:  # pragma: no mutate block (not validation)
         return any(link.routes for link in self.links)
 
 
@@ -187,7 +187,7 @@ class GlobalDefaults:
     model: str = DEFAULT_MODEL
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GlobalDefaults:
+    def from_settings(cls, settings: Settings) -> GlobalDefaults:  # pragma: no mutate block (not validation)
         return cls(permission_mode=settings.permission_mode, allowed_tools=settings.allowed_tools,
                    model=settings.default_model)
 
@@ -208,7 +208,7 @@ def chain_path(home: Path, name: str) -> Path:
     return path
 
 
-def chain_names(home: Path) -> list[str]:
+def chain_names(home: Path) -> list[str]:  # pragma: no mutate block (not validation)
     folder = home / "chains"
     if not folder.is_dir():
         return []

@@ -3,11 +3,25 @@ pins a boundary or a branch the other tests left free."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
 import pytest
 
+from engine import handoff
+from engine.chains import MAX_PROMPT_BYTES, load_chain
+from engine.errors import InvalidChain
+from engine.limits import RESET_MARGIN, next_attempt_at, parse_reset_text
 from engine.policy import RetryDecision, Stop, Then, Tries, after_attempt
-from engine.prompts import format_duration
+from engine.prompts import WIND_DOWN, build_prompt, format_duration, render
 from engine.stream import ErrorClass
+
+BERLIN = ZoneInfo("Europe/Berlin")
+TOKYO = ZoneInfo("Asia/Tokyo")
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # 11:00 in Berlin
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -62,3 +76,388 @@ def test_after_attempt_whole_decision(cls: ErrorClass, text: str, tries: Tries, 
     tries of the OK row replaced by None (red) and `waits > MAX_LIMIT_WAITS` made `>=` (red)."""
     args = {**_BASE, **kw}
     assert after_attempt(cls, text, tries=tries, **args) == decision  # type: ignore[arg-type]
+
+
+# ---- limits: the reset time in claude's message, and when to try again ----------------------------
+
+@pytest.mark.parametrize(("text", "now", "expected"), [
+    ("resets 1am", NOW, datetime(2026, 11, 25, 1, 0, tzinfo=BERLIN)),  # 1 is a valid 12-hour hour
+    ("resets 12pm", NOW, datetime(2026, 11, 24, 12, 0, tzinfo=BERLIN)),  # noon
+    ("resets 12am", NOW, datetime(2026, 11, 25, 0, 0, tzinfo=BERLIN)),  # midnight, not noon
+    ("resets 0am", NOW, None),
+    ("resets 10:59", NOW, datetime(2026, 11, 24, 10, 59, tzinfo=BERLIN) + (datetime(2026, 11, 25) - datetime(2026, 11, 24))),
+    ("resets 23:59", NOW, datetime(2026, 11, 24, 23, 59, tzinfo=BERLIN)),
+    ("resets 24:00", NOW, None), ("resets 25:00", NOW, None), ("resets 10:60", NOW, None),
+    ("resets 3pm (Mars/Olympus_Mons)", NOW, datetime(2026, 11, 24, 15, 0, tzinfo=BERLIN)),  # unknown zone: the default
+    ("resets November 27, 5:30pm", NOW, datetime(2026, 11, 27, 17, 30, tzinfo=BERLIN)),  # a month written out
+    ("resets Feb 30, 5pm", NOW, None),  # no such day
+    # A date more than 180 days back is next year's; exactly 180 days back is still this year's.
+    ("resets May 28, 10am", NOW, datetime(2026, 5, 28, 10, 0, tzinfo=UTC)),
+    ("resets May 27, 10pm", NOW, datetime(2027, 5, 27, 22, 0, tzinfo=UTC)),
+    # The time now has seconds: the reset is on the minute; a reset at this very minute is tomorrow.
+    ("resets 3pm", datetime(2026, 11, 24, 10, 0, 30, 5, tzinfo=UTC), datetime(2026, 11, 24, 15, 0, tzinfo=BERLIN)),
+    ("resets 11am", NOW, datetime(2026, 11, 25, 11, 0, tzinfo=BERLIN)),
+])
+def test_reset_text_boundaries(text: str, now: datetime, expected: datetime | None) -> None:
+    """Kills the parse_reset_text survivors: `1 <= hour <= 12` -> `2 <=`/`1 <`/`< 12`, `hour % 12`
+    -> `% 13`, `hour > 23 or minute > 59` -> `and`/`> 24`/`>= 59`/`> 60`, the unknown zone's
+    fallback -> None, `[:3]` -> `[:4]`, the month form's minute dropped, `< now - 180 days` ->
+    `<=`/`181`, `year + 1` -> None/`- 1`/`+ 2`, `second=0`/`microsecond=0` dropped, `when <= now`
+    -> `<`. Checked by hand: `% 12` -> `% 13` makes the 12am row red. Two default zones: the
+    May rows use UTC, so 180 days back falls on a whole hour."""
+    zone = UTC if "May" in text else BERLIN
+    got = parse_reset_text(text, now, zone)
+    assert got == expected
+    if got is not None and expected is not None:
+        assert (got.utcoffset(), got.second, got.microsecond) == (expected.utcoffset(), 0, 0)
+
+
+BACKOFF_1 = timedelta(seconds=120)  # attempt 1: twice the base backoff (not the reset margin)
+
+
+@pytest.mark.parametrize(("kw", "expected"), [
+    # A reset at this very moment is not ahead: back off instead.
+    ({"resets_at_epoch": NOW.timestamp()}, (NOW + BACKOFF_1, False)),
+    ({"resets_at_epoch": NOW.timestamp() + 1}, (NOW + RESET_MARGIN + timedelta(seconds=1), True)),
+    # The message's reset, in the default zone when it names none.
+    ({"message": "limit reached, resets 3pm"}, (datetime(2026, 11, 25, 15, 1, tzinfo=TOKYO), True)),  # 19:00 there now
+    ({"message": "resets 3pm (Europe/Berlin)"}, (datetime(2026, 11, 24, 15, 1, tzinfo=BERLIN), True)),
+    ({"message": "resets Nov 24, 10am (UTC)"}, (NOW + BACKOFF_1, False)),  # exactly now
+    ({"message": "resets Nov 23, 10am (UTC)"}, (NOW + BACKOFF_1, False)),  # a day past
+    ({}, (NOW + BACKOFF_1, False)),
+])
+def test_next_attempt_whole_answer(kw: dict[str, object], expected: tuple[datetime, bool]) -> None:
+    """Kills the next_attempt_at survivors: `when > now` -> `>=`, the message never parsed
+    (`parsed = None`, `now`/`default_tz` -> None), `parsed > now` -> `>=`, `+ RESET_MARGIN` -> `-`,
+    and either flag flipped. Checked by hand: the backoff's flag made True makes the last row red.
+    Tokyo as the default zone, so a mutant that falls back to the machine's zone (UTC) is told
+    apart."""
+    got = next_attempt_at(now=NOW, attempt=1, default_tz=TOKYO, **kw)  # type: ignore[arg-type]
+    assert got == expected
+    assert got[0].utcoffset() is not None
+
+
+# ---- handoff: the assignee, the headline, the operator note, the diff ------------------------------
+
+@pytest.mark.parametrize(("text", "who"), [
+    ("ASSIGNED: OPUS-X.", "opus-x"),  # trailing punctuation goes, letters (an X too) stay
+    ("ASSIGNED: XWORKER;", "xworker"),
+])
+def test_assigned_strips_punctuation_only(text: str, who: str) -> None:
+    """Kills `strip(".,;:")` -> `strip("XX.,;:XX")` (applied by hand: "opus-" comes back, red)."""
+    assert handoff.assigned(text) == who
+
+
+def test_headline_defaults_three_lines_and_300_characters() -> None:
+    """Kills the defaults `max_lines=3` -> 4 and `max_chars=300` -> 301 (each applied by hand: red)."""
+    assert handoff.headline("a\nb\n\nc\nd\ne") == "a\nb\nc"
+    assert handoff.headline("w " * 150 + "x") == "w " * 149 + "w…"
+    assert handoff.headline("y" * 300) == "y" * 300
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("done  \n\n", "done  "),  # only line ends go: trailing spaces of the last line stay
+    ("FIX\n", "FIX"),  # letters at the end stay (an X too)
+])
+def test_operator_note_keeps_the_handoff_but_its_line_ends(text: str, kept: str) -> None:
+    """Kills `text.rstrip("\\n")` -> `rstrip(None)` / `rstrip("XX\\nXX")` (applied by hand: red)."""
+    note = handoff.operator_note(text, "yes", "ann", "2026-11-24T10:00")
+    assert note == kept + "\n\n## Operator note (ann, 2026-11-24T10:00)\nyes\n"
+
+
+def test_diff_is_a_unified_diff_with_two_lines_of_context() -> None:
+    """Kills the 21 mutants of `handoff.diff` (no selected test reached it: only the CLI's
+    `chain handoff --diff` test did): the labels, the context of 2 lines, the line ends kept,
+    the join. Applied by hand: `n=context` -> `n=3`: red."""
+    before = "".join(f"line {i}\n" for i in range(1, 9))
+    after = before.replace("line 5\n", "line five\n")
+    assert handoff.diff(before, after) == (
+        "--- before\n+++ after\n@@ -3,5 +3,5 @@\n line 3\n line 4\n-line 5\n+line five\n line 6\n line 7\n"
+    )
+    assert handoff.diff(before, after, context=0) == "--- before\n+++ after\n@@ -5 +5 @@\n-line 5\n+line five\n"
+    assert handoff.diff(before, before) == ""
+
+
+# ---- prompts: unknown placeholders stay, the wind-down names its reason -----------------------------
+
+def test_render_leaves_unknown_values_as_written() -> None:
+    """Kills `values.get(name, m.group(0))` -> None / no default / `m.group(1)` (applied by hand: red)."""
+    assert render("{ROUND} of {LINK} {other}", {"ROUND": "3"}) == "3 of {LINK} {other}"
+
+
+def test_wind_down_names_its_reason() -> None:
+    """Kills `WIND_DOWN.replace("{why}", ...)` -> `"XX{why}XX"` / `"{WHY}"` (applied by hand: red)."""
+    text = build_prompt("go", {"HANDOFF": "h.md"}, until_full=False, wind_down_reason="2 rounds left")
+    assert text == "go" + WIND_DOWN.replace("{why}", "2 rounds left").replace("{HANDOFF}", "h.md")
+    assert "{why}" not in text and "(2 rounds left)" in text
+
+
+# ---- cron: where describe gives up, and the trigger's pickled state --------------------------------
+
+@pytest.mark.parametrize(("text", "description"), [
+    ("0,30 8,12 * * *", "every day at 08:00, 08:30, 12:00, 12:30 (UTC)"),  # four times: listed
+    ("0,30 8,12,18 * * *", "cron 0,30 8,12,18 * * * (UTC)"),  # six: the cron
+    ("0 1,2,3,4,5 * * *", "cron 0 1,2,3,4,5 * * * (UTC)"),  # five: the cron
+    ("0 9 1,15 * mon", "cron 0 9 1,15 * 1 (UTC)"),  # days of the month and a weekday: the cron
+    ("* 9 * * *", "cron * 9 * * * (UTC)"),  # every minute of one hour is not "every minute"
+    ("0 9-17 * * *", "cron 0 9-17 * * * (UTC)"),  # a range of hours is not "every N hours"
+])
+def test_describe_falls_back_to_the_cron(text: str, description: str) -> None:
+    """Kills describe's `len(minutes) * len(hours) <= 4` -> `/`, `< 4`, `<= 5`; `dow == "*" and`
+    -> `or`; `h == "*" and m == "*"` -> `or`; `m.isdigit() and h.startswith("*/")` -> `or`."""
+    from engine.cron import describe, parse_schedule
+    assert describe(parse_schedule(text, default_tz="UTC")) == description
+
+
+def test_trigger_state_round_trip() -> None:
+    """Kills `CronSpecTrigger.__getstate__`'s mutants (a key or the version changed): the state
+    names the version, the expression, what was typed and the zone, and a copy fires alike."""
+    import pickle
+
+    from engine.cron import CronSpecTrigger, parse_schedule
+    trigger = CronSpecTrigger(parse_schedule("weekdays 07:30", default_tz="Europe/Berlin"))
+    assert trigger.__getstate__() == {"version": 1, "expression": "30 7 * * 1-5", "original": "weekdays 07:30",
+                                      "tz": "Europe/Berlin"}
+    copy = pickle.loads(pickle.dumps(trigger))
+    assert (copy.spec, copy.get_next_fire_time(None, NOW)) == (trigger.spec, trigger.get_next_fire_time(None, NOW))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("every 7m", "every 7m: the minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60), "
+                 "so every hour looks the same. Example: every 30m"),
+    ("every 5h", "every 5h: the hours must divide 24 (1, 2, 3, 4, 6, 8, 12 or 24), "
+                 "so every day looks the same. Example: every 6h"),
+])
+def test_every_errors_whole(text: str, message: str) -> None:
+    """Kills the reworded second halves of `_every`'s two errors (only their start was asserted)."""
+    from engine.cron import ScheduleError, parse_schedule
+    with pytest.raises(ScheduleError) as info:
+        parse_schedule(text, default_tz="UTC")
+    assert str(info.value) == message
+
+
+def test_fires_between_keeps_the_latest_1000_in_the_spec_zone() -> None:
+    """Kills fires_between's default `limit=1000` -> 1001 and `astimezone(zone)` -> `astimezone(None)`
+    (the machine's zone): a day of minutely fires is cut to its last 1000, each in Berlin time."""
+    from engine.cron import fires_between, parse_schedule
+    spec = parse_schedule("every minute", default_tz="Europe/Berlin")
+    fires = fires_between(spec, NOW.replace(hour=0), NOW.replace(day=25, hour=0))
+    assert len(fires) == 1000
+    assert (fires[0], fires[-1]) == (datetime(2026, 11, 24, 8, 21, tzinfo=BERLIN), datetime(2026, 11, 25, 1, 0, tzinfo=BERLIN))
+    assert {f.tzinfo for f in fires} == {BERLIN}
+
+
+@pytest.mark.parametrize("call", ["fires_between", "most_recent_fire", "most_recent_fire not_before"])
+def test_naive_times_are_refused_by_name(call: str) -> None:
+    """Kills the argument names in `_utc(x, "until" / "before" / "not_before")` made None, "XX..XX"
+    or upper case: the error names the argument a caller got wrong."""
+    from engine import cron
+    spec = cron.parse_schedule("every minute", default_tz="UTC")
+    naive = datetime(2026, 11, 24, 10, 0)
+    with pytest.raises(ValueError) as info:
+        if call == "fires_between":
+            cron.fires_between(spec, NOW, naive)
+        elif call == "most_recent_fire":
+            cron.most_recent_fire(spec, naive)
+        else:
+            cron.most_recent_fire(spec, NOW, naive)
+    name = {"fires_between": "until", "most_recent_fire": "before"}.get(call, "not_before")
+    assert str(info.value) == f"{name} must be an aware datetime, got {naive!r}"
+
+
+def test_trigger_edges() -> None:
+    """Kills get_next_fire_time's `now - 1 µs` -> `- 2 µs` (a fire 1 µs before now came back),
+    `next(fires, None)` -> `next(fires)` and `None if fire is None` -> `and False` (a spec that
+    never fires raised instead of answering None), and the names in its `_utc` errors."""
+    from engine.cron import CronSpecTrigger, ScheduleSpec, parse_schedule
+    trigger = CronSpecTrigger(parse_schedule("0 9 * * *", default_tz="UTC"))
+    nine = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, nine) == nine  # a fire at `now` counts
+    assert trigger.get_next_fire_time(None, nine + timedelta(microseconds=1)) == nine + timedelta(days=1)
+    never = CronSpecTrigger(ScheduleSpec("0 0 30 2 *", "0 0 30 2 *", "UTC"))  # parse_schedule refuses it
+    assert never.get_next_fire_time(None, nine) is None
+    naive = datetime(2026, 11, 24, 9, 0)
+    for args, name in [((None, naive), "now"), ((naive, nine), "previous_fire_time")]:
+        with pytest.raises(ValueError) as info:
+            trigger.get_next_fire_time(*args)
+        assert str(info.value) == f"{name} must be an aware datetime, got {naive!r}"
+
+
+# ---- chains: whole answers of the loader ----------------------------------------------------------
+# A link's prompt, env and tools as `load_chain` reads them, by table, with the *whole* answer:
+# every problem's exact text (field path and reason) or the prompt's text, its source, the env and
+# the tools. tests/test_chains.py checks that a problem's text *contains* a phrase; the mutation run
+# (tests/MUTATION.md) left alive mutants of `_Loader.prompt_file`, `link_prompt`, `env_map` and
+# `tools` that dropped the field path, emptied or reworded a reason, or changed a source label.
+
+TOOLS = ("Read", "Edit", "Write", "Bash", "Glob", "Grep")  # the global default
+
+
+def _answer(home: Path, link: dict[str, Any]) -> tuple[Any, ...]:
+    (home / "prompts" / "big.md").write_text("x" * (MAX_PROMPT_BYTES + 1), encoding="utf-8")
+    (home / "prompts" / "exact.md").write_text("y" * MAX_PROMPT_BYTES, encoding="utf-8")
+    (home / "prompts" / "latin.md").write_bytes(b"caf\xe9")
+    (home / "prompts" / "plan.txt").write_text("plan text", encoding="utf-8")
+    (home / "notes.md").write_text("home note", encoding="utf-8")
+    doc = {"links": [{"name": "w", "model": "m", **link}]}
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        chain = load_chain(home, "t")
+    except InvalidChain as exc:
+        return ("problems", *exc.problems)
+    first = chain.links[0]
+    return (first.prompt[:12], first.prompt_source, dict(first.env), first.allowed_tools, *chain.warnings)
+
+
+P = "chains/t.json: links[0]."
+
+
+@pytest.mark.parametrize(("link", "answer"), [
+    ({"prompt": ""}, ("problems", P + "prompt: empty prompt")),
+    ({"prompt": "   "}, ("problems", P + "prompt: empty prompt")),
+    ({"prompt": ["x"]}, ("problems", P + "prompt: expected a prompt key, a file in prompts/, or text, got a list")),
+    ({"prompt": "/etc/passwd"},
+     ("problems", P + "prompt: '/etc/passwd': absolute paths are not allowed; use a path inside the home folder")),
+    ({"prompt": "../x.md"}, ("problems", P + "prompt: '../x.md' leads outside the home folder")),
+    ({"prompt": "big.md"}, ("problems", P + "prompt: 'big.md' is larger than 262,144 bytes")),
+    ({"prompt": "exact.md"}, ("y" * 12, "prompts/exact.md", {}, TOOLS)),  # exactly the limit: read
+    ({"prompt": "latin.md"}, ("problems", P + "prompt: 'latin.md' is not UTF-8 text")),
+    ({"prompt": "plan"}, ("plan text", "prompts/plan.txt", {}, TOOLS)),
+    ({"prompt": "notes"}, ("home note", "notes.md", {}, TOOLS)),  # in the home folder
+    ({"prompt": "missing.md"}, ("problems", P + "prompt: no prompt key or file 'missing.md'")),
+    ({"prompt": "missing.txt"}, ("problems", P + "prompt: no prompt key or file 'missing.txt'")),
+    ({"prompt": "sub/missing"}, ("problems", P + "prompt: no prompt key or file 'sub/missing'")),
+    ({"prompt": "bareword"}, ("bareword", "inline", {}, TOOLS,
+                              "chains/t.json: links[0].prompt: 'bareword' is used as the prompt text itself: there is "
+                              "no prompts key 'bareword' and no file prompts/bareword, prompts/bareword.txt or "
+                              "prompts/bareword.md")),
+    ({"prompt": "two words"}, ("two words", "inline", {}, TOOLS)),
+    ({"prompt": "p q", "env": ["A"]}, ("problems", P + "env: expected an object of NAME: value, got a list")),
+    ({"prompt": "p q", "env": {"A": "1", "B C": "2", "D": 3}},
+     ("problems", P + "env.B C: not a valid environment variable name", P + "env.D: expected a string, got a number (3)")),
+    ({"prompt": "p q", "env": {"A": "1"}}, ("p q", "inline", {"A": "1"}, TOOLS)),
+    ({"prompt": "p q", "allowed_tools": {"a": 1}},
+     ("problems", P + "allowed_tools: expected a list of tool names or a space-separated string, got an object")),
+    ({"prompt": "p q", "allowed_tools": [" Read ", "", "Edit"]}, ("p q", "inline", {}, ("Read", "Edit"))),
+    ({"prompt": "p q", "allowed_tools": "Read  Edit"}, ("p q", "inline", {}, ("Read", "Edit"))),
+])
+def test_link_prompt_env_tools_whole_answer(home: Path, link: dict[str, Any], answer: tuple[Any, ...]) -> None:
+    """Kills the survivors listed in tests/MUTATION.md under `chains` (field path -> None, reason ->
+    None / dropped / "XX..XX" / upper case, `kind_of(value)` -> `kind_of(None)`, `> MAX_PROMPT_BYTES`
+    -> `>=`, `"inline"` reworded, `".txt"` reworded). Checked by hand: `"empty prompt"` made
+    `"EMPTY PROMPT"` turns the first two rows red; `st_size > MAX` made `>=` turns "exact.md" red."""
+    assert _answer(home, link) == answer
+
+
+GOOD = json.dumps({"links": [{"name": "w", "model": "m", "prompt": "p q"}]}).encode()
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    (b"x" * (1024 * 1024 + 1), "file is 1,048,577 bytes, over the 1,048,576-byte limit"),
+    (GOOD + b" " * (1024 * 1024 - len(GOOD)), None),  # exactly the limit: read
+    ("\ufeff".encode() + GOOD, None),  # a byte order mark is allowed
+    (b'{"links": "\xff"}', "not UTF-8 text (invalid byte at offset 11)"),
+    (b"  \n", "the file is empty"),
+    (b'{"links": NaN}', "invalid JSON: NaN is not allowed"),
+    (b'{"links": [}', "line 1 column 12: invalid JSON: Expecting value"),
+    (b"[" * 100000, "invalid JSON: nested too deeply"),
+    (b"[]", "the top level must be an object, got a list"),
+    (b'"text"', "the top level must be an object, got a string ('text')"),
+])
+def test_the_file_itself_whole_problem(home: Path, raw: bytes, problem: str | None) -> None:
+    """Kills `_Loader._document`'s mutants that raised `InvalidChain(None)` instead of the problem,
+    `size > MAX_CHAIN_BYTES` -> `>=`, `parse_constant=_reject_constant` -> None / dropped (NaN
+    accepted), `_reject_constant`'s message -> None, and `kind_of(doc)` -> `kind_of(None)`.
+    Checked by hand: `size > MAX_CHAIN_BYTES` made `>=` turns the second row red."""
+    (home / "chains" / "t.json").write_bytes(raw)
+    if problem is None:
+        assert load_chain(home, "t").links[0].name == "w"
+        return
+    with pytest.raises(InvalidChain) as info:
+        load_chain(home, "t")
+    assert info.value.problems == ["chains/t.json: " + problem]
+
+
+@pytest.mark.parametrize(("extra", "fields"), [
+    ({}, ("", 3)),
+    ({"description": "nightly"}, ("nightly", 3)),
+    ({"shutdown": {"max_consecutive_blocks": 5}}, ("", 5)),  # the original's place for it
+    ({"shutdown": {"max_consecutive_blocks": 5}, "max_consecutive_blocks": 0}, ("", 0)),  # the top level wins
+])
+def test_description_and_the_originals_shutdown_section(home: Path, extra: dict[str, Any],
+                                                        fields: tuple[str, int]) -> None:
+    """Kills `_Loader.load`'s `description ... or ""` -> `and ""` / default "XXXX" / `or "XXXX"`,
+    and the `shutdown` section ignored (`isinstance(...) and False`, its key reworded, its value
+    None). Checked by hand: `doc["shutdown"] if isinstance(...) and False` turns row 3 red."""
+    doc = {"links": [{"name": "w", "model": "m", "prompt": "p q"}], **extra}
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    chain = load_chain(home, "t")
+    assert (chain.description, chain.max_consecutive_blocks) == fields
+
+
+def test_a_file_outside_the_home_is_named_by_its_path(home: Path, tmp_path: Path) -> None:
+    """Kills `_Loader.__init__`'s `self.label = str(path)` -> None / `str(None)` (a file that
+    `chain validate` checks before it is copied in)."""
+    path = tmp_path / "elsewhere" / "cand.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"links": [{"name": "w", "model": "m", "prompt": "p q"}], "max_rounds": -1}),
+                    encoding="utf-8")
+    with pytest.raises(InvalidChain) as info:
+        load_chain(home, str(path), allow_file=True)
+    assert info.value.problems == [f"{path}: max_rounds: must be at least 0, got -1"]
+
+
+def _approvals(home: Path, doc: dict[str, Any]) -> tuple[Any, ...]:
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        chain = load_chain(home, "t")
+    except InvalidChain as exc:
+        return ("problems", *exc.problems)
+    return (*((link.name, tuple(map(str, link.approval.ask)), tuple(map(str, link.approval.deny)),
+               link.approval.timeout_s, link.approval.on_timeout) for link in chain.links), *chain.warnings)
+
+
+W = {"name": "w", "model": "m", "prompt": "p q"}
+RULES = 'expected a list of rules such as "Bash(git push:*)"'
+
+
+@pytest.mark.parametrize(("doc", "answer"), [
+    ({"links": [W], "approve": {"ask": ["Bash(git push:*)"], "deny": "Write", "timeout_minutes": 5,
+                                "on_timeout": "stop_chain", "extra": 1}},
+     (("w", ("Bash(git push:*)",), ("Write",), 300.0, "stop_chain"),
+      "chains/t.json: approve.extra: unknown field (ignored)")),
+    ({"links": [W, {**W, "name": "v", "approve": {"ask": "Edit"}}], "approve": {"ask": ["Bash"]}},
+     (("w", ("Bash",), (), 1800.0, "deny"), ("v", ("Edit",), (), 1800.0, "deny"))),  # the link's own wins
+    ({"links": [W]}, (("w", (), (), 1800.0, "deny"),)),
+    ({"links": [W], "approve": ["Bash"]},
+     ("problems", "chains/t.json: approve: expected an object with ask, deny, timeout_minutes, on_timeout, got a list")),
+    ({"links": [{**W, "approve": {"ask": 5, "deny": [3], "timeout_minutes": 0, "on_timeout": "maybe"}}]},
+     ("problems", f"chains/t.json: links[0].approve.ask: {RULES}", f"chains/t.json: links[0].approve.deny: {RULES}",
+      "chains/t.json: links[0].approve.timeout_minutes: must be greater than 0, got 0",
+      "chains/t.json: links[0].approve.on_timeout: expected one of deny, stop_chain, got 'maybe'")),
+])
+def test_approve_whole_answer(home: Path, doc: dict[str, Any], answer: tuple[Any, ...]) -> None:
+    """Kills `_Loader.approve`'s mutants: no selected test reached a chain's `approve` (only the
+    end-to-end approval tests did), so its key, field paths, messages, defaults (30 minutes,
+    "deny") and the unknown-field warning all survived. Checked by hand: `where = path + "approve"`
+    made `path + "APPROVE"` turns rows 1, 4 and 5 red."""
+    assert _approvals(home, doc) == answer
+
+
+def test_every_chain_field_carried(home: Path) -> None:
+    """Kills `_Loader.load`'s mutants that dropped a field from the ChainDef or replaced it by None
+    (`path`, `description`, `max_cost_usd`, `env_allow`, `runtime_hours`, the blocked wait's
+    minutes -> seconds, `version`'s str()), which only the defaults' test saw, and there the
+    default is what None falls back to. Checked by hand: `max_cost_usd=None` turns it red."""
+    doc = {"links": [W], "description": "d", "max_rounds": 7, "runtime_hours": 1.5, "max_cost_usd": 2.5,
+           "blocked_wait_minutes": 45, "on_blocked": "wait", "max_consecutive_blocks": 2, "version": 2,
+           "env_allow": ["PATH"]}
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    c = load_chain(home, "t")
+    assert (c.path, c.description, c.max_rounds, c.runtime_hours, c.max_cost_usd, c.blocked_wait_s, c.on_blocked,
+            c.max_consecutive_blocks, c.version, c.env_allow) == (
+        home / "chains" / "t.json", "d", 7, 1.5, 2.5, 2700.0, "wait", 2, "2", ("PATH",))
+    (home / "chains" / "t.json").write_text(json.dumps({**doc, "version": True}), encoding="utf-8")
+    with pytest.raises(InvalidChain) as info:
+        load_chain(home, "t")
+    assert info.value.problems == ["chains/t.json: version: expected a string or a number, got a boolean (true)"]
