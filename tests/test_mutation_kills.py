@@ -214,7 +214,8 @@ def test_trigger_state_round_trip() -> None:
     names the version, the expression, what was typed and the zone, and a copy fires alike."""
     import pickle
 
-    from engine.cron import CronSpecTrigger, parse_schedule
+    from engine.cron import parse_schedule
+    from engine.cron_trigger import CronSpecTrigger
     trigger = CronSpecTrigger(parse_schedule("weekdays 07:30", default_tz="Europe/Berlin"))
     assert trigger.__getstate__() == {"version": 1, "expression": "30 7 * * 1-5", "original": "weekdays 07:30",
                                       "tz": "Europe/Berlin"}
@@ -269,7 +270,8 @@ def test_trigger_edges() -> None:
     """Kills get_next_fire_time's `now - 1 µs` -> `- 2 µs` (a fire 1 µs before now came back),
     `next(fires, None)` -> `next(fires)` and `None if fire is None` -> `and False` (a spec that
     never fires raised instead of answering None), and the names in its `_utc` errors."""
-    from engine.cron import CronSpecTrigger, ScheduleSpec, parse_schedule
+    from engine.cron import ScheduleSpec, parse_schedule
+    from engine.cron_trigger import CronSpecTrigger
     trigger = CronSpecTrigger(parse_schedule("0 9 * * *", default_tz="UTC"))
     nine = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     assert trigger.get_next_fire_time(None, nine) == nine  # a fire at `now` counts
