@@ -120,9 +120,12 @@ def cluster(tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
 async def serving(c: Cluster) -> AsyncIterator[tuple[Engine, RemoteExecutor]]:
     settings = make_settings(c.serve_home, max_parallel_links=CAP)
     dist = DistSettings(queue_url=c.url, heartbeat_s=HEARTBEAT_S, lost_after_s=LOST_AFTER_S, max_parallel_links=CAP)
-    async with (RemoteExecutor.open(dist) as executor, Store.open(settings.db_path) as store,
+    # The documented set-up: serve's store and the queue in one PostgreSQL database
+    # (LLMAUTO_DATABASE_URL, which LLMAUTO_QUEUE_URL defaults to).
+    async with (RemoteExecutor.open(dist) as executor, Store.open(settings.db_path, url=c.url) as store,
                 Engine(settings, store, execute=executor) as engine):
         yield engine, executor
+    assert not settings.db_path.exists(), "serve's store is on PostgreSQL: no SQLite file"
 
 
 def handoff(home: Path, chain: str) -> list[str]:
