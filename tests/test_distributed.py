@@ -213,6 +213,10 @@ async def test_a_worker_killed_mid_link_is_detected_and_the_link_finishes_on_the
         assert await executor.db.committed_count(run_id) == [(1, 0, 1), (1, 1, 1)]
         lost = [e for e in await engine.store.run_events(run_id) if e.kind == "worker_lost"]
         assert [(e.data["worker"], e.data["link"], e.data["retry_on"]) for e in lost] == [("buildbox", "a", "laptop")]
+        # Every notification once: the chat's notes are sent from these events, one per event.
+        told = [(e.kind, e.data.get("link")) for e in await engine.store.run_events(run_id)
+                if e.kind in ("link_finished", "run_finished")]
+        assert told == [("link_finished", "a"), ("link_finished", "b"), ("run_finished", None)], told
         assert elapsed < LOST_AFTER_S + 2 * HEARTBEAT_S + 5, elapsed
         print(f"SIGKILL of a worker to the run's end on the other: {elapsed:.2f} s "
               f"(bound {LOST_AFTER_S + 2 * HEARTBEAT_S:.1f} s + the link)")
