@@ -66,7 +66,8 @@ def user_message(prompt: str) -> bytes:
 
 
 # Variables never handed to agents unless a chain's env_allow names them.
-_WITHHELD_PREFIXES = ("TELEGRAM_", "LLMAUTO_DATABASE_URL")  # the store's URL may hold its password
+# The store's and the queue's URLs may hold their database password.
+_WITHHELD_PREFIXES = ("TELEGRAM_", "LLMAUTO_DATABASE_URL", "LLMAUTO_QUEUE_URL")
 _ALWAYS_PASSED = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "TERM")
 
 

@@ -201,8 +201,10 @@ class Settings:
         MIN_SECRET_CHARS long. (Agents get the API keys they need, not the TELEGRAM_ ones.)"""
         found = [self.telegram_token or ""]
         found += [value.strip() for key, value in self.environ.items() if is_secret_name(key)]
-        if self.database_url and dburl.password(self.database_url):
-            found += [self.database_url, dburl.password(self.database_url) or ""]
+        # The store's and the queue's URLs (#15) may carry a password: it and the whole URL are secrets.
+        for url in (self.database_url, self.environ.get("LLMAUTO_QUEUE_URL")):
+            if url and dburl.password(url):
+                found += [url.strip(), dburl.password(url) or ""]
         return tuple(sorted({s for s in found if len(s) >= MIN_SECRET_CHARS}, key=lambda s: (-len(s), s)))
 
     @classmethod

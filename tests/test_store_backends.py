@@ -336,6 +336,17 @@ def test_agents_never_get_the_database_url() -> None:
     names it). Broken once: "LLMAUTO_DATABASE_URL" removed from claude_cli._WITHHELD_PREFIXES."""
     from engine.claude_cli import agent_env
 
-    parent = {"PATH": "/bin", "LLMAUTO_DATABASE_URL": "postgresql://me:pw@db/x"}
+    parent = {"PATH": "/bin", "LLMAUTO_DATABASE_URL": "postgresql://me:pw@db/x",
+              "LLMAUTO_QUEUE_URL": "postgresql://me:pw@queue/x"}
     env = agent_env(parent, env_allow=None, link_env={}, llmauto_vars={"LLMAUTO_LINK": "w"})
     assert "LLMAUTO_DATABASE_URL" not in env and env["LLMAUTO_LINK"] == "w"
+    assert "LLMAUTO_QUEUE_URL" not in env  # broken once: "LLMAUTO_QUEUE_URL" removed from the prefixes
+
+
+def test_the_queue_urls_password_is_a_secret() -> None:
+    """The distributed mode's LLMAUTO_QUEUE_URL may hold another password than the store's: it is
+    a secret too, so the redactor takes it out of logs, messages and the store. Broken once: the
+    queue URL left out of Settings.secrets' loop: the password was not a secret."""
+    url = "postgresql://me:queue-pass-123@queue.example/llm"
+    settings = Settings.load({"LLMAUTO_QUEUE_URL": url, "LLMAUTO_ENV_FILE": "none"}, home=Path("/tmp"))
+    assert "queue-pass-123" in settings.secrets() and url in settings.secrets()
