@@ -4,6 +4,7 @@ pins a boundary or a branch the other tests left free."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine import handoff
-from engine.chains import MAX_PROMPT_BYTES, load_chain
+from engine import handoff, routing
+from engine.chains import MAX_PROMPT_BYTES, ChainDef, LinkDef, load_chain
 from engine.errors import InvalidChain
 from engine.limits import RESET_MARGIN, next_attempt_at, parse_reset_text
 from engine.policy import RetryDecision, Stop, Then, Tries, after_attempt
 from engine.prompts import WIND_DOWN, build_prompt, format_duration, render
+from engine.settings import DEFAULT_ALLOWED_TOOLS, DEFAULT_PERMISSION_MODE
 from engine.stream import ErrorClass
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -214,7 +216,8 @@ def test_trigger_state_round_trip() -> None:
     names the version, the expression, what was typed and the zone, and a copy fires alike."""
     import pickle
 
-    from engine.cron import CronSpecTrigger, parse_schedule
+    from engine.cron import parse_schedule
+    from engine.cron_trigger import CronSpecTrigger
     trigger = CronSpecTrigger(parse_schedule("weekdays 07:30", default_tz="Europe/Berlin"))
     assert trigger.__getstate__() == {"version": 1, "expression": "30 7 * * 1-5", "original": "weekdays 07:30",
                                       "tz": "Europe/Berlin"}
@@ -269,7 +272,8 @@ def test_trigger_edges() -> None:
     """Kills get_next_fire_time's `now - 1 µs` -> `- 2 µs` (a fire 1 µs before now came back),
     `next(fires, None)` -> `next(fires)` and `None if fire is None` -> `and False` (a spec that
     never fires raised instead of answering None), and the names in its `_utc` errors."""
-    from engine.cron import CronSpecTrigger, ScheduleSpec, parse_schedule
+    from engine.cron import ScheduleSpec, parse_schedule
+    from engine.cron_trigger import CronSpecTrigger
     trigger = CronSpecTrigger(parse_schedule("0 9 * * *", default_tz="UTC"))
     nine = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     assert trigger.get_next_fire_time(None, nine) == nine  # a fire at `now` counts
@@ -461,3 +465,105 @@ def test_every_chain_field_carried(home: Path) -> None:
     with pytest.raises(InvalidChain) as info:
         load_chain(home, "t")
     assert info.value.problems == ["chains/t.json: version: expected a string or a number, got a boolean (true)"]
+
+
+# ---- chains: the whole ChainDef, field by field --------------------------------------------------
+# One table over `load_chain`: each row a chain file and the *whole* ChainDef it loads to (BASE with
+# the row's changes, warnings included) or the exact list of problems. It reaches the original
+# llmauto's fields (`chain_name`, `version`, `task_pools`, `shutdown`, `telegram`), the loader's
+# defaults, the routes' warnings, `opus_deep_limit`, the prompts section's files and `runs_on`,
+# which the tables above leave free (tests/MUTATION.md, chains).
+
+LINK = LinkDef(name="w", model="m", prompt="p q", permission_mode=DEFAULT_PERMISSION_MODE,
+               allowed_tools=DEFAULT_ALLOWED_TOOLS)
+T = "chains/t.json: "
+UNREACHABLE = T + "links: 'v' is unreachable: no route or fall-through leads to it"
+ONCE = T + "links[0].routes: mode 'once' never loops back: 'next' after the last link ends the run"
+V = {"name": "v", "model": "m", "prompt": "p q"}
+
+
+def _base(home: Path) -> ChainDef:
+    """What `{"links": [W]}` loads to, written out (not loaded), so a changed default shows."""
+    return ChainDef(name="t", path=home / "chains" / "t.json", max_rounds=100, blocked_wait_s=21600.0, links=(LINK,))
+
+
+def _whole(home: Path, doc: dict[str, Any]) -> Any:
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        return load_chain(home, "t")
+    except InvalidChain as exc:
+        return ("problems", *exc.problems)
+
+
+@pytest.mark.parametrize(("doc", "changes"), [
+    ({}, {}),
+    # The original's fields.
+    ({"chain_name": "t", "version": "1.2", "task_pools": []},
+     {"version": "1.2", "warnings": (T + "task_pools: not used by llmauto (the original never read it either)",)}),
+    ({"chain_name": "other", "version": 3},
+     {"version": "3", "warnings": (T + "chain_name: 'other' differs from the file name; the chain is called 't'",)}),
+    ({"chain_name": 5, "version": [1]}, ("problems", T + "chain_name: expected a string, got a number (5)",
+                                         T + "version: expected a string or a number, got a list")),
+    ({"shutdown": 3}, ("problems", T + "shutdown: expected an object, got a number (3)")),
+    ({"shutdown": {"odd": 1, "max_consecutive_blocks": 0, "stop_file": "STOP"}},
+     {"max_consecutive_blocks": 0, "warnings": (T + "shutdown.odd: unknown field (ignored)",
+                                                T + "shutdown.stop_file: ignored: the stop file is state/t/STOP")}),
+    ({"shutdown": {"max_consecutive_blocks": -1}},
+     ("problems", T + "shutdown.max_consecutive_blocks: must be at least 0, got -1")),
+    ({"telegram": "on"}, ("problems", T + "telegram: expected an object, got a string ('on')")),
+    ({"telegram": {"odd": 1, "enabled": False, "update_every_n_links": 1, "bot_token_env": "X", "chat_id": 5}},
+     {"notify_every_n_links": 1, "warnings": (
+         T + "telegram.odd: unknown field (ignored)",
+         T + "telegram.bot_token_env: ignored: the bot's token and chat come from .env (TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID)",
+         T + "telegram.chat_id: ignored: the bot's token and chat come from .env (TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID)")}),
+    ({"telegram": {"bot_token_env": "", "chat_id": None}}, {}),  # empty: nothing to ignore
+    ({"telegram": {"enabled": "yes", "update_every_n_links": 0}},
+     ("problems", T + "telegram.enabled: expected true or false, got a string ('yes')",
+      T + "telegram.update_every_n_links: must be at least 1, got 0")),
+    # The loader's own values and defaults.
+    ({"mode": "once", "max_rounds": 0}, {"mode": "once", "max_rounds": 0}),
+    ({"mode": "conditional"}, {"conditional": True, "warnings": (
+        T + "mode: 'conditional' but no link declares routes (it runs as a plain loop)",)}),
+    ({"runs_on": "build.box-1_" + "a" * 52}, {"runs_on": "build.box-1_" + "a" * 52}),  # 64 characters
+    ({"runs_on": "a" * 65}, ("problems", T + "runs_on: expected a queue name (letters, digits, - _ ., up to 64), got '"
+                             + "a" * 65 + "'")),
+    ({"runs_on": "-x"}, ("problems", T + "runs_on: expected a queue name (letters, digits, - _ ., up to 64), got '-x'")),
+    # Routes.
+    ({"links": [{**W, "routes": {"*": "stop"}}, V]},
+     {"links": (replace(LINK, routes=routing.Routes((routing.Route("*", "stop"),))), replace(LINK, name="v")),
+      "warnings": (UNREACHABLE,)}),
+    ({"mode": "once", "links": [{**W, "routes": {"*": "next"}}]},
+     {"mode": "once", "links": (replace(LINK, routes=routing.Routes((routing.Route("*", "next"),))),),
+      "warnings": (ONCE,)}),
+    ({"links": [{**W, "routes": {"*": "nowhere"}}, 5]}, ("problems", T + "links[1]: expected an object, got a number (5)")),
+    ({"links": 5}, ("problems", T + "links: expected a non-empty list of links, got a number (5)")),
+    ({"links": None}, ("problems", T + "links: expected a non-empty list of links")),
+    # opus_deep_limit: 0 is a limit (never run), not "none".
+    ({"opus_deep_limit": 0, "links": [W, {**V, "name": "opus-deep"}, {**V, "name": "opus-deep-2", "max_runs": 4}]},
+     {"links": (LINK, replace(LINK, name="opus-deep", max_runs=0), replace(LINK, name="opus-deep-2", max_runs=4)),
+      "warnings": (T + "opus_deep_limit: applied as links[1].max_runs = 0: opus-deep runs at most 0 time(s) per run, "
+                       "then is skipped and the controller is told",)}),
+    ({"opus_deep_limit": 2}, {"warnings": (T + "opus_deep_limit: no link named opus-deep: ignored",)}),
+])
+def test_the_whole_chain(home: Path, doc: dict[str, Any], changes: Any) -> None:
+    """Kills the survivors of `original_fields`, `telegram`, `load` (the mode dropped, `max_rounds
+    or 0` -> `or 1`, `version`'s test made always true, the shutdown section's path and minimum),
+    `routes` (the once/deadend warning, `or` -> `and`, `partition(": ")` reworded), `opus_deep_limit`
+    (`minimum=0` -> 1) and the new `runs_on`. Checked by hand: the stop_file warning's field path
+    made "SHUTDOWN.STOP_FILE" turns row 6 red; `QUEUE_NAME`'s `{0,63}` made `{0,64}` turns the
+    65-character row red."""
+    got = _whole(home, {"links": [W], **doc})
+    if isinstance(changes, tuple):
+        assert got == changes
+    else:
+        assert got == replace(_base(home), **changes)
+
+
+def test_an_approve_without_ask_is_no_problem(home: Path) -> None:
+    """Kills `approve`'s `raw.get("ask", [])` -> `raw.get("ask", None)` / `raw.get("ask")` (a missing
+    `ask` became "expected a list of rules"). Checked by hand: `[]` made None turns it red. What the
+    deny-only rules then do is not pinned here: `ApprovalRules` is false without `ask`, so the loader
+    and engine/link.py drop them (reported as a bug, tests/MUTATION.md)."""
+    chain = _whole(home, {"links": [W], "approve": {"deny": ["Write"]}})
+    assert isinstance(chain, ChainDef)
+    assert chain.warnings == ()
