@@ -27,6 +27,7 @@ from engine.policy import RetryDecision, Stop, Then, Tries, after_attempt
 from engine.prompts import WIND_DOWN, build_prompt, format_duration, render
 from engine.settings import DEFAULT_ALLOWED_TOOLS, DEFAULT_MODEL, DEFAULT_PERMISSION_MODE, Settings
 from engine.stream import ErrorClass
+from engine.tasks import FilePool
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -335,6 +336,7 @@ P = "chains/t.json: links[0]."
     ({"prompt": "latin.md"}, ("problems", P + "prompt: 'latin.md' is not UTF-8 text")),
     ({"prompt": "plan"}, ("plan text", "prompts/plan.txt", {}, TOOLS)),
     ({"prompt": "notes"}, ("home note", "notes.md", {}, TOOLS)),  # in the home folder
+    ({"prompt": "sub/../plan.txt"}, ("plan text", "sub/../plan.txt", {}, TOOLS)),  # '..' that stays inside: read
     ({"prompt": "missing.md"}, ("problems", P + "prompt: no prompt key or file 'missing.md'")),
     ({"prompt": "missing.txt"}, ("problems", P + "prompt: no prompt key or file 'missing.txt'")),
     ({"prompt": "sub/missing"}, ("problems", P + "prompt: no prompt key or file 'sub/missing'")),
@@ -542,6 +544,9 @@ def _whole(home: Path, doc: dict[str, Any]) -> Any:
     ({"mode": "once", "links": [{**W, "routes": {"*": "next"}}]},
      {"mode": "once", "links": (replace(LINK, routes=routing.Routes((routing.Route("*", "next"),))),),
       "warnings": (ONCE,)}),
+    ({"mode": "deadend", "links": [{**W, "routes": {"*": "next"}}]},
+     {"mode": "deadend", "links": (replace(LINK, routes=routing.Routes((routing.Route("*", "next"),))),),
+      "warnings": (ONCE.replace("'once'", "'deadend'"),)}),
     ({"links": [{**W, "routes": {"*": "nowhere"}}, 5]}, ("problems", T + "links[1]: expected an object, got a number (5)")),
     ({"links": 5}, ("problems", T + "links: expected a non-empty list of links, got a number (5)")),
     ({"links": None}, ("problems", T + "links: expected a non-empty list of links")),
@@ -551,6 +556,10 @@ def _whole(home: Path, doc: dict[str, Any]) -> Any:
       "warnings": (T + "opus_deep_limit: applied as links[1].max_runs = 0: opus-deep runs at most 0 time(s) per run, "
                        "then is skipped and the controller is told",)}),
     ({"opus_deep_limit": 2}, {"warnings": (T + "opus_deep_limit: no link named opus-deep: ignored",)}),
+    ({"opus_deep_limit": 2, "links": [{**W, "name": "opus-deep-x"}]},  # a name that starts with opus-deep
+     {"links": (replace(LINK, name="opus-deep-x", max_runs=2),),
+      "warnings": (T + "opus_deep_limit: applied as links[0].max_runs = 2: opus-deep-x runs at most 2 time(s) per run, "
+                       "then is skipped and the controller is told",)}),
 ])
 def test_the_whole_chain(home: Path, doc: dict[str, Any], changes: Any) -> None:
     """Kills the survivors of `original_fields`, `telegram`, `load` (the mode dropped, `max_rounds
@@ -558,7 +567,7 @@ def test_the_whole_chain(home: Path, doc: dict[str, Any], changes: Any) -> None:
     `routes` (the once/deadend warning, `or` -> `and`, `partition(": ")` reworded), `opus_deep_limit`
     (`minimum=0` -> 1) and the new `runs_on`. Checked by hand: the stop_file warning's field path
     made "SHUTDOWN.STOP_FILE" turns row 6 red; `QUEUE_NAME`'s `{0,63}` made `{0,64}` turns the
-    65-character row red."""
+    65-character row red; `startswith("opus-deep")` made "OPUS-DEEP" turns the opus-deep-x row red."""
     got = _whole(home, {"links": [W], **doc})
     if isinstance(changes, tuple):
         assert got == changes
@@ -579,6 +588,7 @@ def test_an_approve_without_ask_is_no_problem(home: Path) -> None:
 def _fields(home: Path, doc: dict[str, Any]) -> Any:
     """The whole ChainDef of `doc` loaded in Berlin time (a folder `wd` and a prompt file ready)."""
     (home / "wd").mkdir(exist_ok=True)
+    (home / "wd" / "TODO.md").write_text("- [ ] one\n", encoding="utf-8")  # a task pool in the workdir only
     (home / "prompts" / "plan.txt").write_text("plan ✓", encoding="utf-8")
     (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
     try:
@@ -618,6 +628,8 @@ MODES = "acceptEdits, auto, bypassPermissions, default, dontAsk, plan"
     # The workdir: relative to the home folder.
     ({"workdir": "wd"}, {"workdir": "HOME/wd"}),
     ({"workdir": " "}, {}),
+    ({"workdir": "wd", "task_pool": {"type": "file", "path": "TODO.md"}},  # the pool is read in the workdir
+     {"workdir": "HOME/wd", "task_pool": FilePool(path="TODO.md", format="checkbox")}),
     ({"workdir": "missing"}, ("problems", T + "workdir: 'missing' is not a directory")),
     ({"workdir": "chains/t.json"}, ("problems", T + "workdir: 'chains/t.json' is not a directory")),
     # Notes per link.
@@ -641,7 +653,8 @@ def test_the_chain_fields_whole(home: Path, doc: dict[str, Any], changes: Any) -
     """Kills the mutants of the field checks (`string`, `choice`, `integer`, `number`, `deadline`,
     `workdir`, `notify`, `env_names`) and of `load`'s calls to them: each reason and field path whole,
     each boundary on both sides. Checked by hand: `if value < minimum` made `<=` turns row 3 (`max_bounces: 1`)
-    red; the deadline's `time(0, 0)` made `time(0, 1)` turns the first deadline row red."""
+    red; the deadline's `time(0, 0)` made `time(0, 1)` turns the first deadline row red; `task_pool(doc,
+    workdir)` made `task_pool(doc, None)` turns the task-pool row red."""
     got = _fields(home, {"links": [W], **doc})
     if isinstance(changes, tuple):
         assert got == changes
@@ -699,6 +712,12 @@ TOOL_ROW = ("Read",)
       T + "links[4].role: expected one of worker, reviewer, controller, got 'boss'", T + "links[4].prompt: required for a model link",
       T + f"links[5].permission_mode: expected one of {MODES}, got 'x'", T + "links[5].timeout_seconds: must be greater than 0, got 0",
       T + "links[5].max_runs: must be at least 0, got -1")),
+    ({"links": [{"name": "w", "model": "m", "prompt": "p q", "role": 5, "fallback_model": 5, "telegram_update": 5,
+                 "description": 5}]},
+     ("problems", T + "links[0].role: expected a string, got a number (5)",
+      T + "links[0].fallback_model: expected a string, got a number (5)",
+      T + "links[0].telegram_update: expected true or false, got a number (5)",
+      T + "links[0].description: expected a string, got a number (5)")),
     ({"links": [{"name": "w", "model": "m", "prompt": "p q", "permission_mode": "bypassPermissions", "approve": {"ask": ["Bash"]}}]},
      ("problems", T + "links[0].permission_mode: bypassPermissions with approve: claude never asks under "
                       "bypassPermissions, so no call would reach the phone")),
@@ -720,7 +739,7 @@ def test_defaults_and_links_whole(home: Path, doc: dict[str, Any], links: tuple[
 
 
 @pytest.mark.parametrize(("prompts", "answer"), [
-    ({"a": "text A", "b": {"type": "ref", "key": "a"}, "c": {"type": "inline", "content": "C"}, "d": {"text": "D"},
+    ({"a": "text A", "b": {"type": "ref", "key": "a"}, "c": {"type": "inline", "content": "C", "text": "T"}, "d": {"text": "D"},
       "e": {"type": "template", "template": "E"}, "f": {"type": "file", "path": "plan.txt"},
       "g": {"type": "file", "path": "prompts/plan.txt"}},
      (("text A", "prompts.b"), ("C", "prompts.c"), ("D", "prompts.d"), ("E", "prompts.e"), ("plan ✓", "prompts.f"),
@@ -747,7 +766,7 @@ def test_the_prompts_section_whole(home: Path, prompts: Any, answer: tuple[Any, 
     """Kills the mutants of `prompts` (each kind of entry, refs and their cycle, each reason) and of
     `prompt_file` reached through it (`"expected a file path"` reworded or its field path dropped,
     `or` -> `and`, the file read as UTF-8). Checked by hand: `kind in ("inline", "template")` made
-    `("inline",)` turns row 1 red."""
+    `("inline",)` turns row 1 red, and `("content", ...)` made `("CONTENT", ...)` too."""
     keys = [k for k in (prompts if isinstance(prompts, dict) else {}) if isinstance(prompts[k], dict | str)]
     links = [{"name": f"l{i}", "model": "m", "prompt": k} for i, k in enumerate(keys) if k != "a"] or [W]
     got = _fields(home, {"prompts": prompts, "links": links})
@@ -761,7 +780,8 @@ def test_the_prompts_section_whole(home: Path, prompts: Any, answer: tuple[Any, 
 def test_names_and_paths_whole(home: Path, tmp_path: Path) -> None:
     """Kills the mutants of `_check_name`, `chain_path` and `load_chain`: the exact refusals, the
     symlink that leads outside chains/, a file path only with `allow_file`, the settings' defaults.
-    Checked by hand: `name.startswith(".")` made `name.startswith("..")` turns it red."""
+    Checked by hand: `name.startswith(".")` made `name.startswith("..")` turns it red, and so does
+    chain_path's `!= chains and` made `or` (the symlink one folder down)."""
     (home / "chains" / "t.json").write_text(json.dumps({"links": [{"name": "w", "prompt": "p q"}]}), encoding="utf-8")
     for bad in ("", ".", "..", ".hidden", "a/b", "a b"):
         with pytest.raises(BadChainName) as info:
@@ -775,10 +795,14 @@ def test_names_and_paths_whole(home: Path, tmp_path: Path) -> None:
         load_chain(home, "evil")
     assert str(info.value) == f"chain 'evil' resolves outside {chains} (to {outside.resolve()})"
     assert chain_path(home, "t") == chains / "t.json"
-    for name, allow in (("nope", False), ("t.json", False), (str(tmp_path / "missing.json"), True)):
+    (home / "chains" / "sub").mkdir()
+    (home / "chains" / "sub" / "real.json").write_text(json.dumps({"links": [W]}), encoding="utf-8")
+    (home / "chains" / "deep.json").symlink_to(home / "chains" / "sub" / "real.json")
+    assert chain_path(home, "deep") == chains / "deep.json"  # inside chains/, one folder down: allowed
+    for name, allow in (("nope", False), ("t.json", False), ("t.json", True), (str(tmp_path / "missing.json"), True)):
         with pytest.raises(UnknownChain) as unknown:
-            load_chain(home, name, allow_file=allow)
-        assert str(unknown.value) == f"unknown chain {name!r} (chains: evil, t)"
+            load_chain(home, name, allow_file=allow)  # "t.json" names no file in the current folder
+        assert str(unknown.value) == f"unknown chain {name!r} (chains: deep, evil, t)"
     with pytest.raises(BadChainName):
         load_chain(home, str(outside))  # a path is a name unless allow_file
     assert load_chain(home, str(outside), allow_file=True).name == "outside"
