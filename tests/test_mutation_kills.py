@@ -4,6 +4,7 @@ pins a boundary or a branch the other tests left free."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine import handoff
-from engine.chains import MAX_PROMPT_BYTES, load_chain
-from engine.errors import InvalidChain
+from engine import handoff, routing
+from engine.chains import (
+    MAX_PROMPT_BYTES,
+    ChainDef,
+    GlobalDefaults,
+    LinkDef,
+    chain_path,
+    load_chain,
+)
+from engine.errors import BadChainName, InvalidChain, UnknownChain
 from engine.limits import RESET_MARGIN, next_attempt_at, parse_reset_text
 from engine.policy import RetryDecision, Stop, Then, Tries, after_attempt
 from engine.prompts import WIND_DOWN, build_prompt, format_duration, render
+from engine.settings import DEFAULT_ALLOWED_TOOLS, DEFAULT_MODEL, DEFAULT_PERMISSION_MODE, Settings
 from engine.stream import ErrorClass
+from engine.tasks import FilePool
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -326,6 +336,7 @@ P = "chains/t.json: links[0]."
     ({"prompt": "latin.md"}, ("problems", P + "prompt: 'latin.md' is not UTF-8 text")),
     ({"prompt": "plan"}, ("plan text", "prompts/plan.txt", {}, TOOLS)),
     ({"prompt": "notes"}, ("home note", "notes.md", {}, TOOLS)),  # in the home folder
+    ({"prompt": "sub/../plan.txt"}, ("plan text", "sub/../plan.txt", {}, TOOLS)),  # '..' that stays inside: read
     ({"prompt": "missing.md"}, ("problems", P + "prompt: no prompt key or file 'missing.md'")),
     ({"prompt": "missing.txt"}, ("problems", P + "prompt: no prompt key or file 'missing.txt'")),
     ({"prompt": "sub/missing"}, ("problems", P + "prompt: no prompt key or file 'sub/missing'")),
@@ -463,3 +474,340 @@ def test_every_chain_field_carried(home: Path) -> None:
     with pytest.raises(InvalidChain) as info:
         load_chain(home, "t")
     assert info.value.problems == ["chains/t.json: version: expected a string or a number, got a boolean (true)"]
+
+
+# ---- chains: the whole ChainDef, field by field --------------------------------------------------
+# One table over `load_chain`: each row a chain file and the *whole* ChainDef it loads to (BASE with
+# the row's changes, warnings included) or the exact list of problems. It reaches the original
+# llmauto's fields (`chain_name`, `version`, `task_pools`, `shutdown`, `telegram`), the loader's
+# defaults, the routes' warnings, `opus_deep_limit`, the prompts section's files and `runs_on`,
+# which the tables above leave free (tests/MUTATION.md, chains).
+
+LINK = LinkDef(name="w", model="m", prompt="p q", permission_mode=DEFAULT_PERMISSION_MODE,
+               allowed_tools=DEFAULT_ALLOWED_TOOLS)
+T = "chains/t.json: "
+UNREACHABLE = T + "links: 'v' is unreachable: no route or fall-through leads to it"
+ONCE = T + "links[0].routes: mode 'once' never loops back: 'next' after the last link ends the run"
+V = {"name": "v", "model": "m", "prompt": "p q"}
+
+
+def _base(home: Path) -> ChainDef:
+    """What `{"links": [W]}` loads to, written out (not loaded), so a changed default shows."""
+    return ChainDef(name="t", path=home / "chains" / "t.json", max_rounds=100, blocked_wait_s=21600.0, links=(LINK,))
+
+
+def _whole(home: Path, doc: dict[str, Any]) -> Any:
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        return load_chain(home, "t")
+    except InvalidChain as exc:
+        return ("problems", *exc.problems)
+
+
+@pytest.mark.parametrize(("doc", "changes"), [
+    ({}, {}),
+    # The original's fields.
+    ({"chain_name": "t", "version": "1.2", "task_pools": []},
+     {"version": "1.2", "warnings": (T + "task_pools: not used by llmauto (the original never read it either)",)}),
+    ({"chain_name": "other", "version": 3},
+     {"version": "3", "warnings": (T + "chain_name: 'other' differs from the file name; the chain is called 't'",)}),
+    ({"chain_name": 5, "version": [1]}, ("problems", T + "chain_name: expected a string, got a number (5)",
+                                         T + "version: expected a string or a number, got a list")),
+    ({"shutdown": 3}, ("problems", T + "shutdown: expected an object, got a number (3)")),
+    ({"shutdown": {"odd": 1, "max_consecutive_blocks": 0, "stop_file": "STOP"}},
+     {"max_consecutive_blocks": 0, "warnings": (T + "shutdown.odd: unknown field (ignored)",
+                                                T + "shutdown.stop_file: ignored: the stop file is state/t/STOP")}),
+    ({"shutdown": {"max_consecutive_blocks": -1}},
+     ("problems", T + "shutdown.max_consecutive_blocks: must be at least 0, got -1")),
+    ({"telegram": "on"}, ("problems", T + "telegram: expected an object, got a string ('on')")),
+    ({"telegram": {"odd": 1, "enabled": False, "update_every_n_links": 1, "bot_token_env": "X", "chat_id": 5}},
+     {"notify_every_n_links": 1, "warnings": (
+         T + "telegram.odd: unknown field (ignored)",
+         T + "telegram.bot_token_env: ignored: the bot's token and chat come from .env (TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID)",
+         T + "telegram.chat_id: ignored: the bot's token and chat come from .env (TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID)")}),
+    ({"telegram": {"bot_token_env": "", "chat_id": None}}, {}),  # empty: nothing to ignore
+    ({"telegram": {"enabled": "yes", "update_every_n_links": 0}},
+     ("problems", T + "telegram.enabled: expected true or false, got a string ('yes')",
+      T + "telegram.update_every_n_links: must be at least 1, got 0")),
+    # The loader's own values and defaults.
+    ({"mode": "once", "max_rounds": 0}, {"mode": "once", "max_rounds": 0}),
+    ({"mode": "conditional"}, {"conditional": True, "warnings": (
+        T + "mode: 'conditional' but no link declares routes (it runs as a plain loop)",)}),
+    ({"runs_on": "build.box-1_" + "a" * 52}, {"runs_on": "build.box-1_" + "a" * 52}),  # 64 characters
+    ({"runs_on": "a" * 65}, ("problems", T + "runs_on: expected a queue name (letters, digits, - _ ., up to 64), got '"
+                             + "a" * 65 + "'")),
+    ({"runs_on": "-x"}, ("problems", T + "runs_on: expected a queue name (letters, digits, - _ ., up to 64), got '-x'")),
+    # Routes.
+    ({"links": [{**W, "routes": {"*": "stop"}}, V]},
+     {"links": (replace(LINK, routes=routing.Routes((routing.Route("*", "stop"),))), replace(LINK, name="v")),
+      "warnings": (UNREACHABLE,)}),
+    ({"mode": "once", "links": [{**W, "routes": {"*": "next"}}]},
+     {"mode": "once", "links": (replace(LINK, routes=routing.Routes((routing.Route("*", "next"),))),),
+      "warnings": (ONCE,)}),
+    ({"mode": "deadend", "links": [{**W, "routes": {"*": "next"}}]},
+     {"mode": "deadend", "links": (replace(LINK, routes=routing.Routes((routing.Route("*", "next"),))),),
+      "warnings": (ONCE.replace("'once'", "'deadend'"),)}),
+    ({"links": [{**W, "routes": {"*": "nowhere"}}, 5]}, ("problems", T + "links[1]: expected an object, got a number (5)")),
+    ({"links": 5}, ("problems", T + "links: expected a non-empty list of links, got a number (5)")),
+    ({"links": None}, ("problems", T + "links: expected a non-empty list of links")),
+    # opus_deep_limit: 0 is a limit (never run), not "none".
+    ({"opus_deep_limit": 0, "links": [W, {**V, "name": "opus-deep"}, {**V, "name": "opus-deep-2", "max_runs": 4}]},
+     {"links": (LINK, replace(LINK, name="opus-deep", max_runs=0), replace(LINK, name="opus-deep-2", max_runs=4)),
+      "warnings": (T + "opus_deep_limit: applied as links[1].max_runs = 0: opus-deep runs at most 0 time(s) per run, "
+                       "then is skipped and the controller is told",)}),
+    ({"opus_deep_limit": 2}, {"warnings": (T + "opus_deep_limit: no link named opus-deep: ignored",)}),
+    ({"opus_deep_limit": 2, "links": [{**W, "name": "opus-deep-x"}]},  # a name that starts with opus-deep
+     {"links": (replace(LINK, name="opus-deep-x", max_runs=2),),
+      "warnings": (T + "opus_deep_limit: applied as links[0].max_runs = 2: opus-deep-x runs at most 2 time(s) per run, "
+                       "then is skipped and the controller is told",)}),
+])
+def test_the_whole_chain(home: Path, doc: dict[str, Any], changes: Any) -> None:
+    """Kills the survivors of `original_fields`, `telegram`, `load` (the mode dropped, `max_rounds
+    or 0` -> `or 1`, `version`'s test made always true, the shutdown section's path and minimum),
+    `routes` (the once/deadend warning, `or` -> `and`, `partition(": ")` reworded), `opus_deep_limit`
+    (`minimum=0` -> 1) and the new `runs_on`. Checked by hand: the stop_file warning's field path
+    made "SHUTDOWN.STOP_FILE" turns row 6 red; `QUEUE_NAME`'s `{0,63}` made `{0,64}` turns the
+    65-character row red; `startswith("opus-deep")` made "OPUS-DEEP" turns the opus-deep-x row red."""
+    got = _whole(home, {"links": [W], **doc})
+    if isinstance(changes, tuple):
+        assert got == changes
+    else:
+        assert got == replace(_base(home), **changes)
+
+
+def test_an_approve_without_ask_is_no_problem(home: Path) -> None:
+    """Kills `approve`'s `raw.get("ask", [])` -> `raw.get("ask", None)` / `raw.get("ask")` (a missing
+    `ask` became "expected a list of rules"). Checked by hand: `[]` made None turns it red. What the
+    deny-only rules then do is not pinned here: `ApprovalRules` is false without `ask`, so the loader
+    and engine/link.py drop them (reported as a bug, tests/MUTATION.md)."""
+    chain = _whole(home, {"links": [W], "approve": {"deny": ["Write"]}})
+    assert isinstance(chain, ChainDef)
+    assert chain.warnings == ()
+
+
+def _fields(home: Path, doc: dict[str, Any]) -> Any:
+    """The whole ChainDef of `doc` loaded in Berlin time (a folder `wd` and a prompt file ready)."""
+    (home / "wd").mkdir(exist_ok=True)
+    (home / "wd" / "TODO.md").write_text("- [ ] one\n", encoding="utf-8")  # a task pool in the workdir only
+    (home / "prompts" / "plan.txt").write_text("plan ✓", encoding="utf-8")
+    (home / "chains" / "t.json").write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        return load_chain(home, "t", tz=BERLIN)
+    except InvalidChain as exc:
+        return ("problems", *exc.problems)
+
+
+MODES = "acceptEdits, auto, bypassPermissions, default, dontAsk, plan"
+
+
+@pytest.mark.parametrize(("doc", "changes"), [
+    ({"description": 5, "mode": 5, "on_blocked": "never"},
+     ("problems", T + "description: expected a string, got a number (5)", T + "mode: expected a string, got a number (5)",
+      T + "on_blocked: expected one of continue, wait, got 'never'")),
+    ({"mode": "sometimes"}, ("problems", T + "mode: expected one of loop, once, deadend, conditional, got 'sometimes'")),
+    ({"mode": "deadend", "max_rounds": 2.0, "max_bounces": 1, "runtime_hours": 0, "description": None},
+     {"mode": "deadend", "max_rounds": 2, "max_bounces": 1}),
+    ({"max_rounds": None, "max_cost_usd": 0.01, "blocked_wait_minutes": 0.5, "on_blocked": "wait"},
+     {"max_cost_usd": 0.01, "blocked_wait_s": 30.0, "on_blocked": "wait"}),
+    ({"max_rounds": 2.5, "max_bounces": 0, "runtime_hours": -0.5, "max_cost_usd": 0, "blocked_wait_minutes": True},
+     ("problems", T + "max_bounces: must be at least 1, got 0", T + "max_rounds: expected a whole number, got a number (2.5)",
+      T + "runtime_hours: must be at least 0, got -0.5", T + "max_cost_usd: must be greater than 0, got 0",
+      T + "blocked_wait_minutes: expected a number, got a boolean (true)")),
+    ({"max_rounds": True, "runtime_hours": "x", "max_consecutive_blocks": -1},
+     ("problems", T + "max_rounds: expected a whole number, got a boolean (true)",
+      T + "runtime_hours: expected a number, got a string ('x')", T + "max_consecutive_blocks: must be at least 0, got -1")),
+    # The deadline: a date is midnight in the chain's zone; a time without a zone is in it too.
+    ({"deadline": " 2026-12-01 "}, {"deadline": datetime(2026, 12, 1, 0, 0, tzinfo=BERLIN)}),
+    ({"deadline": "2026-12-01T18:00"}, {"deadline": datetime(2026, 12, 1, 18, 0, tzinfo=BERLIN)}),
+    ({"deadline": "2026-12-01T18:00+09:00"}, {"deadline": datetime(2026, 12, 1, 9, 0, tzinfo=UTC)}),
+    ({"deadline": "  "}, {}),
+    ({"deadline": "soon"},
+     ("problems", T + "deadline: expected an ISO date or datetime (2026-12-01 or 2026-12-01T18:00), got 'soon'")),
+    ({"deadline": "2026-13-01"},
+     ("problems", T + "deadline: expected an ISO date or datetime (2026-12-01 or 2026-12-01T18:00), got '2026-13-01'")),
+    # The workdir: relative to the home folder.
+    ({"workdir": "wd"}, {"workdir": "HOME/wd"}),
+    ({"workdir": " "}, {}),
+    ({"workdir": "wd", "task_pool": {"type": "file", "path": "TODO.md"}},  # the pool is read in the workdir
+     {"workdir": "HOME/wd", "task_pool": FilePool(path="TODO.md", format="checkbox")}),
+    ({"workdir": "missing"}, ("problems", T + "workdir: 'missing' is not a directory")),
+    ({"workdir": "chains/t.json"}, ("problems", T + "workdir: 'chains/t.json' is not a directory")),
+    # Notes per link.
+    ({"notify": "every_link"}, {"notify_every_link": True}),
+    ({"notify": "links", "notify_every_link": True}, {"notify_every_link": True}),
+    ({"notify": "links"}, {}),
+    ({"notify": None, "notify_every_link": None}, {}),
+    ({"notify": "x", "notify_every_link": 1},
+     ("problems", T + "notify_every_link: expected true or false, got a number (1)",
+      T + "notify: expected one of links, every_link, got 'x'")),
+    # Which variables agents see.
+    ({"env_allow": ["PATH", "_X1"]}, {"env_allow": ("PATH", "_X1")}),
+    ({"env_allow": []}, {"env_allow": ()}),
+    ({"env_allow": ["PATH", "1X"]}, ("problems", T + "env_allow: expected a list of environment variable names")),
+    ({"env_allow": "PATH"}, ("problems", T + "env_allow: expected a list of environment variable names")),
+    ({"env_allow": [5]}, ("problems", T + "env_allow: expected a list of environment variable names")),
+    ({"odd": 1, "_note": "a comment", "runs_on": None}, {"warnings": (T + "odd: unknown field (ignored)",)}),
+    ({"runs_on": 5}, ("problems", T + "runs_on: expected a string, got a number (5)")),
+])
+def test_the_chain_fields_whole(home: Path, doc: dict[str, Any], changes: Any) -> None:
+    """Kills the mutants of the field checks (`string`, `choice`, `integer`, `number`, `deadline`,
+    `workdir`, `notify`, `env_names`) and of `load`'s calls to them: each reason and field path whole,
+    each boundary on both sides. Checked by hand: `if value < minimum` made `<=` turns row 3 (`max_bounces: 1`)
+    red; the deadline's `time(0, 0)` made `time(0, 1)` turns the first deadline row red; `task_pool(doc,
+    workdir)` made `task_pool(doc, None)` turns the task-pool row red."""
+    got = _fields(home, {"links": [W], **doc})
+    if isinstance(changes, tuple):
+        assert got == changes
+    else:
+        changes = {k: (home / "wd").resolve() if v == "HOME/wd" else v for k, v in changes.items()}
+        assert got == replace(_base(home), **changes)
+
+
+TOOL_ROW = ("Read",)
+
+
+@pytest.mark.parametrize(("doc", "links"), [
+    # The chain's defaults, under a link that names nothing.
+    ({"defaults": {"odd": 1, "permission_mode": "plan", "allowed_tools": ["Read"], "timeout_seconds": 60,
+                   "stall_seconds": 30, "env": {"A": "1"}, "model": " big ", "fallback_model": " small "},
+      "links": [{"name": "w", "prompt": "p q", "env": {"B": "2"}}]},
+     ((replace(LINK, model="big", fallback_model="small", permission_mode="plan", allowed_tools=TOOL_ROW,
+               tools_source="defaults.allowed_tools", timeout_s=60.0, stall_s=30.0, env={"A": "1", "B": "2"}),),
+      T + "defaults.odd: unknown field (ignored)")),
+    # The link beats the defaults.
+    ({"defaults": {"permission_mode": "plan", "allowed_tools": "Read", "timeout_seconds": 60, "stall_seconds": 30,
+                   "env": {"A": "1"}, "model": "big", "fallback_model": "small"},
+      "links": [{"name": "w", "prompt": "p q", "model": "m", "fallback_model": "f", "permission_mode": "auto",
+                 "allowed_tools": ["Edit"], "timeout_seconds": 5, "stall_seconds": 6, "env": {"A": "2"}, "role": "controller",
+                 "continue": True, "until_full": True, "telegram_update": True, "description": "d", "max_runs": 0}]},
+     ((replace(LINK, fallback_model="f", permission_mode="auto", allowed_tools=("Edit",), tools_source="links[0].allowed_tools",
+               timeout_s=5.0, stall_s=6.0, env={"A": "2"}, role="controller", continue_session=True, until_full=True,
+               telegram_update=True, description="d", max_runs=0),),)),
+    ({"defaults": {"model": "  ", "fallback_model": "", "permission_mode": None}, "links": [{"name": "w", "prompt": "p q"}]},
+     ((replace(LINK, model=DEFAULT_MODEL),),)),
+    ({"defaults": 5}, ("problems", T + "defaults: expected an object, got a number (5)")),
+    ({"defaults": {"permission_mode": "x", "timeout_seconds": 0, "stall_seconds": -1, "env": [], "model": 5,
+                   "fallback_model": 6, "allowed_tools": 7}},
+     ("problems", T + f"defaults.permission_mode: expected one of {MODES}, got 'x'",
+      T + "defaults.allowed_tools: expected a list of tool names or a space-separated string, got a number (7)",
+      T + "defaults.timeout_seconds: must be greater than 0, got 0", T + "defaults.stall_seconds: must be greater than 0, got -1",
+      T + "defaults.env: expected an object of NAME: value, got a list", T + "defaults.model: expected a string, got a number (5)",
+      T + "defaults.fallback_model: expected a string, got a number (6)")),
+    # A command link: no model, no prompt, no approval.
+    ({"approve": {"ask": ["Bash"]}, "links": [{"name": "c", "command": ["echo", "hi"], "odd": 1, "task_pool": {}}]},
+     ((replace(LINK, name="c", model=None, command=("echo", "hi"), prompt="", prompt_source="command"),),
+      T + "links[0].odd: unknown field (ignored)",
+      T + "links[0].task_pool: not used by llmauto (the original never read it either)",
+      T + "links[0].approve: a command link asks nobody: ignored")),
+    ({"links": [{"name": "w", "model": "m", "command": ["x"], "prompt": "p q"}, {"name": "v", "model": " ", "prompt": "p q"},
+                {"name": "u", "command": []}, {"name": "s", "command": [" "]}, {"name": "r", "command": "ls"}]},
+     ("problems", T + "links[0]: give a model or a command, not both", T + "links[1].model: empty model name",
+      T + "links[2].command: expected a non-empty list of strings (argv)", T + "links[2].prompt: required for a model link",
+      T + "links[3].command: the program name is empty", T + "links[3].prompt: required for a model link",
+      T + "links[4].command: expected a non-empty list of strings (argv)", T + "links[4].prompt: required for a model link")),
+    ({"links": [5, {"prompt": "p q"}, {"name": 5}, {"name": "a b", "prompt": "p q"}, {"name": "w", "role": "boss"},
+                {"name": "n", "name2": 1, "prompt": "p q", "permission_mode": "x", "timeout_seconds": 0, "max_runs": -1}]},
+     ("problems", T + "links[0]: expected an object, got a number (5)", T + "links[1].name: required",
+      T + "links[2].name: expected a string, got a number (5)", T + "links[3].name: 'a b': use letters, digits, '_', '.', '-'",
+      T + "links[4].role: expected one of worker, reviewer, controller, got 'boss'", T + "links[4].prompt: required for a model link",
+      T + f"links[5].permission_mode: expected one of {MODES}, got 'x'", T + "links[5].timeout_seconds: must be greater than 0, got 0",
+      T + "links[5].max_runs: must be at least 0, got -1")),
+    ({"links": [{"name": "w", "model": "m", "prompt": "p q", "role": 5, "fallback_model": 5, "telegram_update": 5,
+                 "description": 5}]},
+     ("problems", T + "links[0].role: expected a string, got a number (5)",
+      T + "links[0].fallback_model: expected a string, got a number (5)",
+      T + "links[0].telegram_update: expected true or false, got a number (5)",
+      T + "links[0].description: expected a string, got a number (5)")),
+    ({"links": [{"name": "w", "model": "m", "prompt": "p q", "permission_mode": "bypassPermissions", "approve": {"ask": ["Bash"]}}]},
+     ("problems", T + "links[0].permission_mode: bypassPermissions with approve: claude never asks under "
+                      "bypassPermissions, so no call would reach the phone")),
+    ({"defaults": {"permission_mode": "bypassPermissions"}, "approve": {"ask": ["Bash"]}},
+     ("problems", T + "links[0].permission_mode: bypassPermissions with approve: claude never asks under "
+                      "bypassPermissions, so no call would reach the phone")),
+])
+def test_defaults_and_links_whole(home: Path, doc: dict[str, Any], links: tuple[Any, ...]) -> None:
+    """Kills the mutants of `defaults`, `links` and `command`: precedence (link, then defaults, then
+    the home's), each field carried, every reason and field path whole. Checked by hand: `tools_source
+    = "defaults.allowed_tools"` made "DEFAULTS.ALLOWED_TOOLS" turns row 1 red; `model.strip()` in
+    `defaults` made `model` turns row 1 red."""
+    got = _fields(home, {"links": [W], **doc})
+    if links[0] == "problems":
+        assert got == links
+    else:
+        chain_links, *warnings = links
+        assert got == replace(_base(home), links=chain_links, warnings=tuple(warnings))
+
+
+@pytest.mark.parametrize(("prompts", "answer"), [
+    ({"a": "text A", "b": {"type": "ref", "key": "a"}, "c": {"type": "inline", "content": "C", "text": "T"}, "d": {"text": "D"},
+      "e": {"type": "template", "template": "E"}, "f": {"type": "file", "path": "plan.txt"},
+      "g": {"type": "file", "path": "prompts/plan.txt"}},
+     (("text A", "prompts.b"), ("C", "prompts.c"), ("D", "prompts.d"), ("E", "prompts.e"), ("plan ✓", "prompts.f"),
+      ("plan ✓", "prompts.g"))),
+    ({"x": {"type": "ref", "key": "y"}, "z": {"type": "ref", "key": 5}},
+     ("problems", T + "prompts.x.key: no prompt key 'y'", T + "prompts.z.key: no prompt key 5")),
+    ({"x": {"type": "ref", "key": "y"}, "y": {"type": "ref", "key": "x"}},
+     ("problems", T + "prompts.x: cycle of prompt references x -> y -> x",
+      T + "prompts.y: cycle of prompt references y -> x -> y")),
+    ({"x": {"type": "inline", "content": 5}, "y": {"type": "inline"}, "z": {"text": 5, "template": "t"}},
+     ("problems", T + "prompts.x.content: expected a string", T + "prompts.y.content: expected a string",
+      T + "prompts.z.text: expected a string")),
+    ({"x": {"type": "weird"}, "y": 5},
+     ("problems", T + "prompts.x.type: expected file, inline or ref, got 'weird'",
+      T + "prompts.y: expected text or an object, got a number (5)")),
+    ({"x": {"type": "file", "path": 5}, "y": {"type": "file", "path": " "}, "z": {"type": "file"},
+      "v": {"type": "file", "path": "nope.md"}, "u": {"type": "file", "path": "/etc/hostname"}},
+     ("problems", T + "prompts.x.path: expected a file path", T + "prompts.y.path: expected a file path",
+      T + "prompts.z.path: expected a file path", T + "prompts.v.path: no prompt file 'nope.md' in prompts/ or the home folder",
+      T + "prompts.u.path: '/etc/hostname': absolute paths are not allowed; use a path inside the home folder")),
+    (5, ("problems", T + "prompts: expected an object of key: prompt, got a number (5)")),
+])
+def test_the_prompts_section_whole(home: Path, prompts: Any, answer: tuple[Any, ...]) -> None:
+    """Kills the mutants of `prompts` (each kind of entry, refs and their cycle, each reason) and of
+    `prompt_file` reached through it (`"expected a file path"` reworded or its field path dropped,
+    `or` -> `and`, the file read as UTF-8). Checked by hand: `kind in ("inline", "template")` made
+    `("inline",)` turns row 1 red, and `("content", ...)` made `("CONTENT", ...)` too."""
+    keys = [k for k in (prompts if isinstance(prompts, dict) else {}) if isinstance(prompts[k], dict | str)]
+    links = [{"name": f"l{i}", "model": "m", "prompt": k} for i, k in enumerate(keys) if k != "a"] or [W]
+    got = _fields(home, {"prompts": prompts, "links": links})
+    if answer[0] == "problems":
+        assert got == answer
+    else:
+        assert tuple((link.prompt, link.prompt_source) for link in got.links) == answer
+        assert got.warnings == ()
+
+
+def test_names_and_paths_whole(home: Path, tmp_path: Path) -> None:
+    """Kills the mutants of `_check_name`, `chain_path` and `load_chain`: the exact refusals, the
+    symlink that leads outside chains/, a file path only with `allow_file`, the settings' defaults.
+    Checked by hand: `name.startswith(".")` made `name.startswith("..")` turns it red, and so does
+    chain_path's `!= chains and` made `or` (the symlink one folder down)."""
+    (home / "chains" / "t.json").write_text(json.dumps({"links": [{"name": "w", "prompt": "p q"}]}), encoding="utf-8")
+    for bad in ("", ".", "..", ".hidden", "a/b", "a b"):
+        with pytest.raises(BadChainName) as info:
+            load_chain(home, bad)
+        assert str(info.value) == f"bad chain name {bad!r}: use letters, digits, '_', '.', '-' (not starting with '.')"
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"links": [W]}), encoding="utf-8")
+    (home / "chains" / "evil.json").symlink_to(outside)
+    chains = (home / "chains").resolve()
+    with pytest.raises(BadChainName) as info:
+        load_chain(home, "evil")
+    assert str(info.value) == f"chain 'evil' resolves outside {chains} (to {outside.resolve()})"
+    assert chain_path(home, "t") == chains / "t.json"
+    (home / "chains" / "sub").mkdir()
+    (home / "chains" / "sub" / "real.json").write_text(json.dumps({"links": [W]}), encoding="utf-8")
+    (home / "chains" / "deep.json").symlink_to(home / "chains" / "sub" / "real.json")
+    assert chain_path(home, "deep") == chains / "deep.json"  # inside chains/, one folder down: allowed
+    for name, allow in (("nope", False), ("t.json", False), ("t.json", True), (str(tmp_path / "missing.json"), True)):
+        with pytest.raises(UnknownChain) as unknown:
+            load_chain(home, name, allow_file=allow)  # "t.json" names no file in the current folder
+        assert str(unknown.value) == f"unknown chain {name!r} (chains: deep, evil, t)"
+    with pytest.raises(BadChainName):
+        load_chain(home, str(outside))  # a path is a name unless allow_file
+    assert load_chain(home, str(outside), allow_file=True).name == "outside"
+    settings = Settings(home=home, permission_mode="plan", allowed_tools=("Read",), default_model="big")
+    link = load_chain(home, "t", settings=settings).links[0]
+    assert (link.model, link.permission_mode, link.allowed_tools) == ("big", "plan", ("Read",))
+    link = load_chain(home, "t", settings=settings, global_defaults=GlobalDefaults(model="given")).links[0]
+    assert (link.model, link.permission_mode) == ("given", DEFAULT_PERMISSION_MODE)
