@@ -222,7 +222,9 @@ class ApprovalRules:
     on_timeout: str = "deny"
 
     def __bool__(self) -> bool:
-        return bool(self.ask)
+        # Deny rules alone count too: a chain that only says `approve.deny` must still have its
+        # calls matched by the runner (claude's own deny rules miss `cd x && curl ...`).
+        return bool(self.ask or self.deny)
 
     def asked_tools(self) -> frozenset[str]:
         """Tools some calls of which are asked: claude must not settle them (they stay out of

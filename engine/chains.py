@@ -87,7 +87,7 @@ class LinkDef:
             return "bypassPermissions (every tool, no questions)"
         tools = " ".join(self.allowed_tools or ()) or "none"
         text = f"{mode} · allowed: {tools} (from {self.tools_source})"
-        if self.approval:
+        if self.approval.ask:
             text += " · asks on the phone: " + " ".join(str(r) for r in self.approval.ask)
         if self.approval.deny:
             text += " · denied: " + " ".join(str(r) for r in self.approval.deny)

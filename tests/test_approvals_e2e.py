@@ -153,3 +153,19 @@ async def test_the_stall_watchdog_does_not_kill_a_link_that_waits_for_approval(r
     assert outcome.status == "COMPLETED" and (rig.home / "approved.txt").exists()
     row = (await rig.store.link_runs("release", 1))[0]
     assert row.error_class == "ok" and row.attempt == 1
+
+
+async def test_deny_rules_alone_are_applied(rig: Rig) -> None:
+    """A chain whose `approve` has only `deny` rules (no `ask`): the matching call is refused by
+    the runner, nobody is asked, and the agent reads the rule's reason. Broken once: the old
+    `ApprovalRules.__bool__` (true only with ask rules): the loader dropped the section and claude,
+    allowed Bash, ran the touch (red)."""
+    write_chain(rig.home, "release", {"mode": "once", "links": [{
+        "name": "worker", "model": "claude-sonnet-4-6", "prompt": "Make the release marker.",
+    }], "approve": {"deny": ["Bash(touch:*)"]}})
+    await rig.engine.start_chain("release", origin="test")
+    await asyncio.wait_for(rig.engine.wait("release"), 60)
+    assert not (rig.home / "approved.txt").exists()
+    assert "approve.deny" in rig.agent_saw()
+    assert await rig.store.pending_approvals("release") == []
+    assert [e for e in await rig.store.chain_events("release", 200) if e.kind == ev.APPROVAL_REQUESTED] == []
