@@ -7,14 +7,13 @@ to the queue); the second shows every worker: host, queues, links running, last 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.chains import QUEUE_NAME
-from engine.dist_settings import DistSettings
 from engine.errors import ConfigError
-from engine.settings import Settings
+
+if TYPE_CHECKING:  # imported when a worker command runs: every command builds this parser (#14)
+    from engine.dist_settings import DistSettings
+    from engine.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
@@ -28,6 +27,7 @@ def add_parser(sub: Any) -> None:
 
 
 def options(args: argparse.Namespace) -> tuple[str, tuple[str, ...], int]:
+    from engine.chains import QUEUE_NAME
     from engine.worker import default_name
 
     queues = tuple(q.strip() for q in (args.queues or "").split(",") if q.strip())
@@ -40,6 +40,11 @@ def options(args: argparse.Namespace) -> tuple[str, tuple[str, ...], int]:
 
 
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from engine.dist_settings import DistSettings
+
     dist = DistSettings.from_settings(settings)
     if not dist.enabled:
         raise ConfigError("llmauto worker needs LLMAUTO_QUEUE_URL (or LLMAUTO_DATABASE_URL): a postgresql:// URL")
