@@ -19,7 +19,6 @@ from engine.event_types import (
     ApprovalRequested,
     Blocked,
     LinkFinished,
-    WorkerLost,
 )
 from engine.permissions import Refusal
 from engine.permissions import summary as refusal_summary
@@ -359,7 +358,7 @@ def event_text(chain: str | None, kind: str, d: Mapping[str, Any]) -> str | None
     if isinstance(e, et.Recovered):
         killed = f" Killed the orphaned agent of {esc(', '.join(e.agents_killed))}." if e.agents_killed else ""
         return f"♻️ {c} recovered after a crash: it goes on from round {e.round}.{killed}"
-    if isinstance(e, WorkerLost):
+    if isinstance(e, et.WorkerLost):
         where = f"retrying on {esc(e.retry_on)}" if e.retry_on else "retrying on the next free worker"
         return f"🛰 {c}: worker {esc(e.worker)} lost during {esc(e.link)}; {where}"
     if isinstance(e, et.Paused):

@@ -187,16 +187,22 @@ async def test_two_workers_six_chains_runs_on_and_the_account_wide_cap(cluster: 
     assert max_overlap(spans) == CAP  # the cap was the limit, not the load
 
 
+def held_chain(cluster: Cluster) -> Path:
+    """Chain `far`: link `a` holds until the returned gate file exists, then `b` marks the handoff."""
+    gate = cluster.root / "gate"
+    cluster.chain("far", {"max_rounds": 1, "links": [
+        {"name": "a", "command": holding_command(gate)},
+        {"name": "b", "command": mark_link("b", cluster.root / "spans")}]})
+    return gate
+
+
 async def test_a_worker_killed_mid_link_is_detected_and_the_link_finishes_on_the_other(cluster: Cluster) -> None:
     """SIGKILL of the worker running link a: within the detection bound a worker_lost event names
     it and the other worker; the link runs again there from its input handoff; each (round, link)
     is committed once and the event is told once.
     Broken once: `await self.app.job_manager.retry_job(lost)` removed in remote.py → the link never
     runs again (timed out, red)."""
-    gate = cluster.root / "gate"
-    spans = cluster.root / "spans"
-    cluster.chain("far", {"max_rounds": 1, "links": [
-        {"name": "a", "command": holding_command(gate)}, {"name": "b", "command": mark_link("b", spans)}]})
+    gate = held_chain(cluster)
     first = await cluster.start_worker("buildbox", max_links=1)
     async with serving(cluster) as (engine, executor):
         run_id = await engine.start_chain("far")
@@ -232,10 +238,7 @@ async def test_a_worker_stopped_mid_link_hands_it_to_the_other(cluster: Cluster)
     worker.py → the stopped worker commits `killed`, link a runs again as attempt 2 (two commits
     for it, red); `current[0] = await self._defer(ctx, job)` and its `continue` → `pass` in
     RemoteExecutor._wait → nobody runs link a again (timed out, red)."""
-    gate = cluster.root / "gate"
-    spans = cluster.root / "spans"
-    cluster.chain("far", {"max_rounds": 1, "links": [
-        {"name": "a", "command": holding_command(gate)}, {"name": "b", "command": mark_link("b", spans)}]})
+    gate = held_chain(cluster)
     first = await cluster.start_worker("buildbox", max_links=1)
     async with serving(cluster) as (engine, executor):
         run_id = await engine.start_chain("far")
