@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from engine.approvals import RunRules, Verdict, always_rule, describe
+from engine.approvals import Decision, RunRules, Verdict, always_rule, describe
 from engine.chains import LinkDef
 from engine.errors import StoreError
 from engine.event_types import ApprovalDecided, ApprovalRequested
@@ -32,14 +31,6 @@ from engine.states import ChainStatus
 from engine.store import NewEvent, Store
 
 STATUS = {True: "approved", False: "denied"}
-
-
-@dataclass
-class Decision:
-    approve: bool
-    by: str
-    message: str | None = None
-    always: bool = False
 
 
 class ApprovalDesk:

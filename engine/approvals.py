@@ -212,6 +212,16 @@ def _path_matches(pattern: str, path: str, cwd: str) -> bool:
     return bool(_glob_regex(pattern).match(absolute))
 
 
+@dataclass
+class Decision:
+    """A person's answer to one request (the desk of the run that asked applies it)."""
+
+    approve: bool
+    by: str
+    message: str | None = None
+    always: bool = False
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApprovalRules:
     """A link's `approve` settings, parsed."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, tzinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine import routing
 from engine.approvals import ON_TIMEOUT, ApprovalRules, check_rules
@@ -28,8 +28,9 @@ from engine.settings import (
     Settings,
     split_tools,
 )
-from engine.taskpool import check_pool
-from engine.tasks import PoolDef, parse_pool
+
+if TYPE_CHECKING:
+    from engine.tasks import PoolDef
 
 Role = Literal["worker", "reviewer", "controller"]
 Mode = Literal["loop", "once", "deadend"]
@@ -385,6 +386,11 @@ class _Loader:
     def task_pool(self, doc: dict[str, Any], workdir: Path | None) -> PoolDef | None:
         """The chain's `task_pool`: its shape, then the disk (missing, unreadable, outside the
         workdir, too large are errors with the reason)."""
+        if doc.get("task_pool") is None:
+            return None  # the task pool modules are imported by the chains that have one (#14)
+        from engine.taskpool import check_pool
+        from engine.tasks import parse_pool
+
         pool, problems = parse_pool(doc.get("task_pool"))
         for problem in problems:
             self.err(problem.field, problem.reason)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncio  # imported by the sleepers that use it: a lean command never sleeps
 
 
 class Clock(Protocol):
@@ -58,6 +60,8 @@ class Sleeper(Protocol):
 
 class RealSleeper:
     async def sleep(self, seconds: float, wake: asyncio.Event) -> bool:
+        import asyncio
+
         try:
             await asyncio.wait_for(wake.wait(), timeout=max(0.0, seconds))
         except TimeoutError:
@@ -76,5 +80,7 @@ class RecordingSleeper:
         self.waits.append(seconds)
         if self.clock is not None:
             self.clock.advance(seconds)
+        import asyncio
+
         await asyncio.sleep(0)
         return wake.is_set()

@@ -7,12 +7,13 @@ connection, its transaction statements, its schema-version bookkeeping, its "any
 (`data_version`) and the wording of its errors; the store owns what the data means.
 
 `open_database` picks the backend; psycopg is imported only when PostgreSQL is asked for, so the
-SQLite path (every CLI command) pays nothing for it.
+SQLite path (every CLI command) pays nothing for it. A `blocking` database (SQLite through plain
+sqlite3) completes every coroutine without suspending, so a one-shot command can drive the store
+without an event loop (`engine.loopless`); nothing here imports asyncio unless it is used.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -49,6 +50,7 @@ class Database(Protocol):
     """One connection to the store's database. Only `engine.store` uses it."""
 
     where: str  # how messages name the database: its path, or its URL with the password masked
+    blocking: bool  # every statement completes before its coroutine returns: no event loop needed
 
     @property
     def in_transaction(self) -> bool: ...
@@ -86,9 +88,13 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
-async def open_database(path: Path, url: str | None, *, busy_timeout_ms: int) -> Database:
-    """The SQLite file at `path`, or the PostgreSQL server at `url` when one is given."""
+async def open_database(path: Path, url: str | None, *, busy_timeout_ms: int, blocking: bool = False) -> Database:
+    """The SQLite file at `path`, or the PostgreSQL server at `url` when one is given. `blocking`
+    asks for a database that needs no event loop: SQLite only (psycopg's async connection is
+    the PostgreSQL backend's one way)."""
     if url:
+        if blocking:
+            raise ValueError("a blocking database is SQLite only")
         try:
             from engine.db_postgres import PostgresDatabase
         except ImportError as exc:
@@ -97,13 +103,15 @@ async def open_database(path: Path, url: str | None, *, busy_timeout_ms: int) ->
         return await PostgresDatabase.connect(url)
     from engine.db_sqlite import SqliteDatabase
 
-    return await SqliteDatabase.connect(path, busy_timeout_ms=busy_timeout_ms)
+    return await SqliteDatabase.connect(path, busy_timeout_ms=busy_timeout_ms, blocking=blocking)
 
 
 async def settle(work: Awaitable[T]) -> T:
     """Run `work` to its end even if the caller is cancelled meanwhile (then CancelledError is
     raised after it, whatever its outcome). A statement half-sent when its task was cancelled would
     leave the shared connection unusable, or inside a transaction nobody will end."""
+    import asyncio  # here: a blocking database never gets here, and a lean command never imports it
+
     done = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(done)

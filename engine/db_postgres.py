@@ -108,6 +108,7 @@ class PostgresDatabase:
     def __init__(self, conn: psycopg.AsyncConnection[Any], url: str) -> None:
         self.conn = conn
         self.where = f"PostgreSQL {dburl.mask(url)}"
+        self.blocking = False
         self._secret = dburl.password(url)
 
     @classmethod

@@ -5,6 +5,13 @@ in WAL mode with a busy timeout, and every write transaction is BEGIN IMMEDIATE,
 writer lock makes each one exclude all others (lease taking, control claims, outbox claims and
 counters rely on that). The schema version is `PRAGMA user_version`; `PRAGMA data_version` tells
 a poller that another connection committed. The file and its folder are private (0600, 0700).
+
+Two ways to talk to the same file, one class: through aiosqlite (a thread per connection, so the
+event loop never blocks: `serve`, a foreground `chain start`), or `blocking=True`, straight through
+sqlite3 (`BlockingConnection`). A one-shot CLI command (`chain status`, `reset`, `stop`...) has
+nothing else to do while a statement runs, so it uses the blocking one and drives the store's
+coroutines without an event loop (`engine.loopless`): it never imports asyncio, which is a third
+of such a command's cost (#14). aiosqlite, and with it asyncio, is imported only when asked for.
 """
 
 from __future__ import annotations
@@ -16,37 +23,90 @@ import sqlite3
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any
 
 from engine.db import Cursor, Row
 from engine.errors import StoreError
 
+if TYPE_CHECKING:
+    import aiosqlite
+
 log = logging.getLogger(__name__)
 
 
-class SqliteDatabase:
-    """One aiosqlite connection in autocommit mode; the store brackets its transactions."""
+class BlockingCursor:
+    """A sqlite3 cursor with aiosqlite's awaitable reads, which never suspend."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, busy_timeout_ms: int) -> None:
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self._cur = cur
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cur.lastrowid
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    async def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    async def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    async def close(self) -> None:
+        self._cur.close()
+
+
+class BlockingConnection:
+    """A sqlite3 connection with the part of aiosqlite's API the backend uses: every coroutine
+    completes without suspending, so it needs no event loop (and blocks its caller meanwhile)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> BlockingCursor:
+        return BlockingCursor(self._conn.execute(sql, params))
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+class SqliteDatabase:
+    """One connection in autocommit mode (aiosqlite's, or a `BlockingConnection`); the store
+    brackets its transactions."""
+
+    def __init__(self, conn: aiosqlite.Connection | BlockingConnection, path: Path, busy_timeout_ms: int) -> None:
         self.conn = conn
         self.path = path
         self.where = str(path)
+        self.blocking = isinstance(conn, BlockingConnection)
         self._busy_timeout_ms = busy_timeout_ms
 
     @classmethod
-    async def connect(cls, path: Path, *, busy_timeout_ms: int) -> SqliteDatabase:
+    async def connect(cls, path: Path, *, busy_timeout_ms: int, blocking: bool = False) -> SqliteDatabase:
         try:
             _private_dir(path.parent)
             _private_files(path)
         except OSError as exc:
             raise StoreError(f"cannot open the database {path}: {exc.strerror or exc}") from exc
+        conn: aiosqlite.Connection | BlockingConnection
         try:
-            conn = await aiosqlite.connect(str(path), isolation_level=None)
+            if blocking:
+                raw = sqlite3.connect(str(path), isolation_level=None)
+                raw.row_factory = sqlite3.Row
+                conn = BlockingConnection(raw)
+            else:
+                import aiosqlite
+
+                conn = await aiosqlite.connect(str(path), isolation_level=None)
+                conn.row_factory = aiosqlite.Row
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
-        conn.row_factory = aiosqlite.Row
         return cls(conn, path, busy_timeout_ms)
 
     @property
@@ -63,8 +123,11 @@ class SqliteDatabase:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            async with self.conn.execute(sql, params) as cur:
+            cur = await self.conn.execute(sql, params)
+            try:
                 return list(await cur.fetchall())
+            finally:
+                await cur.close()
         except sqlite3.OperationalError as exc:
             raise StoreError(_explain(exc, self.path)) from exc
 

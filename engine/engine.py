@@ -7,11 +7,14 @@ other processes (a CLI `stop` while `serve` runs the chain) to the runs here. Ea
 shared dependencies plus two of its own: its view of the slots (which reports a wait) and a runner
 that caps every claude call at the chain's budget left (`--max-budget-usd`). It is an async
 context manager: leaving it stops (or lets finish) the runs and releases the leases.
+
+asyncio, the slots and the run machinery are imported by the methods that run chains: a one-shot
+command (`chain status`, `reset`, `stop`) uses the facade without an event loop, on a blocking
+store (`engine.loopless`), and never imports them (#14, tests/test_lean_start.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -20,7 +23,6 @@ from dataclasses import dataclass, replace
 from datetime import tzinfo
 from types import TracebackType
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from engine import events as ev
 from engine.chains import ChainDef, chain_names, chain_path, load_chain
@@ -29,7 +31,6 @@ from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
 from engine.leases import Leases, expire_approvals, recover
 from engine.settings import Settings
-from engine.slots import FileSlots
 from engine.statefiles import ChainFiles
 from engine.statefiles import remove as remove_state_file
 from engine.states import ChainStatus, RunStatus
@@ -46,9 +47,12 @@ from engine.store import (
 if TYPE_CHECKING:
     # The run machinery (the loop, the runner, the stream parser, ...) is imported when a run
     # starts, not with the facade: reading commands (`chain status`, `reset`) stay fast (#14).
+    import asyncio
+
     from engine.event_types import StoredEvent
     from engine.marble import LinkExecutor, MarbleRun, RunDeps, RunOutcome
     from engine.runner import AgentRunner
+    from engine.slots import FileSlots
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +101,6 @@ class Engine:
         self.store = store
         self.bus = bus or EventBus()
         self.clock = clock or SystemClock()
-        # The cap on agent processes holds across every process of this home (serve, chain start).
-        self.slots = FileSlots(settings.state_dir / "slots", settings.max_parallel_links)
         self._runner = runner
         self._sleeper = sleeper or RealSleeper()
         self._execute = execute  # the distributed mode runs links on workers (engine/remote.py)
@@ -112,6 +114,14 @@ class Engine:
         self._notes: set[asyncio.Task[None]] = set()  # events emitted from sync callbacks
         self._closed = False
         self.on_run_end: list[Callable[[str, RunOutcome], None]] = []
+
+    @functools.cached_property
+    def slots(self) -> FileSlots:
+        """The cap on agent processes, which holds across every process of this home (serve,
+        chain start)."""
+        from engine.slots import FileSlots
+
+        return FileSlots(self.settings.state_dir / "slots", self.settings.max_parallel_links)
 
     @functools.cached_property
     def deps(self) -> RunDeps:
@@ -128,6 +138,8 @@ class Engine:
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Engine:
+        import asyncio
+
         self._background = asyncio.create_task(self._poll_forever(), name="engine-poller")
         return self
 
@@ -142,6 +154,10 @@ class Engine:
         self._closed = True
         for run, _task in list(self._runs.values()):
             run.control.request_shutdown(kill_links=self.shutdown_kills_links)
+        if not (self._runs or self._notes or self._background):
+            return  # used without its context and never ran a chain (a one-shot command)
+        import asyncio
+
         if self._runs:
             await asyncio.gather(*(task for _, task in self._runs.values()), return_exceptions=True)
         if self._notes:
@@ -156,7 +172,11 @@ class Engine:
         return load_chain(self.settings.home, name, tz=self._tz(), settings=self.settings)
 
     def _tz(self) -> tzinfo | None:
-        return ZoneInfo(self.settings.timezone) if self.settings.timezone else None
+        if not self.settings.timezone:
+            return None
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.settings.timezone)
 
     def chain_names(self) -> list[str]:
         return chain_names(self.settings.home)
@@ -173,6 +193,8 @@ class Engine:
     ) -> int:
         """Validate, take the lease, recover an interrupted run, and start the chain as a task.
         Returns the new run's id once it is recorded."""
+        import asyncio
+
         from engine.marble import MarbleRun, RunControl
         from engine.runner import BudgetedRunner
         from engine.slots import WaitingSlots
@@ -224,6 +246,8 @@ class Engine:
     def _note_slot_wait(self, run: MarbleRun) -> None:
         """A link of `run` waits because every agent slot of the home is taken: say so (once per
         wait), so a chain that seems idle explains itself."""
+        import asyncio
+
         from engine import event_types as et
 
         task = asyncio.create_task(self._emit(
@@ -243,6 +267,8 @@ class Engine:
         return replace(state, consecutive_blocks=0, failed_rounds=0)
 
     async def _drive(self, run: MarbleRun, state: ChainState) -> RunOutcome:
+        import asyncio
+
         try:
             return await run.run(state)
         finally:
@@ -354,7 +380,7 @@ class Engine:
         elif action == "approval":
             import json
 
-            from engine.approval_desk import Decision
+            from engine.approvals import Decision
 
             try:
                 d = json.loads(text or "{}")
@@ -373,7 +399,7 @@ class Engine:
     ) -> str:
         """A person's answer to a tool call waiting for approval (no id: the chain's only one). The
         run that asked gets it, in this process or through the store in the one running the chain."""
-        from engine.approval_desk import Decision
+        from engine.approvals import Decision
 
         row = await self._approval_to_decide(name, approval_id)
         what = "approved" + (" (and allowed for the rest of the run)" if always else "") if approve else "denied"
@@ -534,6 +560,8 @@ class Engine:
     # ---- background ----------------------------------------------------------------------
     async def _poll_forever(self) -> None:
         """Carry controls from other processes to the runs here; keep the leases fresh."""
+        import asyncio
+
         last_beat = 0.0
         while True:
             try:

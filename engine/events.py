@@ -8,11 +8,13 @@ never stored: they are frequent and only the latest matters.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio  # imported where a subscriber needs a queue: a lean command publishes to nobody
 
 # Stored kinds.
 RUN_STARTED = "run_started"
@@ -63,6 +65,8 @@ class EventBus:
         self._max_queue = max_queue
 
     def subscribe(self) -> asyncio.Queue[Event]:
+        import asyncio
+
         queue: asyncio.Queue[Event] = asyncio.Queue(self._max_queue)
         self._subs.add(queue)
         return queue
@@ -71,6 +75,10 @@ class EventBus:
         self._subs.discard(queue)
 
     def publish(self, event: Event) -> None:
+        if not self._subs:
+            return
+        import asyncio
+
         for queue in self._subs:
             try:
                 queue.put_nowait(event)

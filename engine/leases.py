@@ -11,7 +11,6 @@ table itself is the store's.
 from __future__ import annotations
 
 import os
-import socket
 from datetime import datetime
 from pathlib import Path
 
@@ -31,7 +30,7 @@ class Leases:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename  # socket.gethostname() on Linux, without importing socket (#14)
         # 8 random hex digits, as uuid4().hex[:8] gave, without importing uuid (and platform) (#14)
         self.owner = f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"
         self.pid_start = process_start_token(os.getpid())  # this process, as leases name their holder

@@ -7,7 +7,6 @@ or a broken /proc would take run deterministically)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 
@@ -48,6 +47,8 @@ async def reap_group(pgid: int, timeout_s: float = 2.0, proc: str = "/proc") -> 
     """SIGKILL whatever is left of a group and wait (briefly) until it is really gone."""
     if not kill_group(pgid):
         return  # the fast path: nothing left
+    import asyncio  # here: leases import this module, and `chain status` never imports asyncio
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while live_group_members(pgid, proc) and loop.time() < deadline:  # noqa: ASYNC110 (no event to wait on)

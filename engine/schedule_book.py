@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from engine.chains import NAME_PATTERN
 from engine.errors import ScheduleError
 from engine.settings import Settings
 from engine.store import Store, utc_iso
-from engine.zones import local_timezone_name
 
 if TYPE_CHECKING:
     from engine.cron import ScheduleSpec
@@ -154,6 +152,7 @@ class ScheduleBook:
     def zone(self, tz: str | None) -> str:
         """The zone a new schedule uses: the one given, else LLMAUTO_TIMEZONE, else the machine's."""
         from engine.cron import canonical_zone
+        from engine.zones import local_timezone_name
 
         return canonical_zone(tz or self.settings.timezone or local_timezone_name())
 
@@ -287,7 +286,13 @@ def parse_iso(text: str) -> datetime:
 
 def format_fire(when: datetime, tz: str | None) -> str:
     """'2026-11-25 02:00 Europe/Berlin'."""
-    zone = ZoneInfo(tz) if tz else UTC
+    zone: tzinfo = UTC
+    if tz:
+        from zoneinfo import (
+            ZoneInfo,  # here: `chain status` of a chain without schedules never needs it
+        )
+
+        zone = ZoneInfo(tz)
     return f"{when.astimezone(zone):%Y-%m-%d %H:%M} {tz or 'UTC'}"
 
 

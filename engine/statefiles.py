@@ -35,10 +35,8 @@ def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
     empty); the small files the engine rewrites from its database at every start skip it: an
     fsync on the event loop's thread costs about a millisecond a link, and far more while the
     disk is busy."""
-    import tempfile  # writers only: reading commands skip it (#14)
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temp_file(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -51,6 +49,14 @@ def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _new_temp_file(path: Path) -> tuple[int, str]:
+    """A new private file next to `path` (".NAME.RANDOM.tmp", 0600), as `tempfile.mkstemp` makes
+    one, without importing tempfile (and with it shutil and random) into `chain reset` (#14).
+    48 random bits: O_EXCL refuses anything already there, a symlink included."""
+    tmp = str(path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp"))
+    return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
 
 
 def move_aside_if_directory(path: Path) -> None:

@@ -11,20 +11,25 @@ Secrets never reach the file: opened with `secrets=settings.secrets()`, the stor
 them by `[redacted]` in every text it writes (event payloads, handoff versions, link results and
 errors, outbox messages: every parameter of every write goes through `Writer`), whatever an agent
 echoed into its handoff or its answer.
+
+On a blocking database (`Store.open(..., blocking=True)`, SQLite through plain sqlite3) every
+method completes without suspending, so a one-shot command drives it without an event loop
+(`engine.loopless`): then there is no other task to serialize against and nothing can be
+cancelled mid-statement, so the transaction lock and `settle` are left out, and this module does
+not import asyncio.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from engine.clock import Clock, SystemClock
 from engine.db import Cursor, Database, Row, open_database, settle
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from engine.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Writer:
@@ -53,6 +59,11 @@ class Writer:
         if self._redact:
             parameters = [self._redact(p) if isinstance(p, str) else p for p in parameters]
         return await self._db.execute(sql, parameters)
+
+
+async def _at_once(work: Awaitable[T]) -> T:
+    """`settle` for a blocking database: its statements cannot be cut off halfway."""
+    return await work
 
 
 def utc_iso(when: datetime | None = None) -> str:
@@ -230,7 +241,12 @@ class Store:
         self._db = db
         self.path = path
         self.clock: Clock = clock or SystemClock()
-        self._lock = asyncio.Lock()
+        self._lock: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+        self._settle: Callable[[Awaitable[Any]], Awaitable[Any]] = _at_once
+        if not db.blocking:
+            import asyncio
+
+            self._lock, self._settle = asyncio.Lock(), settle
         self.redact = Redactor(secrets)
         self._writer = Writer(db, self.redact)
 
@@ -243,11 +259,11 @@ class Store:
     @asynccontextmanager
     async def open(
         cls, path: Path, *, url: str | None = None, busy_timeout_ms: int = 15_000, clock: Clock | None = None,
-        secrets: Sequence[str] = (),
+        secrets: Sequence[str] = (), blocking: bool = False,
     ) -> AsyncIterator[Store]:
         """The SQLite database at `path`, or the PostgreSQL one at `url` when given (then `path`
-        only names the home's state)."""
-        db = await open_database(path, url, busy_timeout_ms=busy_timeout_ms)
+        only names the home's state). `blocking`: SQLite without an event loop (see the module)."""
+        db = await open_database(path, url, busy_timeout_ms=busy_timeout_ms, blocking=blocking)
         try:
             store = cls(db, path, clock, secrets)
             await store._setup()
@@ -256,9 +272,19 @@ class Store:
             await db.close()
 
     @classmethod
-    def open_settings(cls, settings: Settings, *, clock: Clock | None = None) -> contextlib.AbstractAsyncContextManager[Store]:
+    def open_settings(
+        cls, settings: Settings, *, clock: Clock | None = None, blocking: bool = False,
+    ) -> contextlib.AbstractAsyncContextManager[Store]:
         """The database the settings name (`LLMAUTO_DATABASE_URL`, else the home's file)."""
-        return cls.open(settings.db_path, url=settings.database_url, clock=clock, secrets=settings.secrets())
+        return cls.open(settings.db_path, url=settings.database_url, clock=clock, secrets=settings.secrets(),
+                        blocking=blocking)
+
+    @classmethod
+    def open_for_command(cls, settings: Settings) -> contextlib.AbstractAsyncContextManager[Store]:
+        """The store of a one-shot command (`chain status`, `stop`, `schedule list`...): blocking
+        on SQLite, so the command runs without an event loop (`engine.loopless`); on PostgreSQL
+        the async one, under `asyncio.run` (`llmauto.cli.main` decides by the same test)."""
+        return cls.open_settings(settings, blocking=settings.database_url is None)
 
     async def _setup(self) -> None:
         try:
@@ -286,8 +312,8 @@ class Store:
         "cannot start a transaction within a transaction"."""
         async with self._lock:
             try:
-                await settle(self._db.begin())
-            except asyncio.CancelledError:
+                await self._settle(self._db.begin())
+            except BaseException:  # cancelled (a failed BEGIN leaves no transaction: a no-op)
                 await self._rollback()
                 raise
             try:
@@ -296,14 +322,14 @@ class Store:
                 await self._rollback()
                 raise
             try:
-                await settle(self._db.commit())
-            except (StoreError, asyncio.CancelledError):
+                await self._settle(self._db.commit())
+            except BaseException:  # StoreError, or cancelled
                 await self._rollback()  # a no-op when the COMMIT went through
                 raise
 
     async def _rollback(self) -> None:
         if self._db.in_transaction:
-            await settle(self._db.rollback())
+            await self._settle(self._db.rollback())
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self._db.fetchall(sql, params)

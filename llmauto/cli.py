@@ -2,12 +2,16 @@
 
 Heavy modules (the engine, aiosqlite, the bot) are imported inside the commands that need them, so
 `llmauto --help` stays fast. Errors become text in exactly one place: `main()`.
+
+The one-shot commands (everything but `chain start`, `pipe`, `worker` and `serve`) run without an
+event loop on the home's SQLite file: their store is blocking (`Store.open_for_command`) and
+`engine.loopless` drives their coroutines, so they never import asyncio (#14). On PostgreSQL they
+run under `asyncio.run`, as the others always do.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -54,7 +58,8 @@ def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def _build_parser(only: tuple[str, str] | None, found: list[str]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmauto", description="Marble runs: chains of claude agents, steered from Telegram.")
+    p = argparse.ArgumentParser(prog="llmauto", description="Marble runs: chains of claude agents, steered from Telegram.",
+                                formatter_class=_Formatter)
     p.add_argument("--home", help="the llmauto home folder (default: $LLMAUTO_HOME or the current directory)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = _Subcommands(p.add_subparsers(dest="command", metavar="COMMAND"), only, 0, found)
@@ -142,6 +147,28 @@ class _Skipped:
         return self
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized as it sizes itself but without importing shutil (and with it
+    bz2, lzma, fnmatch) for every command: argparse builds one at each add_argument (#14)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _terminal_columns() - 2 if width is None else width)
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class _Subcommands:
     """A subcommand table that, given `only`, builds the parser of `only[level]` alone; `found`
     collects the names it built, so `build_parser` knows whether the whole path exists."""
@@ -150,6 +177,7 @@ class _Subcommands:
         self.table, self.only, self.level, self.found = table, only, level, found
 
     def add_parser(self, name: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("formatter_class", _Formatter)
         if self.only is None:
             return self.table.add_parser(name, **kwargs)
         if name != self.only[self.level] or isinstance(self.table, _Skipped):
@@ -180,7 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from llmauto.serve import serve
 
             return serve(settings, with_worker=args.with_worker)
-        handler = COMMANDS[(args.command, getattr(args, "action", None))]
+        key = (args.command, getattr(args, "action", None))
+        handler = COMMANDS[key]
+        if key not in NEEDS_EVENT_LOOP and settings.database_url is None:
+            from engine.loopless import run_loopless
+
+            return run_loopless(handler(settings, args))
+        import asyncio
+
         return asyncio.run(handler(settings, args))
     except USAGE_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -216,8 +251,12 @@ async def _with_engine(settings: Settings, body: Callable[[Engine], Coroutine[An
     from engine.engine import Engine
     from engine.store import Store
 
-    async with Store.open_settings(settings) as store, Engine(settings, store) as engine:
-        return await body(engine)
+    async with Store.open_for_command(settings) as store:
+        engine = Engine(settings, store)  # not entered: a one-shot command runs no chain, polls nothing
+        try:
+            return await body(engine)
+        finally:
+            await engine.aclose()
 
 
 async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -471,3 +510,6 @@ COMMANDS: dict[tuple[str, str | None], Handler] = {
     ("worker", "list"): _worker,
     **{("schedule", a): _schedule(a) for a in ("add", "after", "list", "remove", "pause", "resume")},
 }
+# Commands that run chains or agents (subprocesses, timers, a worker's queue): asyncio.run. The
+# others are one-shot and run without an event loop on SQLite (see the module docstring).
+NEEDS_EVENT_LOOP = frozenset({("chain", "start"), ("pipe", None), ("worker", None), ("worker", "list")})

@@ -13,7 +13,6 @@ from engine.events import Event
 from engine.prompts import format_duration
 from engine.states import ChainStatus
 from engine.store import ApprovalRow, LinkRunRow
-from engine.tasks import DirectoryPool
 
 
 def since(iso: str | None, now: datetime | None = None) -> str:
@@ -201,6 +200,8 @@ def flow_lines(chain: ChainDef) -> list[str]:
         out += ["  " + line for line in routing.diagram([lk.name for lk in chain.links], chain.routes, chain.mode).splitlines()]
     pool = chain.task_pool
     if pool is not None:
+        from engine.tasks import DirectoryPool
+
         shape = f"directory {pool.path} ({pool.pattern}, one task per file)" if isinstance(pool, DirectoryPool) else (
             f"file {pool.path} (one task per " + ("'- [ ]' checkbox)" if pool.format == "checkbox" else "non-empty line)"))
         out.append(f"task pool: {shape}")

@@ -28,6 +28,11 @@ HEAVY = (
     # the distributed mode (#15): its parser is built for every command, its modules only for `worker`
     # (checked: worker_cli importing engine.dist_settings at its top again: red)
     "engine.dist_settings", "engine.worker", "procrastinate", "psycopg",
+    # one-shot commands run without an event loop on a blocking SQLite store (engine/loopless.py):
+    # asyncio alone was a third of `chain status` (checked: `import asyncio` back at the top of
+    # engine/store.py: red); shutil came with argparse's help formatter, socket with the leases,
+    # the task pool modules with every chain
+    "asyncio", "aiosqlite", "ssl", "engine.slots", "shutil", "socket", "engine.tasks", "engine.taskpool",
 )
 
 CHAIN = {"description": "two links", "max_rounds": 3, "links": [
@@ -88,6 +93,28 @@ def test_status_of_all_chains_is_as_lean(scheduled: Path) -> None:
     proc, modules = _imported(scheduled, "chain", "status")
     assert proc.returncode == 0 and "lean" in proc.stdout, proc.stderr[-2000:]
     assert _heavy(modules) == []
+
+
+@pytest.mark.parametrize(("argv", "code", "says"), [
+    (["chain", "list"], 0, "lean"),
+    (["chain", "log", "lean"], 0, "no links run yet"),
+    (["chain", "stop", "lean", "because"], 1, "lean is not running"),
+    (["chain", "answer", "lean", "use", "the", "staging", "db"], 0, "note added"),
+    (["chain", "deny", "lean"], 1, "no request waiting"),
+    (["chain", "handoff", "lean"], 0, "use the staging db"),
+    (["schedule", "list"], 0, "0 2 * * *"),
+    (["chain", "validate", "lean"], 0, "worker"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_one_shot_commands_run_without_an_event_loop(scheduled: Path, argv: list[str], code: int, says: str) -> None:
+    """Every command but `chain start`, `pipe`, `worker` and `serve` drives the engine without an
+    event loop: the real command does its work (or refuses, as it should) and never imports
+    asyncio. Broken once by making `llmauto.cli.main` use `asyncio.run` for every command: red."""
+    if argv[:2] == ["chain", "handoff"]:
+        _imported(scheduled, "chain", "answer", "lean", "use the staging db")  # a handoff to show
+    proc, modules = _imported(scheduled, *argv)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert says in proc.stdout + proc.stderr
+    assert sorted(m for m in modules if m.split(".")[0] in ("asyncio", "aiosqlite", "ssl")) == []
 
 
 # ---- the parser of one subcommand ------------------------------------------------------------
