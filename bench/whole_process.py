@@ -1,10 +1,16 @@
 """Whole-process cost, as a user pays it (#14): wall time, CPU time and peak memory of `llmauto
-chain start` of a 6-link and a 12-link chain with an instant agent (a shell script that prints
-claude's result line at once), so the difference is the cost of each extra link; and `chain reset`
-and `chain status` as fresh processes. Each command runs RUNS times (at least 5); the table gives
-the median, the spread (min-max and the interquartile range), the median CPU time (user + system,
-which other processes on the machine disturb less than the wall time), and the machine's noise:
-the spread of a bare `python -c pass` and the load average before and after.
+chain start` of a 6-, a 12- and a 30-link chain with an instant agent (a shell script that prints
+claude's result line at once), and `chain reset` and `chain status` as fresh processes. Each
+command runs RUNS times (at least 5); the table gives the median, the spread (min-max and the
+interquartile range), the median CPU time (user + system, the agents' included, which other
+processes on the machine disturb less than the wall time), and the machine's noise: the spread of a
+bare `python -c pass` and the load average before and after.
+
+Each extra link: the three starts run one after the other in each of the RUNS rounds, and each
+round gives a slope (least squares over its 6/12/30-link wall times, and over their CPU times): the
+row shows the median slope with its min-max and interquartile range over the rounds. A slope over
+24 extra links of one round, where the three starts share that moment's load, is far steadier than
+the difference of two medians over 6 links (which swung from -6.5 ms to +17.9 ms under load).
 
 Bytecode: an installed llmauto has its modules compiled (pip writes the .pyc files), so the children
 keep theirs in a temporary PYTHONPYCACHEPREFIX, written by a warm-up run of each command, whatever
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,25 +43,51 @@ printf '%s\\n' '{"type":"result","subtype":"success","is_error":false,"result":"
 """
 
 MIN_RUNS = 5
+SIZES = (6, 12, 30)  # links of the chains whose starts give the cost of each extra link
 
 
-def _spans(argv: list[str], env: dict[str, str], runs: int, before: list[str] | None = None) -> dict[str, float]:
-    walls: list[float] = []
-    cpus: list[float] = []
-    rss: list[float] = []
-    for _ in range(runs):
-        if before:
-            subprocess.run(before, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        walls.append((time.perf_counter() - started) * 1000)
-        cpus.append((usage.ru_utime + usage.ru_stime) * 1000)
-        rss.append(usage.ru_maxrss / 1024)
-        assert os.waitstatus_to_exitcode(status) == 0, argv
+def _once(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """(wall ms, CPU ms of the process and the children it waited for, peak RSS MB) of one run."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - started) * 1000
+    assert os.waitstatus_to_exitcode(status) == 0, argv
+    return wall, (usage.ru_utime + usage.ru_stime) * 1000, usage.ru_maxrss / 1024
+
+
+def _summary(walls: list[float], cpus: list[float], rss: list[float] | None = None) -> dict[str, float]:
     q1, _, q3 = statistics.quantiles(walls, n=4)
     return {"median_ms": statistics.median(walls), "min_ms": min(walls), "max_ms": max(walls),
-            "q1_ms": q1, "q3_ms": q3, "cpu_ms": statistics.median(cpus), "rss_mb": statistics.median(rss)}
+            "q1_ms": q1, "q3_ms": q3, "cpu_ms": statistics.median(cpus),
+            "rss_mb": statistics.median(rss) if rss else float("nan")}
+
+
+def _spans(argv: list[str], env: dict[str, str], runs: int) -> dict[str, float]:
+    samples = [_once(argv, env) for _ in range(runs)]
+    return _summary(*(list(column) for column in zip(*samples, strict=True)))
+
+
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The least-squares slope of ys over xs."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
+def _starts(exe: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
+    """RUNS rounds of `chain start` of each size (each after a `chain reset`, untimed); per size
+    the usual summary, and the per-round slopes (ms per extra link) of wall and CPU time."""
+    per_size: dict[int, list[tuple[float, float, float]]] = {n: [] for n in SIZES}
+    for _ in range(runs):
+        for n in SIZES:
+            subprocess.run([*exe, "chain", "reset", f"links{n}"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=True)
+            per_size[n].append(_once([*exe, "chain", "start", f"links{n}"], env))
+    out: dict[str, Any] = {f"start{n}": _summary(*(list(c) for c in zip(*per_size[n], strict=True))) for n in SIZES}
+    walls = [slope(SIZES, [per_size[n][r][0] for n in SIZES]) for r in range(runs)]
+    cpus = [slope(SIZES, [per_size[n][r][1] for n in SIZES]) for r in range(runs)]
+    out["per_link"] = _summary(walls, cpus)
+    return out
 
 
 def measure(runs: int = 7) -> dict[str, Any]:
@@ -64,7 +97,7 @@ def measure(runs: int = 7) -> dict[str, Any]:
     claude = Path(home) / "instant-claude"
     claude.write_text(INSTANT_CLAUDE)
     claude.chmod(0o755)
-    for n in (6, 12):
+    for n in SIZES:
         write_chain(home, f"links{n}", {"mode": "once", "links": [
             {"name": f"l{i}", "model": "m", "prompt": "go"} for i in range(n)]})
     env = {**os.environ, "LLMAUTO_HOME": str(home), "PYTHONPATH": str(ROOT), "CLAUDE_BIN": str(claude),
@@ -74,26 +107,25 @@ def measure(runs: int = 7) -> dict[str, Any]:
         del env[key]
     compiling = {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(pycache / "none")}
     exe = [sys.executable, "-m", "engine"]
-    reset6, reset12 = [*exe, "chain", "reset", "links6"], [*exe, "chain", "reset", "links12"]
+    reset6 = [*exe, "chain", "reset", "links6"]
     for warm in ([*exe, "chain", "list"], [*exe, "chain", "start", "links6"], reset6, [*exe, "chain", "status", "links6"]):
         subprocess.run(warm, env=env, stdout=subprocess.DEVNULL, check=True)  # the db, and the .pyc files
     load_before = os.getloadavg()
     out: dict[str, Any] = {
-        "start6": _spans([*exe, "chain", "start", "links6"], env, runs, before=reset6),
-        "start12": _spans([*exe, "chain", "start", "links12"], env, runs, before=reset12),
+        **_starts(exe, env, runs),
         "reset": _spans(reset6, env, runs),
         "status": _spans([*exe, "chain", "status", "links6"], env, runs),
         "status_compiling": _spans([*exe, "chain", "status", "links6"], compiling, runs),
         "python": _spans([sys.executable, "-c", "pass"], env, runs),
     }
     out["load"] = (load_before, os.getloadavg())
-    out["per_link_ms"] = (out["start12"]["median_ms"] - out["start6"]["median_ms"]) / 6
     shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(pycache, ignore_errors=True)
     return out
 
 
 ROWS = (("start6", "`chain start`, 6 links", "< 350 ms"), ("start12", "`chain start`, 12 links", ""),
+        ("start30", "`chain start`, 30 links", ""),
         ("reset", "`chain reset`", "< 150 ms"), ("status", "`chain status NAME`", "< 150 ms"),
         ("status_compiling", "`chain status NAME`, no .pyc (compiles every module)", ""),
         ("python", "bare `python -c pass` (noise floor)", ""))
@@ -111,7 +143,11 @@ def main() -> int:
         m = r[key]
         print(f"| {label} | {m['median_ms']:.0f} ms | {m['min_ms']:.0f}-{m['max_ms']:.0f} ms "
               f"| {m['q1_ms']:.0f}-{m['q3_ms']:.0f} ms | {m['cpu_ms']:.0f} ms | {m['rss_mb']:.0f} MB | {target} |")
-    print(f"| each extra link | {r['per_link_ms']:.1f} ms | | | | | < 5 ms |")
+    m = r["per_link"]
+    print(f"| each extra link | {m['median_ms']:.1f} ms | {m['min_ms']:.1f}-{m['max_ms']:.1f} ms "
+          f"| {m['q1_ms']:.1f}-{m['q3_ms']:.1f} ms | {m['cpu_ms']:.1f} ms | | < 5 ms |")
+    print(f"\nEach extra link: the slope over {'/'.join(map(str, SIZES))} links of each of the {runs} rounds "
+          "(wall, and CPU with the agents' own); median, min-max and IQR over the rounds.")
     return 0
 
 
