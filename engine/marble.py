@@ -204,8 +204,9 @@ class MarbleRun:
         self.files.write_status(ChainStatus.RUNNING)
         self.files.write_start_time(self.run_started.isoformat(timespec="seconds"))
         self._write_round(state)
-        for warning in self.chain.warnings:
-            await self._store(et.WarningEvent(message=warning))
+        if self.chain.warnings:  # one transaction for all of them: a chain may warn once per link (#14)
+            self._publish(await self.d.store.add_events(
+                self.chain.name, self.run_id, [et.WarningEvent(message=warning).new() for warning in self.chain.warnings]))
         try:
             stop, state = await self._loop(state)
         except _ShutDown:
