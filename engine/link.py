@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine import event_types as et
 from engine import events as ev
@@ -66,6 +67,12 @@ class LiveLink:
     started_mono: float | None = None  # when its agent started (after any wait for a slot)
     progress: Progress | None = None
     link_run_id: int | None = None
+    # Set by a run loop that records the attempt's end itself (`Store.finish_link`'s arguments and
+    # `ended_at`): `run_attempt` then leaves it in `unfinished` instead of a transaction of its own,
+    # and the loop writes it with the link's outcome in one (`Store.commit_link(finished=...)`), or
+    # on its own (`record_end`) before anything else is recorded for the link (#14).
+    defer_end: bool = False
+    unfinished: tuple[int, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,14 +138,26 @@ async def run_attempt(ctx: LinkContext, at: Attempt, live: LiveLink) -> LinkResu
         live.name = live.started_mono = None
     if link.continue_session and result.session_id and kind == "claude":
         await ctx.store.set_session(ctx.chain.name, link.name, result.session_id, str(ctx.workdir))
-    await ctx.store.finish_link(
-        link_run_id, status="ended", model=result.model if kind == "claude" else None,
+    end: dict[str, Any] = dict(
+        status="ended", model=result.model if kind == "claude" else None,
         error_class=result.error_class.value, error_message=result.error_message,
         duration_s=round(result.duration_s, 3), cost_usd=result.cost_usd, input_tokens=result.input_tokens,
         output_tokens=result.output_tokens, turns=result.turns, session_id=result.session_id,
-        exit_code=result.exit_code, excerpt=result.text[-2000:],
+        exit_code=result.exit_code, excerpt=result.text[-2000:], ended_at=ctx.store.stamp(),
     )
+    if live.defer_end:
+        live.unfinished = (link_run_id, end)
+    else:
+        await ctx.store.finish_link(link_run_id, **end)
     return result
+
+
+async def record_end(store: Store, live: LiveLink) -> None:
+    """Write the end of the attempt that `run_attempt` left in `live.unfinished`, if any."""
+    if live.unfinished is not None:
+        link_run_id, end = live.unfinished
+        live.unfinished = None
+        await store.finish_link(link_run_id, **end)
 
 
 async def _invocation(ctx: LinkContext, at: Attempt, live: LiveLink) -> tuple[Invocation, str, str | None]:

@@ -29,7 +29,7 @@ from engine.clock import Clock, Sleeper
 from engine.errors import StoreError
 from engine.events import Event, EventBus
 from engine.limits import next_attempt_at
-from engine.link import Attempt, LinkContext, LiveLink, run_attempt
+from engine.link import Attempt, LinkContext, LiveLink, record_end, run_attempt
 from engine.notes import add_operator_note
 from engine.prompts import build_prompt, format_duration
 from engine.runner import AgentRunner
@@ -138,7 +138,9 @@ class MarbleRun:
         self.run_started: datetime = deps.clock.now()
         self.tz = ZoneInfo(deps.settings.timezone) if deps.settings.timezone else deps.clock.now().astimezone().tzinfo
         self.has_controller = any(link.role == "controller" for link in chain.links)
-        self.live = LiveLink()  # the link running now, as views see it
+        # The link running now, as views see it. Its attempt's end is written with the link's
+        # outcome in one transaction (commit_link), or alone before anything else about it.
+        self.live = LiveLink(defer_end=True)
         self.ready = asyncio.Event()  # set once the run is recorded (run_id known)
         # The chain's counters as last changed: a run that ends by an exception (a shutdown, a locked
         # or full store) must finish with these, never with the state it started from.
@@ -236,6 +238,8 @@ class MarbleRun:
 
     async def _finish(self, state: ChainState, stop: policy.Stop, *, run_status: RunStatus | None = None) -> RunOutcome:
         status = run_status or stop.status
+        with contextlib.suppress(Exception):  # a run ended between a link and its commit: its end as it ran
+            await record_end(self.d.store, self.live)
         with contextlib.suppress(Exception):  # an approval message must not stay answerable after the run
             await self.desk.expire_all(f"the run ended ({stop.reason})")
         try:
@@ -355,6 +359,7 @@ class MarbleRun:
         if interrupted:
             # A link cut off by a person or a shutdown did not finish its work: put the handoff back
             # as it was before it and leave the chain pointing at it, so the next start re-runs it.
+            await record_end(self.d.store, self.live)
             if self.live.link_run_id is not None:
                 await self.d.store.set_link_status(self.live.link_run_id, "interrupted")
             if before.text is not None:
@@ -433,6 +438,8 @@ class MarbleRun:
                 budget=self.chain.max_cost_usd, cost=self.cost,
             )
             tries = decision.tries
+            if decision.then not in (policy.Then.RETURN, policy.Then.STOP) or decision.warning or decision.alert:
+                await record_end(self.d.store, self.live)  # not the link's last word: the end as it ran, now
             if decision.warning:
                 await self._store(et.WarningEvent(message=decision.warning, link=link.name))
             if decision.alert == "auth":
@@ -515,12 +522,21 @@ class MarbleRun:
         if done.round_ended:
             self.passes += 1
         state = done.state
-        self._publish(await self.d.store.commit_link(
+        link_run_id = self.live.link_run_id if done.ran else None
+        # The attempt's end goes into the same UPDATE as the link's outcome; it stays pending until
+        # that commits, so a run that ends on a failed commit still writes it (`_finish`).
+        pending = self.live.unfinished
+        finished = pending[1] if pending is not None and pending[0] == link_run_id else None
+        if finished is None:
+            await record_end(self.d.store, self.live)  # none, unless it belongs to another link run
+        events = await self.d.store.commit_link(
             state=state, run_id=self.run_id, cost_delta=result.cost_usd if result else 0.0, ran=done.ran,
             passes=self.passes, handoff=done.handoff_version, evs=list(done.events),
-            link_run_id=self.live.link_run_id if done.ran else None,
-            outcome=done.judged_outcome, refusals=done.refusals,
-        ))
+            link_run_id=link_run_id, outcome=done.judged_outcome, refusals=done.refusals, finished=finished,
+        )
+        if finished is not None:
+            self.live.unfinished = None
+        self._publish(events)
         self._state = state
         self._write_round(state)
         if state.task_outcome:

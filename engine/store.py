@@ -519,35 +519,44 @@ class Store:
     async def finish_link(
         self, link_run_id: int, *, status: str, model: str | None, error_class: str, error_message: str,
         duration_s: float, cost_usd: float, input_tokens: int, output_tokens: int, turns: int,
-        session_id: str | None, exit_code: int | None, excerpt: str,
+        session_id: str | None, exit_code: int | None, excerpt: str, ended_at: str | None = None,
     ) -> None:
         async with self.transaction() as db:
             await self._finish_link(db, link_run_id, status=status, model=model, error_class=error_class,
                                     error_message=error_message, duration_s=duration_s, cost_usd=cost_usd,
                                     input_tokens=input_tokens, output_tokens=output_tokens, turns=turns,
-                                    session_id=session_id, exit_code=exit_code, excerpt=excerpt)
+                                    session_id=session_id, exit_code=exit_code, excerpt=excerpt, ended_at=ended_at)
 
-    async def _finish_link(self, db: Writer, link_run_id: int, **v: Any) -> None:
+    async def _finish_link(self, db: Writer, link_run_id: int, *, ended_at: str | None = None,
+                           refusals: str | None = None, **v: Any) -> None:
         await db.execute(
             "UPDATE link_runs SET status = ?, model = COALESCE(?, model), error_class = ?, error_message = ?, "
             "ended_at = ?, duration_s = ?, cost_usd = ?, input_tokens = ?, output_tokens = ?, turns = ?, "
-            "session_id = ?, exit_code = ?, result_excerpt = ?, current_tool = NULL WHERE id = ?",
-            (v["status"], v["model"], v["error_class"], v["error_message"], self.stamp(), v["duration_s"],
+            "session_id = ?, exit_code = ?, result_excerpt = ?, current_tool = NULL, "
+            "refusals = COALESCE(?, refusals) WHERE id = ?",
+            (v["status"], v["model"], v["error_class"], v["error_message"], ended_at or self.stamp(), v["duration_s"],
              v["cost_usd"], v["input_tokens"], v["output_tokens"], v["turns"], v["session_id"],
-             v["exit_code"], v["excerpt"], link_run_id),
+             v["exit_code"], v["excerpt"], refusals, link_run_id),
         )
 
     async def commit_link(
         self, *, state: ChainState, run_id: int, cost_delta: float, ran: bool, passes: int,
         handoff: tuple[int | None, int, str, str] | None, evs: Sequence[NewEvent], link_run_id: int | None = None,
         outcome: tuple[str, str] | None = None, refusals: str | None = None,
+        finished: Mapping[str, Any] | None = None,
     ) -> list[Event]:
         """After a link: the link run marked done (with its final outcome (error class, message)
         when judging the link after it ended changed it, and the refusals it met), the chain's
         counters, the run's totals, the handoff version (link_run_id, round, link, content) and the
-        events, in one transaction."""
+        events, in one transaction. `finished`: the link run's end as `finish_link` takes it (and
+        `ended_at`), when the run loop left it for this transaction: one UPDATE writes both (#14)."""
         async with self.transaction() as db:
-            if link_run_id is not None:
+            if link_run_id is not None and finished is not None:
+                end = {**finished, "status": "done", "refusals": refusals}
+                if outcome is not None:
+                    end["error_class"], end["error_message"] = outcome
+                await self._finish_link(db, link_run_id, **end)
+            elif link_run_id is not None:
                 await db.execute("UPDATE link_runs SET status = 'done', refusals = COALESCE(?, refusals) WHERE id = ?",
                                  (refusals, link_run_id))
                 if outcome is not None:
