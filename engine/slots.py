@@ -40,12 +40,19 @@ class FileSlots(asyncio.Semaphore):
         self._held: list[int] = []  # fds of the slot files this process holds locked
         self._turn = asyncio.Lock()  # waiters of this process, in order
         self._freed = asyncio.Event()  # a slot of this process was released
+        self._paths = [str(folder / f"slot-{index}.lock") for index in range(count)]
+
+    def _open(self, index: int) -> int:
+        path = self._paths[index]
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # the folder is created on the first take (and again if removed)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def _try_take(self) -> bool:
-        self.folder.mkdir(parents=True, exist_ok=True)
         for index in range(self.count):
-            path = self.folder / f"slot-{index}.lock"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = self._open(index)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -79,19 +79,22 @@ async def _watch(engine: Engine, name: str, queue: asyncio.Queue[ev.Event]) -> s
     last_progress = 0.0
     status: str = ChainStatus.STOPPED
     while True:
-        getter = asyncio.create_task(queue.get())
-        await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if not getter.done():
-            getter.cancel()
-            while not queue.empty():
-                _print_event(queue.get_nowait(), tty)
-            break
-        event = getter.result()
+        if queue.empty():  # else the next event at once: no task and no wait for each of a burst (#14)
+            getter = asyncio.create_task(queue.get())
+            await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                while not queue.empty():
+                    _print_event(queue.get_nowait(), tty)
+                break
+            event = getter.result()
+        else:
+            event = queue.get_nowait()
         if event.chain != name:
             continue
         if event.kind == ev.PROGRESS:
             now = time.monotonic()
-            if et.LiveProgress.from_data(event.data).kind == "spawned":  # the agent starts (after a wait for a slot)
+            if event.data.get("kind") == "spawned":  # the agent starts (after a wait for a slot)
                 link_started = now
                 continue
             if tty:
