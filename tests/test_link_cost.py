@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from engine import events as ev
+from engine import statefiles
 from engine.engine import Engine
 from engine.permissions import Refusal
 from engine.settings import Settings
@@ -97,3 +99,27 @@ async def test_a_links_end_and_outcome_are_recorded_as_before(home: Path, store:
     assert all(r.current_tool is None for r in rows)
     kinds = [e.kind for e in await store.run_events(rows[0].run_id)]
     assert kinds.count(ev.LINK_STARTED) == 2 and kinds.count(ev.LINK_FINISHED) == 1
+
+
+@pytest.mark.parametrize(("written", "expect_text"), [(100, True), (300, False)])
+def test_a_handoff_that_grew_after_its_size_was_taken_is_read_on_to_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: int, expect_text: bool) -> None:
+    """The handoff is read in a buffer sized to the file (not 1 MiB), and a file that grew between
+    the fstat and the read is read on: whole if within the limit, refused if over it. Broke:
+    `raw += handle.read(limit + 1 - len(raw))` in `statefiles.read_bounded` (the text cut at the
+    size first seen, and the grown file not refused)."""
+    path = tmp_path / "handoff.md"
+    path.write_text("x" * written, encoding="utf-8")
+    real = os.fstat
+
+    def fstat_before_the_growth(fd: int) -> os.stat_result:
+        st = real(fd)
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 10,
+                               st.st_atime, st.st_mtime, st.st_ctime))
+
+    monkeypatch.setattr(statefiles.os, "fstat", fstat_before_the_growth)
+    read = statefiles.read_bounded(path, 200, tmp_path)
+    if expect_text:
+        assert (read.text, read.problem) == ("x" * written, None)
+    else:
+        assert read.text is None and read.problem is not None and "over the 200-byte limit" in read.problem
