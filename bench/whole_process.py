@@ -1,16 +1,18 @@
 """Whole-process cost, as a user pays it (#14): wall time, CPU time and peak memory of `llmauto
-chain start` of a 6-, a 12- and a 30-link chain with an instant agent (a shell script that prints
+chain start` of a 6-, 12-, 30- and 60-link chain with an instant agent (a shell script that prints
 claude's result line at once), and `chain reset` and `chain status` as fresh processes. Each
 command runs RUNS times (at least 5); the table gives the median, the spread (min-max and the
 interquartile range), the median CPU time (user + system, the agents' included, which other
 processes on the machine disturb less than the wall time), and the machine's noise: the spread of a
 bare `python -c pass` and the load average before and after.
 
-Each extra link: the three starts run one after the other in each of the RUNS rounds, and each
-round gives a slope (least squares over its 6/12/30-link wall times, and over their CPU times): the
-row shows the median slope with its min-max and interquartile range over the rounds. A slope over
-24 extra links of one round, where the three starts share that moment's load, is far steadier than
-the difference of two medians over 6 links (which swung from -6.5 ms to +17.9 ms under load).
+Each extra link: the four starts run one after the other in each of the RUNS rounds, and each
+round gives a slope (least squares over its 6/12/30/60-link wall times, and over their CPU times):
+the row shows the median slope with its min-max and interquartile range over the rounds. A slope
+over 54 extra links of one round, where the starts share that moment's load, is far steadier than
+the difference of two medians over 6 links (which swung from -6.5 ms to +17.9 ms under load): a
+whole process's time varies by some 50 ms from run to run on a shared machine, about 1 ms a link
+over 54 links.
 
 Bytecode: an installed llmauto has its modules compiled (pip writes the .pyc files), so the children
 keep theirs in a temporary PYTHONPYCACHEPREFIX, written by a warm-up run of each command, whatever
@@ -43,7 +45,7 @@ printf '%s\\n' '{"type":"result","subtype":"success","is_error":false,"result":"
 """
 
 MIN_RUNS = 5
-SIZES = (6, 12, 30)  # links of the chains whose starts give the cost of each extra link
+SIZES = (6, 12, 30, 60)  # links of the chains whose starts give the cost of each extra link
 
 
 def _once(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
@@ -125,7 +127,7 @@ def measure(runs: int = 7) -> dict[str, Any]:
 
 
 ROWS = (("start6", "`chain start`, 6 links", "< 350 ms"), ("start12", "`chain start`, 12 links", ""),
-        ("start30", "`chain start`, 30 links", ""),
+        ("start30", "`chain start`, 30 links", ""), ("start60", "`chain start`, 60 links", ""),
         ("reset", "`chain reset`", "< 150 ms"), ("status", "`chain status NAME`", "< 150 ms"),
         ("status_compiling", "`chain status NAME`, no .pyc (compiles every module)", ""),
         ("python", "bare `python -c pass` (noise floor)", ""))
