@@ -39,7 +39,8 @@ Layout (one concept a module; the left column is every module of the package):
  state and events
   store          the one database of a home: runs, links, events, leases, ... (SQL written once)
   db             the database connection the store talks to, whichever backend; picks one
-  db_sqlite      the default backend: the home's SQLite file (aiosqlite, WAL, BEGIN IMMEDIATE)
+  db_sqlite      the default backend: the home's SQLite file (aiosqlite, or blocking sqlite3; WAL, BEGIN IMMEDIATE)
+  loopless       a coroutine that never waits, run without an event loop (one-shot commands)
   db_postgres    the PostgreSQL backend (LLMAUTO_DATABASE_URL; psycopg, imported only then)
   pg_sql         the store's SQL translated to PostgreSQL's dialect, pure
   dburl          LLMAUTO_DATABASE_URL checked, and told without its password
