@@ -10,6 +10,7 @@ Layout (one concept a module; the left column is every module of the package):
   clock          the injectable clock and sleeper
   zones          time zone names, found in any case, and the machine's own
   redact         secrets out of everything kept or sent: one Redactor
+  records        eq, hash and repr of the frozen value types, written once (cheaper to import)
  chain definitions
   chains         chain definitions: frozen types, load, apply defaults, validate
   describe       how validation messages name a value a person wrote

@@ -30,6 +30,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from engine.records import Record
+
 FILE_TOOLS = frozenset({"Read", "Write", "Edit", "MultiEdit", "NotebookEdit", "Glob", "Grep"})
 # claude: "Edit rules apply to all built-in tools that edit files"; Read rules to those that read.
 _FAMILIES = {"Edit": frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"}), "Read": frozenset({"Read", "Glob", "Grep"})}
@@ -46,8 +48,8 @@ class Verdict(StrEnum):
     DENY = "deny"
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Rule(Record):
     """One rule: a tool name and, optionally, what its argument must look like."""
 
     tool: str
@@ -222,8 +224,8 @@ class Decision:
     always: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
-class ApprovalRules:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class ApprovalRules(Record):
     """A link's `approve` settings, parsed."""
 
     ask: tuple[Rule, ...] = ()

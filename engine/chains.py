@@ -20,6 +20,7 @@ from engine import routing
 from engine.approvals import ON_TIMEOUT, ApprovalRules, check_rules
 from engine.describe import kind as kind_of
 from engine.errors import BadChainName, InvalidChain, UnknownChain
+from engine.records import Record
 from engine.settings import (
     DEFAULT_ALLOWED_TOOLS,
     DEFAULT_MODEL,
@@ -42,8 +43,8 @@ DEFAULT_BLOCKED_WAIT_S = 6 * 3600.0
 NAME_PATTERN = r"[A-Za-z0-9_.-]+"
 
 
-@dataclass(frozen=True, kw_only=True)
-class LinkDef:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class LinkDef(Record):
     """One link: one non-interactive run of claude (or of `command`)."""
 
     name: str
@@ -95,8 +96,8 @@ class LinkDef:
         return text
 
 
-@dataclass(frozen=True, kw_only=True)
-class ChainDef:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class ChainDef(Record):
     """A whole chain, with defaults applied and every prompt resolved."""
 
     name: str
@@ -175,8 +176,8 @@ TELEGRAM_FIELDS = frozenset({"enabled", "update_every_n_links", "bot_token_env",
 SHUTDOWN_FIELDS = frozenset({"max_consecutive_blocks", "stop_file"})
 
 
-@dataclass(frozen=True)
-class GlobalDefaults:
+@dataclass(frozen=True, eq=False, repr=False)
+class GlobalDefaults(Record):
     """What a link gets when neither it nor its chain's `defaults` says otherwise: the home's
     settings (LLMAUTO_PERMISSION_MODE, LLMAUTO_ALLOWED_TOOLS, LLMAUTO_DEFAULT_MODEL), which default
     to the original llmauto's."""

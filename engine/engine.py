@@ -30,6 +30,7 @@ from engine.clock import Clock, RealSleeper, Sleeper, SystemClock
 from engine.errors import ChainBusy, LlmautoError
 from engine.events import EventBus
 from engine.leases import Leases, expire_approvals, recover
+from engine.records import Record
 from engine.settings import Settings
 from engine.statefiles import ChainFiles
 from engine.statefiles import remove as remove_state_file
@@ -62,8 +63,8 @@ HEARTBEAT_S = 5.0
 LIVE_STATUSES = (ChainStatus.RUNNING, ChainStatus.WAITING, ChainStatus.BLOCKED, ChainStatus.PAUSED)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ChainView:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class ChainView(Record):
     """Everything `status` shows about one chain."""
 
     name: str

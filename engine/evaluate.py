@@ -21,6 +21,7 @@ from engine import handoff as hp
 from engine import hops, policy, routing
 from engine.chains import ChainDef, LinkDef
 from engine.permissions import summary as refusal_summary
+from engine.records import Record
 from engine.statefiles import STATUS_WORDS
 from engine.states import AGENT_STOPS, ChainStatus
 from engine.store import ChainState, NewEvent
@@ -29,8 +30,8 @@ from engine.stream import ErrorClass, LinkResult
 MAX_REFUSAL_EVENTS = 20  # refusals stored one by one per link; the rest are counted
 
 
-@dataclass(frozen=True)
-class ReadBack:
+@dataclass(frozen=True, eq=False, repr=False)
+class ReadBack(Record):
     """What a link left on disk, as read right after it."""
 
     handoff: str | None  # the new handoff; None when it is missing or unreadable
@@ -39,8 +40,8 @@ class ReadBack:
     status_word: str | None = None  # status.txt, as the agents left it
 
 
-@dataclass(frozen=True)
-class Ran:
+@dataclass(frozen=True, eq=False, repr=False)
+class Ran(Record):
     """A link that ran to its end (not cut off by a person or a shutdown)."""
 
     result: LinkResult
@@ -49,15 +50,15 @@ class Ran:
     read: ReadBack
 
 
-@dataclass(frozen=True)
-class Skipped:
+@dataclass(frozen=True, eq=False, repr=False)
+class Skipped(Record):
     """A link that did not run: `why` is the assignee it was not (or the max_runs reason)."""
 
     why: str | None
 
 
-@dataclass(frozen=True)
-class RunFacts:
+@dataclass(frozen=True, eq=False, repr=False)
+class RunFacts(Record):
     """What the decision needs from the run around the link."""
 
     chain: ChainDef
@@ -67,8 +68,8 @@ class RunFacts:
     redact: Callable[[str], str]
 
 
-@dataclass(frozen=True)
-class Evaluation:
+@dataclass(frozen=True, eq=False, repr=False)
+class Evaluation(Record):
     """What to do after a link, in the order `_after_link` does it."""
 
     state: ChainState  # the chain's counters and position to commit

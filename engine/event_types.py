@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Self
 
 from engine import events as ev
 from engine.permissions import Refusal
+from engine.records import Record
 from engine.store import NewEvent
 
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -81,8 +82,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class StoredEvent:
-    """Base of the typed events: `KIND`, and the JSON both ways.
+class StoredEvent(Record):
+    """Base of the typed events: `KIND`, and the JSON both ways (eq, hash and repr: `Record`).
 
     `OPTIONAL` names fields whose key is left out of the JSON when they are None (the variants of
     an event that never had that key, such as a BLOCKED alert without a `policy`)."""
@@ -121,13 +122,13 @@ class StoredEvent:
         return NewEvent(self.KIND, self.to_data())
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class LinkPermissions(StoredEvent):
     link: str = ""
     permissions: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class RunStarted(StoredEvent):
     KIND: ClassVar[str] = ev.RUN_STARTED
     round: int = 1
@@ -142,7 +143,7 @@ class RunStarted(StoredEvent):
     permissions: tuple[LinkPermissions, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class RunFinished(StoredEvent):
     KIND: ClassVar[str] = ev.RUN_FINISHED
     status: str | None = None  # the chain's status (what status.txt says)
@@ -156,7 +157,7 @@ class RunFinished(StoredEvent):
     origin: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class LinkFinished(StoredEvent):
     """A link ended. A link cut off by a person or a shutdown (`rerun`: it runs again on the next
     start) is stored with fewer keys: the ones it always had."""
@@ -202,7 +203,7 @@ class LinkFinished(StoredEvent):
         return self.error_class == "ok"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Blocked(StoredEvent):
     """An alert: an agent wrote BLOCKED (`kind` agent), a route or the bounce guard blocked the
     chain (routed, bounces), claude refused the tools a link needed (denied: `tools`, `field`),
@@ -219,7 +220,7 @@ class Blocked(StoredEvent):
     field: str | None = None  # the chain field that sets the link's tools
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Routed(StoredEvent):
     """A link's verdict chose where the marble goes (#13)."""
 
@@ -236,7 +237,7 @@ class Routed(StoredEvent):
     guard: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ToolRefused(StoredEvent):
     KIND: ClassVar[str] = ev.TOOL_REFUSED
     link: str = ""
@@ -249,7 +250,7 @@ class ToolRefused(StoredEvent):
         return Refusal(tool=self.tool or "?", target=self.target or None, message=self.message)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ApprovalRequested(StoredEvent):
     KIND: ClassVar[str] = ev.APPROVAL_REQUESTED
     id: int = 0
@@ -263,7 +264,7 @@ class ApprovalRequested(StoredEvent):
     always: bool = False  # "always allow" can be offered
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ApprovalDecided(StoredEvent):
     KIND: ClassVar[str] = ev.APPROVAL_DECIDED
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({"always"})
@@ -278,7 +279,7 @@ class ApprovalDecided(StoredEvent):
 
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class LinkStarted(StoredEvent):
     """A link's attempt starts (a retry is a new one, with `attempt` > 1)."""
 
@@ -293,7 +294,7 @@ class LinkStarted(StoredEvent):
     session: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class LinkSkipped(StoredEvent):
     """A link did not run: a worker the controller did not assign, or one whose max_runs are used
     up (`assigned` then says so: it holds the reason, as it always did)."""
@@ -310,7 +311,7 @@ class LinkSkipped(StoredEvent):
         return told if "max_runs" in told else f"ASSIGNED: {told}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class RoundFinished(StoredEvent):
     KIND: ClassVar[str] = ev.ROUND_FINISHED
     round: int = 0
@@ -320,7 +321,7 @@ class RoundFinished(StoredEvent):
     links_failed: int = 0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class HandoffProblem(StoredEvent):
     """An agent left the handoff unreadable (or status.txt with an unknown word) and what was put back."""
 
@@ -330,7 +331,7 @@ class HandoffProblem(StoredEvent):
     restored: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class WaitingLimit(StoredEvent):
     """A usage limit: the link is tried again at `until` (`reset_known` False: a backoff guess)."""
 
@@ -343,7 +344,7 @@ class WaitingLimit(StoredEvent):
     attempt: int = 1
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class WaitingSlot(StoredEvent):
     """A link waits for a free agent slot (LLMAUTO_MAX_PARALLEL_LINKS)."""
 
@@ -352,18 +353,18 @@ class WaitingSlot(StoredEvent):
     slots: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Paused(StoredEvent):
     KIND: ClassVar[str] = ev.PAUSED
     by: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Resumed(StoredEvent):
     KIND: ClassVar[str] = ev.RESUMED
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class StopRequested(StoredEvent):
     KIND: ClassVar[str] = ev.STOP_REQUESTED
     reason: str | None = None
@@ -371,7 +372,7 @@ class StopRequested(StoredEvent):
     by: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class OperatorNote(StoredEvent):
     """A person's note went into the handoff (`round` is left out when the chain was not running)."""
 
@@ -382,7 +383,7 @@ class OperatorNote(StoredEvent):
     round: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Recovered(StoredEvent):
     """A run a crash cut off was found and set to resume."""
 
@@ -393,7 +394,7 @@ class Recovered(StoredEvent):
     handoff_restored: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class WarningEvent(StoredEvent):
     """Something a person should know that changes nothing by itself (a chain's warnings, a retry, a reset)."""
 
@@ -403,7 +404,7 @@ class WarningEvent(StoredEvent):
     link: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class TaskStarted(StoredEvent):
     """A round took the task pool's next open task."""
 
@@ -414,7 +415,7 @@ class TaskStarted(StoredEvent):
     round: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class TaskDone(StoredEvent):
     """The round's task was ticked off (`problem`: why the pool could not be marked)."""
 
@@ -426,14 +427,14 @@ class TaskDone(StoredEvent):
     problem: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class TaskBlocked(TaskDone):
     """The round's task stays BLOCKED: marked and skipped from now on."""
 
     KIND: ClassVar[str] = ev.TASK_BLOCKED
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ScheduleEvent(StoredEvent):
     """What a schedule did (fired, skipped, queued, missed), with the schedule it came from. The
     keys after `scheduled_for` belong to some variants only and are left out when None."""
@@ -463,27 +464,27 @@ class ScheduleEvent(StoredEvent):
     grace_s: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ScheduleFired(ScheduleEvent):
     KIND: ClassVar[str] = ev.SCHEDULE_FIRED
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ScheduleSkipped(ScheduleEvent):
     KIND: ClassVar[str] = ev.SCHEDULE_SKIPPED
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ScheduleQueued(ScheduleEvent):
     KIND: ClassVar[str] = ev.SCHEDULE_QUEUED
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ScheduleMissed(ScheduleEvent):
     KIND: ClassVar[str] = ev.SCHEDULE_MISSED
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class LiveProgress(StoredEvent):
     """Live progress of a running link (published, never stored): the tool it uses, its turns;
     `kind` "spawned" when the agent starts, "refused" for a refused tool call, "output" for a line
@@ -498,7 +499,7 @@ class LiveProgress(StoredEvent):
     detail: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class WorkerLost(StoredEvent):
     """#15: the worker running a link went silent (no heartbeat within LLMAUTO_WORKER_LOST_AFTER_S);
     the link runs again from its input handoff on another eligible worker (`retry_on`, when one

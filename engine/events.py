@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.records import Record
+
 if TYPE_CHECKING:
     import asyncio  # imported where a subscriber needs a queue: a lean command publishes to nobody
 
@@ -40,8 +42,8 @@ SCHEDULE_QUEUED = "schedule_queued"
 PROGRESS = "progress"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Event:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class Event(Record):
     id: int
     kind: str
     chain: str | None

@@ -27,6 +27,7 @@ from engine.claude_cli import agent_env, claude_argv
 from engine.events import Event, EventBus
 from engine.processes import process_start_token
 from engine.prompts import render
+from engine.records import Record
 from engine.runner import AgentRunner, Invocation, PermissionHandler
 from engine.settings import Settings
 from engine.store import Store
@@ -38,8 +39,8 @@ PROGRESS_FLUSH_S = 1.0
 FILE_EDITING = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
 
 
-@dataclass(frozen=True, kw_only=True)
-class LinkContext:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class LinkContext(Record):
     """What an attempt needs from its run: all of it owned elsewhere."""
 
     settings: Settings
@@ -75,8 +76,8 @@ class LiveLink:
     unfinished: tuple[int, dict[str, Any]] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Attempt:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class Attempt(Record):
     """One attempt to run: which link, on which model, with which prompt and placeholder values."""
 
     link: LinkDef

@@ -32,6 +32,7 @@ from engine.limits import next_attempt_at
 from engine.link import Attempt, LinkContext, LiveLink, record_end, run_attempt
 from engine.notes import add_operator_note
 from engine.prompts import build_prompt, format_duration
+from engine.records import Record
 from engine.runner import AgentRunner
 from engine.settings import Settings
 from engine.statefiles import ChainFiles
@@ -93,8 +94,8 @@ class RunControl:
         self.changed.clear()
 
 
-@dataclass(frozen=True)
-class RunDeps:
+@dataclass(frozen=True, eq=False, repr=False)
+class RunDeps(Record):
     """What a run needs from the engine; all owned elsewhere."""
 
     settings: Settings
@@ -108,8 +109,8 @@ class RunDeps:
     execute: LinkExecutor = run_attempt
 
 
-@dataclass(frozen=True)
-class RunOutcome:
+@dataclass(frozen=True, eq=False, repr=False)
+class RunOutcome(Record):
     run_id: int
     status: ChainStatus | RunStatus  # the run's end: a chain word, or INTERRUPTED
     reason: str

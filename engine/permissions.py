@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.records import Record
+
 _REFUSAL = re.compile(
     r"requires? approval|permission to use \S+.{0,200}? (?:has been|was) denied|don'?t ask mode"
     r"|permission (?:has been |was )?denied|tool permission (?:stream closed|request failed)"
@@ -36,8 +38,8 @@ _REFUSAL = re.compile(
 _TARGET_KEYS = ("command", "file_path", "path", "notebook_path", "url", "pattern", "query")
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Refusal(Record):
     """One tool call claude refused: the tool, what it wanted (command or path), and why."""
 
     tool: str

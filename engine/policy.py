@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from engine.chains import ChainDef
+from engine.records import Record
 from engine.states import ChainStatus
 from engine.stream import FALLBACK_WORTHY, ErrorClass
 
@@ -18,8 +19,8 @@ MAX_FAILED_ROUNDS = 3  # rounds in a row in which every link failed: the chain c
 OVERRUN_GRACE_S = 600.0  # a link may run this long past the runtime limit or deadline, then is killed
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunCounters:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class RunCounters(Record):
     rounds_counted: int  # rounds that count toward max_rounds (not all-failed ones)
     at_round_start: bool  # the next link is the first of a round
     run_started: datetime  # this run's start (runtime_hours is measured from it)
@@ -29,8 +30,8 @@ class RunCounters:
     passes: int  # rounds completed in this run (for once/deadend)
 
 
-@dataclass(frozen=True)
-class Stop:
+@dataclass(frozen=True, eq=False, repr=False)
+class Stop(Record):
     status: ChainStatus  # the final status word: ALL_DONE, COMPLETED, STOPPED, BLOCKED, FAILED
     reason: str
 
@@ -126,8 +127,8 @@ class Then(StrEnum):
     FALLBACK = "fallback"  # again on the link's fallback model
 
 
-@dataclass(frozen=True)
-class Tries:
+@dataclass(frozen=True, eq=False, repr=False)
+class Tries(Record):
     """What an attempt loop has been through so far for one link."""
 
     limit_waits: int = 0
@@ -135,8 +136,8 @@ class Tries:
     resumed_fresh: bool = False
 
 
-@dataclass(frozen=True)
-class RetryDecision:
+@dataclass(frozen=True, eq=False, repr=False)
+class RetryDecision(Record):
     then: Then
     tries: Tries
     stop: Stop | None = None

@@ -38,6 +38,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.describe import kind as kind_of
+from engine.records import Record
 
 DEFAULT_MAX_BOUNCES = 3
 CATCH_ALL = "*"
@@ -89,8 +90,8 @@ def verdict(handoff_text: str) -> str | None:
 # ---- the value types ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Route:
+@dataclass(frozen=True, eq=False, repr=False)
+class Route(Record):
     """One route of a link: on `verdict`, go to `target` (a keyword or a link name)."""
 
     verdict: str  # normalized, or "*"
@@ -101,8 +102,8 @@ class Route:
         return Target(self.target) if self.target in KEYWORDS else Target.LINK
 
 
-@dataclass(frozen=True)
-class Routes:
+@dataclass(frozen=True, eq=False, repr=False)
+class Routes(Record):
     """All routes of one link, in the order written. Empty: the link does not route."""
 
     routes: tuple[Route, ...] = ()
@@ -134,8 +135,8 @@ class Routes:
 NO_ROUTES = Routes()
 
 
-@dataclass(frozen=True)
-class Problem:
+@dataclass(frozen=True, eq=False, repr=False)
+class Problem(Record):
     """A validation problem: the field path (e.g. `links[2].routes.NEEDS_FIX`) and the reason."""
 
     field: str
@@ -211,8 +212,8 @@ class HopKind(StrEnum):
     BLOCKED = "blocked"  # the chain goes BLOCKED with an alert (a `blocked` route or the guard)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Hop:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class Hop(Record):
     """Where the marble goes after a link, and what to tell a person about it."""
 
     kind: HopKind

@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 
 from engine.claude_cli import user_message, with_budget
 from engine.processes import kill_group, reap_group
+from engine.records import Record
 from engine.redact import cut
 from engine.stream import ErrorClass, LinkResult, Progress, StreamParser
 
@@ -37,8 +38,8 @@ SpawnCallback = Callable[[int], None]
 PermissionHandler = Callable[[Mapping[str, object]], Awaitable[dict[str, object]]]
 
 
-@dataclass(frozen=True, kw_only=True)
-class Invocation:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class Invocation(Record):
     argv: tuple[str, ...]
     stdin: str
     cwd: Path

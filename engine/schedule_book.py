@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.chains import NAME_PATTERN
 from engine.errors import ScheduleError
+from engine.records import Record
 from engine.settings import Settings
 from engine.store import Store, utc_iso
 
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
 OVERLAP_POLICIES = ("skip", "queue")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Schedule:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class Schedule(Record):
     id: int
     chain: str
     kind: str  # cron | after

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from engine import dburl
 from engine.errors import ConfigError
+from engine.records import Record
 
 DEFAULT_API_BASE = "https://api.telegram.org/bot"
 # The original llmauto's defaults (its config.json): every link may read, edit, write and run
@@ -140,8 +141,8 @@ def _non_negative(value: float, raw: str | None, name: str) -> float:
     return value
 
 
-@dataclass(frozen=True, kw_only=True)
-class Settings:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class Settings(Record):
     home: Path
     telegram_token: str | None = field(default=None, repr=False)
     allowed_user_ids: frozenset[int] = frozenset()

@@ -20,6 +20,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.records import Record
 from engine.states import ChainStatus
 
 STATUS_WORDS = frozenset(ChainStatus)
@@ -128,8 +129,8 @@ def open_regular(path: Path, root: Path | None) -> int:
     return fd
 
 
-@dataclass(frozen=True)
-class HandoffRead:
+@dataclass(frozen=True, eq=False, repr=False)
+class HandoffRead(Record):
     """What reading handoff.md found: the text, or why there is none usable."""
 
     text: str | None

@@ -36,6 +36,7 @@ from engine.db import Cursor, Database, Row, open_database, settle
 from engine.errors import StoreError
 from engine.events import Event
 from engine.migrations import MIGRATIONS
+from engine.records import Record
 from engine.redact import Redactor
 from engine.statefiles import text_refusal
 from engine.states import ChainStatus, RunStatus, status_of
@@ -70,15 +71,16 @@ def utc_iso(when: datetime | None = None) -> str:
     return (when or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-class _Row:
-    """A value type read from one table row: `from_row` picks its fields by name."""
+class _Row(Record):
+    """A value type read from one table row: `from_row` picks its fields by name (eq, hash and
+    repr: `Record`)."""
 
     @classmethod
     def from_row(cls, row: Any) -> Self:
         return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ChainState(_Row):
     chain: str
     status: ChainStatus | RunStatus = ChainStatus.READY  # INTERRUPTED only between a cut-off run's end and STOPPED
@@ -105,7 +107,7 @@ class ChainState(_Row):
         return replace(super().from_row(row), status=status_of(row["status"]))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class RunRow(_Row):
     id: int
     chain: str
@@ -126,7 +128,7 @@ class RunRow(_Row):
         return replace(super().from_row(row), status=RunStatus(row["status"]))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class LinkRunRow(_Row):
     id: int
     run_id: int
@@ -156,7 +158,7 @@ class LinkRunRow(_Row):
     refusals: str | None = None  # the tool calls claude refused ("Bash ×3 (mkdir …)")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class HandoffVersion(_Row):
     id: int
     chain: str
@@ -168,7 +170,7 @@ class HandoffVersion(_Row):
     content: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Lease(_Row):
     chain: str
     owner: str
@@ -189,7 +191,7 @@ class Control:
     ts: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ApprovalRow(_Row):
     id: int
     run_id: int

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.permissions import Refusal, call_target, is_refusal
+from engine.records import Record
 
 
 class ErrorClass(StrEnum):
@@ -43,8 +44,8 @@ FALLBACK_WORTHY = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Progress(Record):
     """Something a watcher may want to show while a link runs."""
 
     kind: str  # spawned | init | tool | refused | text | retry | fallback | rate_limit | output
@@ -54,8 +55,8 @@ class Progress:
     detail: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
-class LinkResult:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class LinkResult(Record):
     error_class: ErrorClass
     text: str = ""
     session_id: str | None = None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import LlmautoError
+from engine.records import Record
 from engine.routing import Problem
 
 MAX_TASK_CHARS = 4000  # a task added from the phone or the CLI
@@ -51,14 +52,14 @@ _MARKS = {TaskState.OPEN: " ", TaskState.DONE: "x", TaskState.BLOCKED: "!"}
 _STATE_OF_MARK = {" ": TaskState.OPEN, "x": TaskState.DONE, "X": TaskState.DONE, "!": TaskState.BLOCKED}
 
 
-@dataclass(frozen=True, kw_only=True)
-class FilePool:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class FilePool(Record):
     path: str  # as written in the chain
     format: Format = "checkbox"
 
 
-@dataclass(frozen=True, kw_only=True)
-class DirectoryPool:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class DirectoryPool(Record):
     path: str
     pattern: str = "*.md"
 
@@ -66,8 +67,8 @@ class DirectoryPool:
 PoolDef = FilePool | DirectoryPool
 
 
-@dataclass(frozen=True, kw_only=True)
-class Task:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class Task(Record):
     id: str
     text: str  # the task's line (file) or its first line (directory)
     state: TaskState = TaskState.OPEN
@@ -80,8 +81,8 @@ class Task:
         return f"{self.text}\n{self.body}" if self.body else self.text
 
 
-@dataclass(frozen=True, kw_only=True)
-class PoolRead:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class PoolRead(Record):
     """The tasks of a pool as read at one moment, and per-task problems (a directory pool's task
     file that is too large or a symlink out is left out and reported here)."""
 

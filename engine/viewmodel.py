@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.records import Record
 from engine.states import icon
 
 if TYPE_CHECKING:  # types only: a terminal `status` need not import the typed events (#14)
@@ -17,8 +18,8 @@ if TYPE_CHECKING:  # types only: a terminal `status` need not import the typed e
 __all__ = ["LinkEnd", "Rounds", "icon", "link_end", "rounds", "rounds_done", "row_end"]
 
 
-@dataclass(frozen=True)
-class LinkEnd:
+@dataclass(frozen=True, eq=False, repr=False)
+class LinkEnd(Record):
     """How a link ended, as a line about it says it."""
 
     ok: bool
@@ -51,8 +52,8 @@ def rounds_done(next_round: int | None) -> int:
     return max(0, (next_round or 1) - 1)
 
 
-@dataclass(frozen=True)
-class Rounds:
+@dataclass(frozen=True, eq=False, repr=False)
+class Rounds(Record):
     """A chain's rounds: "round 3 of 10 (2 done)" while it runs, "rounds done: 2 of 10" when not."""
 
     current: int
