@@ -92,6 +92,25 @@ def _starts(exe: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
     return out
 
 
+def _agent_alone(claude: Path, runs: int) -> dict[str, float]:
+    """The instant agent by itself, started from here as a link starts it (its prompt on stdin,
+    its output read to the end): what each extra link costs whatever runs it. 10 starts a round."""
+    walls: list[float] = []
+    cpus: list[float] = []
+    prompt = b'{"type":"user","message":{"role":"user","content":"go"}}\n'
+    for _ in range(runs * 10):
+        started = time.perf_counter()
+        proc = subprocess.Popen([str(claude)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        assert proc.stdin is not None
+        proc.stdin.write(prompt)
+        proc.stdin.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        walls.append((time.perf_counter() - started) * 1000)
+        cpus.append((usage.ru_utime + usage.ru_stime) * 1000)
+        assert os.waitstatus_to_exitcode(status) == 0
+    return _summary(walls, cpus)
+
+
 def measure(runs: int = 7) -> dict[str, Any]:
     runs = max(runs, MIN_RUNS)
     home = temp_home()
@@ -119,6 +138,7 @@ def measure(runs: int = 7) -> dict[str, Any]:
         "status": _spans([*exe, "chain", "status", "links6"], env, runs),
         "status_compiling": _spans([*exe, "chain", "status", "links6"], compiling, runs),
         "python": _spans([sys.executable, "-c", "pass"], env, runs),
+        "agent": _agent_alone(claude, runs),
     }
     out["load"] = (load_before, os.getloadavg())
     shutil.rmtree(home, ignore_errors=True)
@@ -148,6 +168,9 @@ def main() -> int:
     m = r["per_link"]
     print(f"| each extra link | {m['median_ms']:.1f} ms | {m['min_ms']:.1f}-{m['max_ms']:.1f} ms "
           f"| {m['q1_ms']:.1f}-{m['q3_ms']:.1f} ms | {m['cpu_ms']:.1f} ms | | < 5 ms |")
+    m = r["agent"]
+    print(f"| the instant agent alone (sh and cat; part of each link) | {m['median_ms']:.1f} ms "
+          f"| {m['min_ms']:.1f}-{m['max_ms']:.1f} ms | {m['q1_ms']:.1f}-{m['q3_ms']:.1f} ms | {m['cpu_ms']:.1f} ms | | |")
     print(f"\nEach extra link: the slope over {'/'.join(map(str, SIZES))} links of each of the {runs} rounds "
           "(wall, and CPU with the agents' own); median, min-max and IQR over the rounds.")
     return 0

@@ -12,11 +12,11 @@ them by `[redacted]` in every text it writes (event payloads, handoff versions, 
 errors, outbox messages: every parameter of every write goes through `Writer`), whatever an agent
 echoed into its handoff or its answer.
 
-On a blocking database (`Store.open(..., blocking=True)`, SQLite through plain sqlite3) every
-method completes without suspending, so a one-shot command drives it without an event loop
-(`engine.loopless`): then there is no other task to serialize against and nothing can be
-cancelled mid-statement, so the transaction lock and `settle` are left out, and this module does
-not import asyncio.
+On a blocking database (`Store.open(..., blocking=True)`, SQLite through plain sqlite3; the
+command line's, see `open_for_cli`) every method completes without suspending: nothing can be
+cancelled mid-statement, so `settle` is left out, and a one-shot command drives the store without
+an event loop (`engine.loopless`), with no lock and without importing asyncio. Inside a running
+loop (a foreground run's tasks) transactions still take the lock.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields, replace
@@ -60,6 +61,18 @@ class Writer:
         if self._redact:
             parameters = [self._redact(p) if isinstance(p, str) else p for p in parameters]
         return await self._db.execute(sql, parameters)
+
+
+def _loop_running() -> bool:
+    """Is an event loop running in this thread? (Never, when nothing imported asyncio.)"""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _at_once(work: Awaitable[T]) -> T:
@@ -249,6 +262,12 @@ class Store:
             import asyncio
 
             self._lock, self._settle = asyncio.Lock(), settle
+        elif _loop_running():
+            # A blocking store used by tasks (a foreground run): its own bodies never suspend, but
+            # one that awaits something else inside a transaction must not let another task's in.
+            import asyncio
+
+            self._lock = asyncio.Lock()
         self.redact = Redactor(secrets)
         self._writer = Writer(db, self.redact)
 
@@ -282,10 +301,16 @@ class Store:
                         blocking=blocking)
 
     @classmethod
-    def open_for_command(cls, settings: Settings) -> contextlib.AbstractAsyncContextManager[Store]:
-        """The store of a one-shot command (`chain status`, `stop`, `schedule list`...): blocking
-        on SQLite, so the command runs without an event loop (`engine.loopless`); on PostgreSQL
-        the async one, under `asyncio.run` (`llmauto.cli.main` decides by the same test)."""
+    def open_for_cli(cls, settings: Settings) -> contextlib.AbstractAsyncContextManager[Store]:
+        """The store of a command-line process: blocking on SQLite, the async one on PostgreSQL.
+        A one-shot command (`chain status`, `stop`, `schedule list`...) then runs without an event
+        loop (`engine.loopless`; `llmauto.cli.main` decides by the same test), and a foreground
+        `chain start` pays no thread hop per statement: a run's start and each link cost a few
+        dozen statements, and each hop to aiosqlite's thread and back cost up to half a
+        millisecond (#14). While another process holds the write lock, such a process waits in
+        SQLite's busy handler, its display and its agents' pipes paused meanwhile (write
+        transactions last milliseconds). `serve` keeps aiosqlite: its bot and its other runs must
+        not wait for another process's transaction."""
         return cls.open_settings(settings, blocking=settings.database_url is None)
 
     async def _setup(self) -> None:

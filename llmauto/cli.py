@@ -4,7 +4,7 @@ Heavy modules (the engine, aiosqlite, the bot) are imported inside the commands 
 `llmauto --help` stays fast. Errors become text in exactly one place: `main()`.
 
 The one-shot commands (everything but `chain start`, `pipe`, `worker` and `serve`) run without an
-event loop on the home's SQLite file: their store is blocking (`Store.open_for_command`) and
+event loop on the home's SQLite file: their store is blocking (`Store.open_for_cli`) and
 `engine.loopless` drives their coroutines, so they never import asyncio (#14). On PostgreSQL they
 run under `asyncio.run`, as the others always do.
 """
@@ -251,7 +251,7 @@ async def _with_engine(settings: Settings, body: Callable[[Engine], Coroutine[An
     from engine.engine import Engine
     from engine.store import Store
 
-    async with Store.open_for_command(settings) as store:
+    async with Store.open_for_cli(settings) as store:
         engine = Engine(settings, store)  # not entered: a one-shot command runs no chain, polls nothing
         try:
             return await body(engine)

@@ -27,7 +27,7 @@ PROGRESS_EVERY_S = 5.0  # when stdout is not a terminal
 async def run_foreground(settings: Settings, name: str) -> int:
     """Run the chain here until it ends. Exit code 0 or 1 by how it ended; 128 + the signal's
     number when a signal stopped it (130 for Ctrl-C, 143 for SIGTERM), once the stop is recorded."""
-    async with Store.open_settings(settings) as store, Engine(settings, store) as engine:
+    async with Store.open_for_cli(settings) as store, Engine(settings, store) as engine:
         engine.load(name)
         queue = engine.bus.subscribe()
         loop = asyncio.get_running_loop()

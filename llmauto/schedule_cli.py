@@ -15,7 +15,7 @@ from engine.store import Store
 
 async def cli(settings: Settings, action: str, args: argparse.Namespace) -> int:
     """add | after | list | remove | pause | resume; usage errors raise (main() exits 2)."""
-    async with Store.open_for_command(settings) as store:
+    async with Store.open_for_cli(settings) as store:
         book = ScheduleBook(store, settings)
         if action == "add":
             text = " ".join(args.cron)

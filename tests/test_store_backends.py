@@ -45,6 +45,29 @@ def test_every_public_method_runs_without_an_event_loop(tmp_path: Path) -> None:
     run_loopless(_tour(Backend("sqlite", tmp_path / "state" / "llmauto.db", None), blocking=True))
 
 
+async def test_a_blocking_store_keeps_the_transactions_of_tasks_apart(tmp_path: Path) -> None:
+    """A blocking store inside a running loop (a foreground `chain start`): a transaction whose
+    body awaits something else lets no other task's transaction in on the same connection; both
+    commit whole, one after the other.
+    Broken once: the `elif _loop_running():` lock dropped from Store.__init__ (engine/store.py):
+    the second task's BEGIN failed ("cannot start a transaction within a transaction")."""
+    order: list[str] = []
+
+    async def writer(store: Store, name: str) -> None:
+        async with store.transaction() as db:
+            order.append(f"{name} in")
+            await db.execute("INSERT INTO cursors (name, event_id) VALUES (?, ?)", (name, 1))
+            await asyncio.sleep(0)  # the other task runs meanwhile
+            await db.execute("UPDATE cursors SET event_id = 2 WHERE name = ?", (name,))
+            order.append(f"{name} out")
+
+    async with Store.open(tmp_path / "state" / "llmauto.db", blocking=True) as store:
+        await asyncio.gather(writer(store, "a"), writer(store, "b"))
+        rows = await store.query("SELECT name, event_id FROM cursors ORDER BY name")
+    assert [tuple(r) for r in rows] == [("a", 2), ("b", 2)]
+    assert order == ["a in", "a out", "b in", "b out"]
+
+
 async def _tour(backend: Backend, *, blocking: bool = False) -> None:
     clock = ManualClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     async with backend.open(clock=clock, secrets=[SECRET], **({"blocking": True} if blocking else {})) as raw:
@@ -167,8 +190,8 @@ async def _tour(backend: Backend, *, blocking: bool = False) -> None:
             async with Store.open_settings(_settings(backend)) as again:
                 recorded[backend.name].add("open_settings")
                 assert (await again.run(run_id)) is not None
-        async with Store.open_for_command(_settings(backend)) as again:  # blocking on SQLite only
-            recorded[backend.name].add("open_for_command")
+        async with Store.open_for_cli(_settings(backend)) as again:  # blocking on SQLite only
+            recorded[backend.name].add("open_for_cli")
             assert (await again.run(run_id)) is not None
     if backend.name == "postgres":
         assert public_methods() - recorded["postgres"] == set()
