@@ -19,7 +19,11 @@ keep theirs in a temporary PYTHONPYCACHEPREFIX, written by a warm-up run of each
 PYTHONDONTWRITEBYTECODE says in this environment. One more row shows `chain status` compiling every
 module from source (PYTHONDONTWRITEBYTECODE=1 and no cache), what a checkout run that way pays.
 
-    python -m bench.whole_process [RUNS]
+Every round runs each measure once, in turn, so that all of them share each moment's load; with
+`--instructions` (and valgrind installed) the table is followed by the instructions each command's
+process runs, counted by callgrind, which the load does not move.
+
+    python -m bench.whole_process [RUNS] [--instructions]
 """
 
 from __future__ import annotations
@@ -76,16 +80,23 @@ def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
-def _starts(exe: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
-    """RUNS rounds of `chain start` of each size (each after a `chain reset`, untimed); per size
-    the usual summary, and the per-round slopes (ms per extra link) of wall and CPU time."""
+def _rounds(exe: list[str], env: dict[str, str], singles: dict[str, tuple[list[str], dict[str, str]]],
+            runs: int) -> dict[str, Any]:
+    """RUNS rounds; each runs `chain start` of each size (after an untimed `chain reset`) and then
+    each of `singles` once, so that every measure shares each moment's load (on a shared machine
+    the load moves within seconds). Per measure the usual summary, and the per-round slopes (ms per
+    extra link) of wall and CPU time."""
     per_size: dict[int, list[tuple[float, float, float]]] = {n: [] for n in SIZES}
+    per_single: dict[str, list[tuple[float, float, float]]] = {k: [] for k in singles}
     for _ in range(runs):
         for n in SIZES:
             subprocess.run([*exe, "chain", "reset", f"links{n}"], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=True)
             per_size[n].append(_once([*exe, "chain", "start", f"links{n}"], env))
+        for key, (argv, single_env) in singles.items():
+            per_single[key].append(_once(argv, single_env))
     out: dict[str, Any] = {f"start{n}": _summary(*(list(c) for c in zip(*per_size[n], strict=True))) for n in SIZES}
+    out.update({k: _summary(*(list(c) for c in zip(*v, strict=True))) for k, v in per_single.items()})
     walls = [slope(SIZES, [per_size[n][r][0] for n in SIZES]) for r in range(runs)]
     cpus = [slope(SIZES, [per_size[n][r][1] for n in SIZES]) for r in range(runs)]
     out["per_link"] = _summary(walls, cpus)
@@ -111,7 +122,18 @@ def _agent_alone(claude: Path, runs: int) -> dict[str, float]:
     return _summary(walls, cpus)
 
 
-def measure(runs: int = 7) -> dict[str, Any]:
+def _instructions(argv: list[str], env: dict[str, str], before: list[str] | None = None) -> float:
+    """Millions of instructions the process runs (callgrind; its children not counted): a figure
+    the machine's load does not move."""
+    if before:
+        subprocess.run(before, env=env, stdout=subprocess.DEVNULL, check=True)
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    counted = [line for line in done.stderr.splitlines() if "Collected :" in line]
+    return int(counted[-1].split(":")[-1]) / 1e6
+
+
+def measure(runs: int = 7, *, instructions: bool = False) -> dict[str, Any]:
     runs = max(runs, MIN_RUNS)
     home = temp_home()
     pycache = Path(tempfile.mkdtemp(prefix="llmauto-bench-pyc-"))
@@ -133,13 +155,21 @@ def measure(runs: int = 7) -> dict[str, Any]:
         subprocess.run(warm, env=env, stdout=subprocess.DEVNULL, check=True)  # the db, and the .pyc files
     load_before = os.getloadavg()
     out: dict[str, Any] = {
-        **_starts(exe, env, runs),
-        "reset": _spans(reset6, env, runs),
-        "status": _spans([*exe, "chain", "status", "links6"], env, runs),
-        "status_compiling": _spans([*exe, "chain", "status", "links6"], compiling, runs),
-        "python": _spans([sys.executable, "-c", "pass"], env, runs),
+        **_rounds(exe, env, {
+            "reset": (reset6, env),
+            "status": ([*exe, "chain", "status", "links6"], env),
+            "status_compiling": ([*exe, "chain", "status", "links6"], compiling),
+            "python": ([sys.executable, "-c", "pass"], env),
+        }, runs),
         "agent": _agent_alone(claude, runs),
     }
+    if instructions:
+        out["instructions"] = {
+            "status": _instructions([*exe, "chain", "status", "links6"], env),
+            "reset": _instructions(reset6, env),
+            "start6": _instructions([*exe, "chain", "start", "links6"], env, before=reset6),
+            "python": _instructions([sys.executable, "-c", "pass"], env),
+        }
     out["load"] = (load_before, os.getloadavg())
     shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(pycache, ignore_errors=True)
@@ -154,8 +184,9 @@ ROWS = (("start6", "`chain start`, 6 links", "< 350 ms"), ("start12", "`chain st
 
 
 def main() -> int:
-    runs = max(int(sys.argv[1]) if len(sys.argv) > 1 else 7, MIN_RUNS)
-    r = measure(runs)
+    args = [a for a in sys.argv[1:] if a != "--instructions"]
+    runs = max(int(args[0]) if args else 7, MIN_RUNS)
+    r = measure(runs, instructions="--instructions" in sys.argv[1:] and shutil.which("valgrind") is not None)
     (b1, b5, b15), (a1, a5, a15) = r["load"]
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}; load average (1/5/15 min) before "
           f"{b1:.2f}/{b5:.2f}/{b15:.2f}, after {a1:.2f}/{a5:.2f}/{a15:.2f}\n")
@@ -171,6 +202,11 @@ def main() -> int:
     m = r["agent"]
     print(f"| the instant agent alone (sh and cat; part of each link) | {m['median_ms']:.1f} ms "
           f"| {m['min_ms']:.1f}-{m['max_ms']:.1f} ms | {m['q1_ms']:.1f}-{m['q3_ms']:.1f} ms | {m['cpu_ms']:.1f} ms | | |")
+    if "instructions" in r:
+        print("\n| instructions (callgrind, one run) | millions |\n|---|---|")
+        for key, label in (("start6", "`chain start`, 6 links (llmauto's process only)"), ("reset", "`chain reset`"),
+                           ("status", "`chain status NAME`"), ("python", "bare `python -c pass`")):
+            print(f"| {label} | {r['instructions'][key]:.0f} M |")
     print(f"\nEach extra link: the slope over {'/'.join(map(str, SIZES))} links of each of the {runs} rounds "
           "(wall, and CPU with the agents' own); median, min-max and IQR over the rounds.")
     return 0
