@@ -7,11 +7,12 @@ counters rely on that). The schema version is `PRAGMA user_version`; `PRAGMA dat
 a poller that another connection committed. The file and its folder are private (0600, 0700).
 
 Two ways to talk to the same file, one class: through aiosqlite (a thread per connection, so the
-event loop never blocks: `serve`, a foreground `chain start`), or `blocking=True`, straight through
-sqlite3 (`BlockingConnection`). A one-shot CLI command (`chain status`, `reset`, `stop`...) has
-nothing else to do while a statement runs, so it uses the blocking one and drives the store's
-coroutines without an event loop (`engine.loopless`): it never imports asyncio, which is a third
-of such a command's cost (#14). aiosqlite, and with it asyncio, is imported only when asked for.
+event loop never blocks: `serve`), or `blocking=True`, straight through sqlite3
+(`BlockingConnection`: the command line's, `Store.open_for_cli`). A one-shot CLI command (`chain
+status`, `reset`, `stop`...) has nothing else to do while a statement runs, and drives the store's
+coroutines without an event loop (`engine.loopless`), never importing asyncio, which was a third of
+such a command's cost; a foreground `chain start` saves a thread hop per statement (#14).
+aiosqlite, and with it asyncio, is imported only when asked for.
 """
 
 from __future__ import annotations
