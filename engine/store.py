@@ -63,6 +63,12 @@ class Writer:
         return await self._db.execute(sql, parameters)
 
 
+def cli_store_blocks(settings: Settings) -> bool:
+    """Is the command line's store (`Store.open_for_cli`) blocking? On the home's SQLite file, yes;
+    PostgreSQL's backend is async only."""
+    return settings.database_url is None
+
+
 def _loop_running() -> bool:
     """Is an event loop running in this thread? (Never, when nothing imported asyncio.)"""
     asyncio = sys.modules.get("asyncio")
@@ -304,14 +310,14 @@ class Store:
     def open_for_cli(cls, settings: Settings) -> contextlib.AbstractAsyncContextManager[Store]:
         """The store of a command-line process: blocking on SQLite, the async one on PostgreSQL.
         A one-shot command (`chain status`, `stop`, `schedule list`...) then runs without an event
-        loop (`engine.loopless`; `llmauto.cli.main` decides by the same test), and a foreground
+        loop (`engine.loopless`; `llmauto.cli.main` asks `cli_store_blocks`), and a foreground
         `chain start` pays no thread hop per statement: a run's start and each link cost a few
         dozen statements, and each hop to aiosqlite's thread and back cost up to half a
         millisecond (#14). While another process holds the write lock, such a process waits in
         SQLite's busy handler, its display and its agents' pipes paused meanwhile (write
         transactions last milliseconds). `serve` keeps aiosqlite: its bot and its other runs must
         not wait for another process's transaction."""
-        return cls.open_settings(settings, blocking=settings.database_url is None)
+        return cls.open_settings(settings, blocking=cli_store_blocks(settings))
 
     async def _setup(self) -> None:
         try:

@@ -210,10 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings, with_worker=args.with_worker)
         key = (args.command, getattr(args, "action", None))
         handler = COMMANDS[key]
-        if key not in NEEDS_EVENT_LOOP and settings.database_url is None:
-            from engine.loopless import run_loopless
+        if key not in NEEDS_EVENT_LOOP:
+            from engine.store import cli_store_blocks
 
-            return run_loopless(handler(settings, args))
+            if cli_store_blocks(settings):
+                from engine.loopless import run_loopless
+
+                return run_loopless(handler(settings, args))
         import asyncio
 
         return asyncio.run(handler(settings, args))

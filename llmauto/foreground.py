@@ -94,7 +94,7 @@ async def _watch(engine: Engine, name: str, queue: asyncio.Queue[ev.Event]) -> s
             continue
         if event.kind == ev.PROGRESS:
             now = time.monotonic()
-            if event.data.get("kind") == "spawned":  # the agent starts (after a wait for a slot)
+            if et.LiveProgress.from_data(event.data).kind == "spawned":  # the agent starts (after a wait for a slot)
                 link_started = now
                 continue
             if tty:
