@@ -22,6 +22,7 @@ Layout (one concept a module; the left column is every module of the package):
  the run
   marble         the run loop: rounds and links, stop conditions, pause, BLOCKED waits
   hops           verdict routing and task pools inside a run: pure glue for marble
+  run_tasks      the round's task of a run: taken from the pool at a round's start, settled after
   evaluate       a finished link evaluated, pure: handoff kept, BLOCKED, refusals judged, route, round's end
   policy         pure decisions: stop conditions, skip-if-not-assigned, wind-down
   handoff        pure parsing of the agents' handoff protocol (ASSIGNED, BLOCKED, headline)

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine import evaluate, policy, taskpool
+from engine import evaluate, policy
 from engine import event_types as et
 from engine import handoff as hp
 from engine.approval_desk import ApprovalDesk
@@ -33,14 +33,13 @@ from engine.link import Attempt, LinkContext, LiveLink, record_end, run_attempt
 from engine.notes import add_operator_note
 from engine.prompts import build_prompt, format_duration
 from engine.records import Record
+from engine.run_tasks import RunTasks
 from engine.runner import AgentRunner
 from engine.settings import Settings
 from engine.statefiles import ChainFiles
 from engine.states import AGENT_STOPS, ChainStatus, RunStatus
 from engine.store import ChainState, Store
 from engine.stream import ErrorClass, LinkResult
-from engine.tasks import PoolError, PoolRead, Task, TaskState
-from engine.tasks import placeholders as task_placeholders
 
 LinkExecutor = Callable[[LinkContext, Attempt, LiveLink], Awaitable[LinkResult]]
 
@@ -156,7 +155,8 @@ class MarbleRun:
             stopping=lambda: control.stop_requested or control.shutdown, changed=control.wait_changed,
             on_timeout_stop=lambda reason: control.request_stop(reason, now=False, by="approval timeout"),
         )
-        self._task: tuple[Task, PoolRead] | None = None  # the round's task (a chain with a task_pool)
+        self.tasks = RunTasks(pool=chain.task_pool, workdir=self._workdir(), store=deps.store,
+                              run_id=lambda: self.run_id, publish=self._publish)
 
     @property
     def current_link(self) -> str | None:
@@ -299,7 +299,7 @@ class MarbleRun:
                 await self._pause()
                 continue
             if self.chain.task_pool is not None:
-                state, stop = await self._take_task(state)
+                state, stop = await self.tasks.take(state)
                 self._state = state
                 if stop is not None:
                     return stop, state
@@ -405,7 +405,7 @@ class MarbleRun:
             "ROUNDS_LEFT": "unlimited" if left is None else str(left),
             "TIME_LEFT": format_duration(t_left),
             "DEADLINE": self.chain.deadline.isoformat(timespec="minutes") if self.chain.deadline else "none",
-            **(task_placeholders(*self._task) if self._task else {"TASK": "", "TASK_ID": "", "TASKS_LEFT": "", "TASK_FILE": ""}),
+            **self.tasks.placeholders(),
         }
 
     async def _run_with_retries(
@@ -541,7 +541,7 @@ class MarbleRun:
         self._state = state
         self._write_round(state)
         if state.task_outcome:
-            state = self._state = await self._settle_task(state)
+            state = self._state = await self.tasks.settle(state)
         stop = done.stop
         if done.wait_for_answer:
             stop = await self._wait_for_answer(link)
@@ -555,56 +555,6 @@ class MarbleRun:
             last_good = await self._last_good_handoff()
         return evaluate.ReadBack(handoff=read.text, problem=read.problem, last_good=last_good,
                                  status_word=self.files.read_status())
-
-    # ---- the task pool -------------------------------------------------------------------
-    def _pool_read(self) -> PoolRead:
-        assert self.chain.task_pool is not None
-        return taskpool.read_pool(self.chain.task_pool, self._workdir())
-
-    async def _take_task(self, state: ChainState) -> tuple[ChainState, policy.Stop | None]:
-        """At a round's start (or a resumed run's first link): a pending outcome written to the
-        pool, then the pool read afresh and its next open task taken; none left: ALL_DONE."""
-        if state.task_outcome:
-            state = await self._settle_task(state)
-        fresh_round = state.next_link == 0 and state.round_ran == 0  # not a bounce back to the first link
-        if not fresh_round and self._task is not None:
-            return state, None
-        try:
-            read = self._pool_read()
-        except PoolError as exc:
-            return state, policy.Stop(ChainStatus.FAILED, f"task pool: {exc}")
-        task = None
-        if not fresh_round and state.task_id:  # resumed mid-round: the same task
-            task = next((t for t in read.tasks if t.id == state.task_id), None)
-        task = task or next((t for t in read.open), None)
-        if task is None:
-            return state, policy.Stop(ChainStatus.ALL_DONE, "task list done")
-        self._task = (task, read)
-        if task.id != state.task_id or fresh_round:
-            state = replace(state, task_id=task.id)
-            self._publish(await self.d.store.put_chain_state(state, [et.TaskStarted(
-                task_id=task.id, text=task.text[:500], left=len(read.open), round=state.round,
-            ).new()], run_id=self.run_id))
-        return state, None
-
-    async def _settle_task(self, state: ChainState) -> ChainState:
-        """Write the round's task outcome to the pool ([x] or done/, [!] or blocked/); marking is
-        idempotent, so a crash before the state below is committed only repeats it."""
-        outcome, task_id = TaskState(state.task_outcome), state.task_id
-        text = self._task[0].text if self._task and self._task[0].id == task_id else ""
-        problem = None
-        try:
-            found = taskpool.mark(self.chain.task_pool, self._workdir(), task_id, outcome) if task_id and self.chain.task_pool else False
-            if not found:
-                problem = "the task is no longer in the pool (removed or reworded)"
-        except (PoolError, OSError) as exc:
-            problem = str(exc)
-        kind = et.TaskDone if outcome is TaskState.DONE else et.TaskBlocked
-        told = kind(task_id=task_id, text=text[:500], round=state.round - 1, problem=problem)
-        state = replace(state, task_outcome="", task_id=None)
-        self._task = None
-        self._publish(await self.d.store.put_chain_state(state, [told.new()], run_id=self.run_id))
-        return state
 
     async def _last_good_handoff(self) -> str | None:
         versions = await self.d.store.handoff_versions(self.chain.name, 1)
