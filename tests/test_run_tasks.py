@@ -60,6 +60,34 @@ async def test_a_run_resumed_mid_round_carries_on_with_its_task_without_announci
     assert stop is None and state.task_id == two.id and published == []
 
 
+async def test_a_start_with_an_outcome_still_to_write_settles_it_before_taking_the_next(store: Store, tmp_path: Path) -> None:
+    """A run stopped after the round that finished task one but before its outcome reached the pool:
+    the next start marks it first, then takes task two. Red with take skipping a pending outcome
+    (task one would be taken again)."""
+    (tmp_path / "todo.md").write_text("- [ ] one\n- [ ] two\n")
+    one = taskpool.read_pool(POOL, tmp_path).open[0]
+    published: list[Event] = []
+    pending = replace(await store.chain_state("c"), round=2, task_id=one.id, task_outcome="done")
+    tasks = tasks_of(store, tmp_path, POOL, published)
+    state, stop = await tasks.take(pending)
+    assert stop is None and tasks.placeholders()["TASK"] == "two" and state.task_outcome == ""
+    assert [e.kind for e in published] == [et.TaskDone.KIND, et.TaskStarted.KIND]
+    assert (tmp_path / "todo.md").read_text() == "- [x] one\n- [ ] two\n"
+
+
+async def test_a_pool_that_cannot_be_marked_is_told_and_the_round_goes_on(store: Store, tmp_path: Path) -> None:
+    """The pool file vanished during the round: the outcome is told with the reason, and the state
+    is cleared so the next round reads the pool afresh (and fails there, with its reason)."""
+    (tmp_path / "todo.md").write_text("- [ ] one\n")
+    published: list[Event] = []
+    tasks = tasks_of(store, tmp_path, POOL, published)
+    state, _ = await tasks.take(await store.chain_state("c"))
+    (tmp_path / "todo.md").unlink()
+    state = await tasks.settle(replace(state, round=2, task_outcome="done"))
+    assert (state.task_id, state.task_outcome) == (None, "")
+    assert published[-1].kind == et.TaskDone.KIND and "todo.md" in published[-1].data["problem"]
+
+
 async def test_no_open_task_left_ends_the_chain_all_done(store: Store, tmp_path: Path) -> None:
     (tmp_path / "todo.md").write_text("- [x] zero\n- [!] stuck\n")
     _, stop = await tasks_of(store, tmp_path, POOL, []).take(await store.chain_state("c"))
