@@ -195,7 +195,8 @@ def link_line(row: LinkRunRow) -> str:
     took = dur(row.duration_s) if row.duration_s is not None else "running"
     err = f" — {esc(end.error[:150])}" if end.error else ""
     refused = f" · refused {esc(end.refused[:150])}" if end.refused else ""
-    return f"r{row.round} <b>{esc(row.link)}</b> {esc(end.outcome)} · {took} · {money(row.cost_usd)}{err}{refused}"
+    said = " · ".join([esc(end.outcome), *([took] if took != end.outcome else []), money(row.cost_usd)])  # not "running · running"
+    return f"r{row.round} <b>{esc(row.link)}</b> {said}{err}{refused}"
 
 
 def log_text(chain: str, rows: Sequence[LinkRunRow]) -> str:

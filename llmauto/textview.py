@@ -82,7 +82,8 @@ def link_line(row: LinkRunRow) -> str:
     model = f" [{row.model}]" if row.model else ""
     err = f": {end.error}" if end.error else ""
     refused = f" [refused: {end.refused}]" if end.refused else ""
-    return f"round {row.round} {row.link}{model}: {end.outcome}, {took}, {money(row.cost_usd)}{err}{refused}"
+    said = ", ".join([end.outcome, *([took] if took != end.outcome else []), money(row.cost_usd)])  # not "running, running"
+    return f"round {row.round} {row.link}{model}: {said}{err}{refused}"
 
 
 def log_lines(rows: Sequence[LinkRunRow]) -> str:

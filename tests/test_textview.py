@@ -87,6 +87,8 @@ def test_link_lines_and_the_empty_log() -> None:
         "round 2 w: skipped (max_runs 1 reached)")
     failed = replace(ROW, error_class="auth", error_message="401", duration_s=None, model=None, refusals="Bash ×2")
     assert tv.link_line(failed) == "round 2 w: auth, running, $0.5000: 401 [refused: Bash ×2]"
+    running = replace(ROW, status="running", error_class=None, duration_s=None, cost_usd=0.0)
+    assert tv.link_line(running) == "round 2 w [sonnet]: running, $0.0000"  # said once, not "running, running"
     assert tv.log_lines([]) == "(no links run yet)"
     assert tv.log_lines([ROW]) == "#7     2026-12-03 11:00:00  round 2 w [sonnet]: ok, 1m, $0.5000"
 

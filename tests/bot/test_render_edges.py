@@ -73,6 +73,8 @@ def test_log_lines_for_no_links_a_skipped_one_and_one_still_running() -> None:
     text = sendable(render.log_text("alpha", [link_row(status="skipped", error_class=None),
                                               link_row(round=3, duration_s=None)]))
     assert "r2 worker: skipped" in text and "r3 <b>worker</b> ok · running" in text
+    running = sendable(render.log_text("alpha", [link_row(status="running", error_class=None, duration_s=None)]))
+    assert "r2 <b>worker</b> running · $" in running and "running · running" not in running
 
 
 def test_a_long_diff_is_attached_not_inlined() -> None:
