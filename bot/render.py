@@ -59,9 +59,7 @@ def shown(text: object) -> str:
     return esc(visible(text))
 
 
-def money(value: object) -> str:
-    v = float(value or 0)  # type: ignore[arg-type]
-    return f"${v:.4f}" if v < 1 else f"${v:.2f}"
+money = vm.money
 
 
 def dur(seconds: object) -> str:

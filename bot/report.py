@@ -16,7 +16,7 @@ from engine import events as ev
 from engine.permissions import summary
 from engine.prompts import format_duration
 from engine.store import Store
-from engine.viewmodel import rounds_done
+from engine.viewmodel import money, rounds_done
 
 APPROVAL_WORDS = {"approved": "approved", "denied": "denied", "timed_out": "unanswered (denied)",
                   "expired": "expired"}
@@ -84,7 +84,7 @@ async def build_report(store: Store, run_id: int) -> tuple[str, str, str] | None
     if final is not None:
         mark = fence(final.content)
         lines += ["", "## Final handoff", "", mark, final.content.rstrip("\n"), mark]
-    caption = f"{run.chain}: run #{run.id} {run.status}, {len(ran)} links, ${run.cost_usd:.2f}"
+    caption = f"{run.chain}: run #{run.id} {run.status}, {len(ran)} links, {money(run.cost_usd)}"
     return f"report-{run.chain}-run{run.id}.md", "\n".join(lines) + "\n", caption
 
 

@@ -15,6 +15,7 @@ from engine.cron import next_fire_times, parse_schedule
 from engine.settings import Settings
 from engine.states import RunStatus
 from engine.store import Store, utc_iso
+from engine.viewmodel import money
 
 
 async def summary_loop(settings: Settings, store: Store, outbox: OutboxStore, wake: asyncio.Event,
@@ -59,8 +60,8 @@ async def overnight_summary(store: Store, since: datetime, *, tz: str | None = N
         reason = f" ({run.stop_reason})" if run.stop_reason and run.status != RunStatus.RUNNING else ""
         who = f", by {run.requested_by}" if run.requested_by else ""
         lines.append(f"- {run.chain} #{run.id}: {status}{reason}, {run.links_run} links, "
-                     f"${run.cost_usd:.2f}, {span}{who}")
-    lines.append(f"Total cost: ${sum(r.cost_usd for r in runs):.2f}")
+                     f"{money(run.cost_usd)}, {span}{who}")
+    lines.append(f"Total cost: {money(sum(r.cost_usd for r in runs))}")
     return "\n".join(lines)
 
 

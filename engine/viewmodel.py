@@ -47,6 +47,13 @@ def row_end(row: LinkRunRow) -> LinkEnd:
                    refused=(row.refusals or "") if outcome != "denied" else "")
 
 
+def money(value: float | None) -> str:
+    """Dollars as every view says them: four decimals under $1 (an agent's few tenths of a cent
+    show), two from $1 on."""
+    v = float(value or 0)
+    return f"${v:.4f}" if v < 1 else f"${v:.2f}"
+
+
 def rounds_done(next_round: int | None) -> int:
     """Rounds completed, as round_counter.txt counts them, from the round the chain runs next."""
     return max(0, (next_round or 1) - 1)

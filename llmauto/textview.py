@@ -23,8 +23,7 @@ def since(iso: str | None, now: datetime | None = None) -> str:
     return format_duration(seconds)
 
 
-def money(value: float | None) -> str:
-    return f"${value or 0:.4f}" if (value or 0) < 1 else f"${value:.2f}"
+money = vm.money
 
 
 def status_line(v: ChainView) -> str:

@@ -38,3 +38,10 @@ def test_rounds_done_and_counted() -> None:
     assert vm.rounds(3, 10, 2, running=True).counted_note == ""
     assert vm.rounds(3, None, 1, running=False).counted_note == "1 counted toward max_rounds"
     assert [vm.rounds_done(n) for n in (None, 0, 1, 4)] == [0, 0, 0, 3]
+
+
+def test_every_view_says_money_alike() -> None:
+    """One formatter for the chat, the terminal, the run report and the overnight summary: a run of
+    $0.0038 was "$0.00" in the report's caption while its stop message said "$0.0038"."""
+    assert [vm.money(v) for v in (None, 0.0038, 0.99994, 1.0, 12.345)] == ["$0.0000", "$0.0038", "$0.9999", "$1.00", "$12.35"]
+    assert render.money is vm.money and textview.money is vm.money

@@ -31,6 +31,7 @@ async def test_the_report_shows_its_runs_own_handoff_fenced_and_the_rounds(serve
     assert report is not None
     assert "run one:" in report[1] and "run two:" not in report[1]
     assert "- rounds done: 2 / 2" in report[1]
+    assert report[2] == "fenced: run #1 COMPLETED, 2 links, $0.0000"  # a cent's fraction shows, as in every view
 
 
 def test_fence_is_longer_than_any_backtick_run() -> None:

@@ -48,7 +48,7 @@ async def test_summary_every_morning_lists_the_night(settings: Settings) -> None
         assert sleeper.waits[:2] == [11.5 * 3600, 24 * 3600]
         rows = await outbox.pending()
     assert len(rows) == 2 and all(r.chat_id == 42 for r in rows)
-    assert "nightly #1: ALL_DONE (done), 0 links, $0.00, 20:00–20:10, by schedule #1" in rows[0].text
+    assert "nightly #1: ALL_DONE (done), 0 links, $0.0000, 20:00–20:10, by schedule #1" in rows[0].text
     assert "Nothing ran since 2026-11-25 07:30 UTC" in rows[1].text
 
 
