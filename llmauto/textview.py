@@ -75,7 +75,7 @@ def rounds_text(v: ChainView) -> str:
 
 def link_line(row: LinkRunRow) -> str:
     if row.status == "skipped":
-        return f"round {row.round} {row.link}: skipped ({row.error_message or 'not assigned'})"
+        return f"round {row.round} {row.link} skipped: {row.error_message or 'not assigned'}"
     end = vm.row_end(row)
     took = format_duration(row.duration_s) if row.duration_s is not None else "running"
     model = f" [{row.model}]" if row.model else ""
@@ -159,7 +159,7 @@ def progress_line(event: Event, elapsed_s: float, cost: float) -> str:
     tool = f"{p.tool} {p.target or ''}".strip() if p.tool else (p.detail or "")
     if p.kind == "output":  # a command link's own output line
         return f"    {p.link} {format_duration(elapsed_s)} · {tool[:90]}"
-    return f"    {p.link} {format_duration(elapsed_s)} · turn {p.turns} · {tool[:70]} · {money(cost)}"
+    return f"    {p.link} {format_duration(elapsed_s)} · turn {p.turns} · {tool[:70]} · run {money(cost)}"  # the run's, so far
 
 
 def chain_summary(chain: ChainDef, *, is_root: bool = False, sandbox: bool = False) -> str:

@@ -82,9 +82,9 @@ def test_rounds_text(kw: dict[str, Any], text: str) -> None:
 
 def test_link_lines_and_the_empty_log() -> None:
     """Red with the skipped branch of link_line removed, or log_lines' empty case."""
-    assert tv.link_line(replace(ROW, status="skipped", error_message=None)) == "round 2 w: skipped (not assigned)"
+    assert tv.link_line(replace(ROW, status="skipped", error_message=None)) == "round 2 w skipped: not assigned"
     assert tv.link_line(replace(ROW, status="skipped", error_message="max_runs 1 reached")) == (
-        "round 2 w: skipped (max_runs 1 reached)")
+        "round 2 w skipped: max_runs 1 reached")
     failed = replace(ROW, error_class="auth", error_message="401", duration_s=None, model=None, refusals="Bash ×2")
     assert tv.link_line(failed) == "round 2 w: auth, running, $0.5000: 401 [refused: Bash ×2]"
     running = replace(ROW, status="running", error_class=None, duration_s=None, cost_usd=0.0)
@@ -139,7 +139,7 @@ def test_progress_lines() -> None:
     out = ev("progress", kind="output", link="w", detail="x" * 200)
     assert tv.progress_line(out, 5.0, 0.0) == "    w 5.0s · " + "x" * 90
     tool = ev("progress", link="w", turns=4, tool="Bash", target="ls")
-    assert tv.progress_line(tool, 61.0, 0.25) == "    w 1m · turn 4 · Bash ls · $0.2500"
+    assert tv.progress_line(tool, 61.0, 0.25) == "    w 1m · turn 4 · Bash ls · run $0.2500"
 
 
 def test_chain_summary_of_a_once_chain_with_a_directory_pool(tmp_path: Path) -> None:
