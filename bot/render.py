@@ -146,7 +146,7 @@ def status_compact(views: Sequence[ChainView]) -> str:
     for v in views:
         icon = vm.icon(v.status)
         if v.error:
-            lines.append(f"❗ <b>{esc(v.name)}</b> invalid: {esc(v.error.splitlines()[-1][:120])}")
+            lines.append(f"❗ <b>{esc(v.name)}</b> invalid: {esc(vm.definition_problem(v.error)[:160])}")
             continue
         running = v.running_here or v.running_elsewhere
         rounds = (f"round {v.round}" if running else f"{vm.rounds_done(v.round)} rounds done") + (

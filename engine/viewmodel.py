@@ -54,6 +54,19 @@ def money(value: float | None) -> str:
     return f"${v:.4f}" if v < 1 else f"${v:.2f}"
 
 
+def definition_problem(error: str) -> str:
+    """An invalid chain's error in one line, for a list of chains: its first problem, without the
+    chain file's name the list already shows, and how many more `chain validate` would give."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    if len(lines) < 2 or lines[0] != "invalid chain:":  # one message (unreadable JSON, ...)
+        return lines[0] if lines else error
+    first, more = lines[1], len(lines) - 2
+    path, sep, rest = first.partition(".json: ")
+    if sep and "/" in path and " " not in path:
+        first = rest
+    return first + (f" (+{more} more)" if more else "")
+
+
 def rounds_done(next_round: int | None) -> int:
     """Rounds completed, as round_counter.txt counts them, from the round the chain runs next."""
     return max(0, (next_round or 1) - 1)

@@ -269,8 +269,9 @@ async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
         views = await engine.views()
         if not views:
             print(f"no chains in {settings.chains_dir}")
+        width = max([24, *(len(v.name) + 1 for v in views)])
         for v in views:
-            print(status_line(v))
+            print(status_line(v, width))
         return 0
 
     return await _with_engine(settings, body)

@@ -26,15 +26,16 @@ def since(iso: str | None, now: datetime | None = None) -> str:
 money = vm.money
 
 
-def status_line(v: ChainView) -> str:
+def status_line(v: ChainView, width: int = 24) -> str:
+    """One chain in `chain list`; `width`: the name column's (the longest name's, at least 24)."""
     where = " (here)" if v.running_here else (f" ({v.running_elsewhere})" if v.running_elsewhere else "")
     running = bool(v.running_here or v.running_elsewhere)
     rounds = (f"round {v.round}" if running else f"{vm.rounds_done(v.round)} rounds done") + (
         f"/{v.max_rounds}" if v.max_rounds else "")
     extra = f", {v.current_link} for {since(v.current_link_since)}" if v.current_link else ""
     if v.error:
-        return f"{v.name:<24} INVALID  {v.error.splitlines()[0]}"
-    return f"{v.name:<24} {v.status:<11} {rounds}{extra}{where}"
+        return f"{v.name:<{width}} {'INVALID':<11} {vm.definition_problem(v.error)}"
+    return f"{v.name:<{width}} {v.status:<11} {rounds}{extra}{where}"
 
 
 def status_detail(v: ChainView, next_fire: str | None = None) -> str:

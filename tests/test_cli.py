@@ -75,6 +75,19 @@ def test_foreground_run_to_completion_with_live_view(cli: Cli) -> None:
     assert "fg" in listing.stdout and "ALL_DONE" in listing.stdout
 
 
+def test_chain_list_aligns_long_names_and_says_what_is_wrong_with_an_invalid_chain(cli: Cli) -> None:
+    """The original's `forschung-kritik-nachlauf` (25 characters) pushed its row out of the columns,
+    and an invalid chain read only "invalid chain:". Red with the name column fixed at 24, or with
+    the error's first line printed raw."""
+    long_name = "forschung-kritik-nachlauf"
+    (cli.home / "chains" / f"{long_name}.json").write_text(
+        '{"links": [{"name": "a", "prompt": {"path": "prompts/_private/a.txt"}}, {"name": 1}]}')
+    write_chain(cli.home, "fg", LOOP)
+    rows = cli.run("chain", "list").stdout.splitlines()
+    assert [row.index("INVALID" if long_name in row else "READY") for row in rows] == [len(long_name) + 2] * 2
+    assert rows[1].endswith("more)") and "invalid chain:" not in rows[1], rows
+
+
 async def test_stop_from_a_second_process_with_a_reason(cli: Cli) -> None:
     write_chain(cli.home, "long", dict(LOOP, max_rounds=0))
     cli.scenario_is({"default": {"sleep": 0.2}})

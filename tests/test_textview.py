@@ -43,7 +43,7 @@ def test_status_line_and_detail_of_an_invalid_chain() -> None:
     """An invalid chain shows INVALID and the first line of its error, in both views. Red with
     the `if v.error` branch of status_line removed (the status word would show instead)."""
     bad = replace(VIEW, error="links: must not be empty\n  at line 3", description="a test chain")
-    assert tv.status_line(bad) == f"{'nightly':<24} INVALID  links: must not be empty"
+    assert tv.status_line(bad) == f"{'nightly':<24} INVALID     links: must not be empty"
     detail = tv.status_detail(bad, next_fire="tomorrow 02:00").splitlines()
     assert detail[0] == "nightly: READY — a test chain"
     assert detail[1] == "definition: links: must not be empty"

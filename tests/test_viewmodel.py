@@ -45,3 +45,19 @@ def test_every_view_says_money_alike() -> None:
     $0.0038 was "$0.00" in the report's caption while its stop message said "$0.0038"."""
     assert [vm.money(v) for v in (None, 0.0038, 0.99994, 1.0, 12.345)] == ["$0.0000", "$0.0038", "$0.9999", "$1.00", "$12.35"]
     assert render.money is vm.money and textview.money is vm.money
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    ("invalid chain:\n  chains/night.json: prompts.a.path: no prompt file 'prompts/_private/a.txt' in prompts/ or the home folder\n"
+     "  chains/night.json: prompts.b.path: no prompt file 'prompts/_private/b.txt' in prompts/ or the home folder\n"
+     "  chains/night.json: links[0].model: must be a string",
+     "prompts.a.path: no prompt file 'prompts/_private/a.txt' in prompts/ or the home folder (+2 more)"),
+    ("invalid chain:\n  chains/night.json: links: must not be empty", "links: must not be empty"),
+    ("invalid chain:\n  links: must not be empty", "links: must not be empty"),
+    ("chains/night.json: not valid JSON: Expecting ',' delimiter (line 3, column 5)",
+     "chains/night.json: not valid JSON: Expecting ',' delimiter (line 3, column 5)"),
+])
+def test_an_invalid_chain_in_a_list_says_its_first_problem_and_how_many_more(error: str, said: str) -> None:
+    """The terminal's `chain list` said only "invalid chain:" (the message's first line) and the
+    chat's /chains its last problem, without the count. Red with either rule dropped."""
+    assert vm.definition_problem(error) == said

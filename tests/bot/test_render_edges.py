@@ -47,12 +47,12 @@ def link_row(**over: Any) -> LinkRunRow:
         k: None for k in fields if k not in base and k not in over})
 
 
-def test_an_invalid_chain_is_named_with_the_last_line_of_its_error() -> None:
+def test_an_invalid_chain_is_named_with_its_first_problem_and_how_many_more() -> None:
     """Red with status_compact's `continue` after the invalid line removed (the chain is then also
-    listed as if valid) or the error's last line replaced by its first."""
-    text = sendable(render.status_compact([view(error="chains/alpha.json\nlinks[0].model: not a <string>"),
-                                           view(name="beta")]))
-    assert "❗ <b>alpha</b> invalid: links[0].model: not a &lt;string&gt;" in text
+    listed as if valid) or the error shown raw (its first line is only "invalid chain:")."""
+    error = "invalid chain:\n  chains/alpha.json: links[0].model: not a <string>\n  chains/alpha.json: links[1]: no prompt"
+    text = sendable(render.status_compact([view(error=error), view(name="beta")]))
+    assert "❗ <b>alpha</b> invalid: links[0].model: not a &lt;string&gt; (+1 more)" in text
     assert text.count("alpha") == 1 and "beta</b> READY" in text
 
 
