@@ -46,7 +46,7 @@ def check_size(args: list[str]) -> None:
 def chain_arg(value: str) -> str:
     """A chain name as the engine accepts it; anything else is refused (escaped, shortened)."""
     if not NAME.fullmatch(value):
-        raise UserError(f"{shown(value[:70])} is not a chain name (letters, digits, . _ -)")
+        raise UserError(f"{shown(value, limit=100)} is not a chain name (letters, digits, . _ -)")
     return value
 
 

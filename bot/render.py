@@ -54,9 +54,22 @@ def visible(text: object) -> str:
     return "".join(out)
 
 
-def shown(text: object) -> str:
-    """User or agent text echoed in a message: invisible characters made visible, then escaped."""
-    return esc(visible(text))
+def shown(text: object, limit: int | None = None) -> str:
+    """User or agent text echoed in a message: invisible characters made visible, then escaped;
+    with `limit`, at most that many characters as sent (escapes count, "…" marks a cut), cut
+    between characters, never inside an entity such as `&lt;` or an escape such as `\\u202e`."""
+    seen = esc(visible(text))
+    if limit is None or len(seen) <= limit:
+        return seen
+    out: list[str] = []
+    size = 0
+    for ch in str(text):  # whole characters: an escape such as \u202e is never cut either
+        piece = esc(visible(ch))
+        if size + len(piece) > limit - 1:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out) + "…"
 
 
 money = vm.money

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.handlers import UserError, chain_arg
@@ -202,7 +202,12 @@ async def test_hostile_arguments_are_refused_or_handled(served: Served) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
+@example("0" * 13 + "\x1f" * 6 + "\x08" * 2 + "\U00018cd6" + "\U00018d09" * 5 + "\U0001b2fc\U0001bc89\U0001dab0\U0001e95a\U0002ebe1")
+@example("<" * 80)
 def test_chain_argument_parser(text: str) -> None:
+    """Found by hypothesis on 2026-12-04: the refusal echoed 70 characters of the name, but each
+    invisible one is shown as a 10-character escape, and the message reached 200 characters. Now the
+    echo is capped as sent (`shown(limit=100)`); red with the `[:70]` cut instead."""
     try:
         name = chain_arg(text)
     except UserError as exc:

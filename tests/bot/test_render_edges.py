@@ -157,3 +157,11 @@ def test_an_age_without_a_time_is_a_dash() -> None:
     """Red with ago's missing-time case removed (fromisoformat(None) raises)."""
     assert render.ago(None, NOW) == "-" and render.ago("", NOW) == "-"
     assert render.ago("2026-12-03T11:59:00+00:00", NOW) == render.dur(60.0)
+
+
+def test_a_capped_echo_never_cuts_an_entity_and_says_it_was_cut() -> None:
+    """Red with shown's cap counting the text before escaping (40 `<` are 160 characters sent) or
+    cutting the escaped string (a dangling `&l`, which Telegram refuses to parse)."""
+    assert render.shown("<" * 40, limit=20) == "&lt;" * 4 + "…"
+    assert render.shown("ab", limit=20) == "ab"
+    assert render.shown("\u202e" * 5, limit=15) == "\\u202e" * 2 + "…"
