@@ -9,12 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from engine.settings import Settings
 from engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_CLAUDE = ROOT / "tests" / "fakes" / "bin" / "claude"
+
+# Property tests draw the same examples on every run (a suite that passes passes again, in CI too);
+# LLMAUTO_HYPOTHESIS=explore draws new ones each run, to look for cases the fixed draw misses.
+hypothesis_settings.register_profile("deterministic", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("LLMAUTO_HYPOTHESIS", "deterministic"))
 
 # A real PostgreSQL for the distributed mode (issue #15): `pg_server` (session), `pg_url` (per test).
 pytest_plugins = ["tests.pg"]
