@@ -174,9 +174,14 @@ class BotHandlers:
 
     async def cmd_start_chain(self, update: Update, args: list[str]) -> None:
         if not args:
-            states = await self.engine.store.all_chain_states()
-            await self._pick(update, "Which chain?", [
-                (n, cb.start_button(n, n, states[n].last_run_id if n in states else None)) for n in self.engine.chain_names()])
+            views = await self.engine.views()  # cached definitions: an invalid chain is no choice
+            invalid = [v.name for v in views if v.error]
+            question = "Which chain?" + (f"\n(Not startable: {render.shown(', '.join(invalid), limit=300)}; /chains says why.)"
+                                         if invalid else "")
+            states = await self.engine.store.all_chain_states()  # what a press of the button is checked against
+            await self._pick(update, question, [
+                (v.name, cb.start_button(v.name, v.name, states[v.name].last_run_id if v.name in states else None))
+                for v in views if not v.error])
             return
         await self._start(update, chain_arg(args[0]))
 

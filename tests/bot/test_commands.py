@@ -59,8 +59,13 @@ async def test_start_chain_errors_say_why(served: Served) -> None:
 
 async def test_start_chain_without_a_name_offers_buttons(served: Served) -> None:
     loop_chain(served.home, "alpha", rounds=1)
+    (served.home / "chains" / "broken.json").write_text('{"links": []}')
     picker = await served.answer("/start_chain", "Which chain?")
     assert ("alpha", "start:alpha:0") in picker.buttons  # offered while alpha had no run yet
+    # An invalid chain is no choice (pressing it could only fail): named, not offered. Red with the
+    # `if not v.error` filter dropped.
+    assert [label for label, _ in picker.buttons] == ["alpha"]
+    assert "Not startable: broken; /chains says why." in picker.plain
     served.api.press_button(user_id=OPERATOR, chat_id=CHAT, message_id=picker.message_id, data="start:alpha:0")
     await served.api.wait_for_message(CHAT, "Started alpha")
 
