@@ -206,7 +206,7 @@ def link_line(row: LinkRunRow) -> str:
     took = dur(row.duration_s) if row.duration_s is not None else "running"
     err = f" — {esc(end.error[:150])}" if end.error else ""
     refused = f" · refused {esc(end.refused[:150])}" if end.refused else ""
-    said = " · ".join([esc(end.outcome), *([took] if took != end.outcome else []), money(row.cost_usd)])  # not "running · running"
+    said = " · ".join([*(esc(word) for word in vm.outcome_and_time(end, took)), money(row.cost_usd)])
     return f"r{row.round} <b>{esc(row.link)}</b> {said}{err}{refused}"
 
 

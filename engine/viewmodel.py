@@ -47,6 +47,12 @@ def row_end(row: LinkRunRow) -> LinkEnd:
                    refused=(row.refusals or "") if outcome != "denied" else "")
 
 
+def outcome_and_time(end: LinkEnd, took: str) -> list[str]:
+    """A link's outcome and how long it took, for a log line: a link still running is said once
+    ("running"), not "running, running"."""
+    return [end.outcome] if took == end.outcome else [end.outcome, took]
+
+
 def money(value: float | None) -> str:
     """Dollars as every view says them: four decimals under $1 (an agent's few tenths of a cent
     show), two from $1 on."""

@@ -82,7 +82,7 @@ def link_line(row: LinkRunRow) -> str:
     model = f" [{row.model}]" if row.model else ""
     err = f": {end.error}" if end.error else ""
     refused = f" [refused: {end.refused}]" if end.refused else ""
-    said = ", ".join([end.outcome, *([took] if took != end.outcome else []), money(row.cost_usd)])  # not "running, running"
+    said = ", ".join([*vm.outcome_and_time(end, took), money(row.cost_usd)])
     return f"round {row.round} {row.link}{model}: {said}{err}{refused}"
 
 
